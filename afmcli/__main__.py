@@ -1,0 +1,3 @@
+from afmcli.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""The `afm` command. Thin: each subcommand lives in afmcli/commands/<name>.py.
+
+Any error prints as one line on stderr with exit code 2; `afm --debug ...` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from afmcli.commands import (convert, demo, env, evaluate, fuse, infer, masks,
+                             synth, train)
+
+app = typer.Typer(
+    name="afm",
+    help="AFMNet small-object detection for aerial images (mmdetection 3.3).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors.")) -> None:
+    _state["debug"] = debug
+
+
+app.command("convert-visdrone")(convert.convert_visdrone)
+app.command("make-masks")(masks.make_masks)
+app.command("synth")(synth.synth)
+app.command("train", context_settings={"allow_extra_args": False})(train.train)
+app.command("infer")(infer.infer)
+app.command("fuse")(fuse.fuse)
+app.command("evaluate")(evaluate.evaluate)
+app.command("demo")(demo.demo)
+app.command("env")(env.env)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    _state["debug"] = "--debug" in argv
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print("afm: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # the one place that turns any error into one line
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            print("afm: aborted", file=sys.stderr)
+            sys.exit(130)
+        if _state["debug"]:
+            raise
+        from afmcli.errors import AfmError
+
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if isinstance(exc, AfmError):
+            print(f"afm: error: {msg}", file=sys.stderr)
+        else:
+            print(f"afm: error: {type(exc).__name__}: {msg} (run with --debug for the traceback)",
+                  file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The `afm` subcommands, one module each; cli.py registers them."""

@@ -1,0 +1,1 @@
+"""Data: VisDrone format, COCO conversion, masks, slicing, synthetic data, transforms."""

@@ -1,0 +1,76 @@
+"""The VisDrone-DET text format: one file per image, one object per line.
+
+``bbox_left, bbox_top, bbox_width, bbox_height, score, object_category, truncation, occlusion``
+(see ../shared/specs/visdrone-eval.md). Real files carry CRLF line ends, trailing
+commas and blank lines: accepted. Anything else is rejected with file and line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from afmcli.errors import AfmError
+
+# VisDrone's own ids; 0 (ignored region) and 11 (others) are not evaluated classes.
+CLASSES = ("pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle",
+           "awning-tricycle", "bus", "motor")
+CATEGORY_IDS = tuple(range(1, 11))
+IGNORED_REGION = 0
+OTHERS = 11
+NUM_FIELDS = 8
+
+
+def parse_visdrone_text(text: str, source: str = "<text>") -> np.ndarray:
+    """Parse VisDrone lines into an (N, 8) float64 array, in file order.
+
+    ``source`` names the file in error messages (``file:line: problem``).
+    """
+    rows: list[list[float]] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.endswith(","):
+            line = line[:-1]
+        fields = line.split(",")
+        if len(fields) != NUM_FIELDS:
+            raise AfmError(f"{source}:{lineno}: expected {NUM_FIELDS} comma-separated fields, "
+                           f"got {len(fields)}: {raw.strip()!r}")
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            raise AfmError(f"{source}:{lineno}: not a number in {raw.strip()!r}") from None
+        if not all(np.isfinite(values)):
+            raise AfmError(f"{source}:{lineno}: not a finite number in {raw.strip()!r}")
+        if values[2] < 0 or values[3] < 0:
+            raise AfmError(f"{source}:{lineno}: negative box size in {raw.strip()!r}")
+        rows.append(values)
+    if not rows:
+        return np.zeros((0, NUM_FIELDS), dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64)
+
+
+def read_visdrone_file(path: str | os.PathLike) -> np.ndarray:
+    """Read one VisDrone annotation or result file; an empty file has no objects."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AfmError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AfmError(f"{path}: not a text file (not UTF-8)") from None
+    return parse_visdrone_text(text, str(path))
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.4f}".rstrip("0")
+
+
+def format_visdrone_lines(rows: np.ndarray) -> str:
+    """Format (N, 8) rows as VisDrone text: integers bare, floats with 4 decimals."""
+    return "".join(",".join(_fmt(v) for v in row) + "\n" for row in np.asarray(rows, dtype=np.float64))
