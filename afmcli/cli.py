@@ -41,8 +41,18 @@ app.command("demo")(demo.demo)
 app.command("env")(env.env)
 
 
+def _bare_resume_means_auto(argv: list[str]) -> list[str]:
+    """`afm train CFG --resume` (no value) resumes from the latest checkpoint, as in mmdet."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--resume" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "auto")
+            break
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _bare_resume_means_auto(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in argv
     try:
         app(args=argv, standalone_mode=False)

@@ -10,14 +10,24 @@ import typer
 
 def train(
     config: Path = typer.Argument(..., help="An mmdet config, e.g. configs/AFM/AFMNet-tood_r50_k13.py."),
-    work_dir: Optional[Path] = typer.Option(None, "--work-dir"),
-    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (latest in work dir) or a checkpoint path.",
-                                         flag_value="auto", is_flag=False),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision."),
-    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="key=value overrides."),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Logs and checkpoints "
+                                            "(default: work_dirs/<config name>)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' resumes from the latest "
+                                         "checkpoint in the work dir; or a checkpoint path."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision (AmpOptimWrapper)."),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options",
+                                                    help="key=value config overrides (repeatable)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="The Datasets/ root for every "
+                                            "dataloader and evaluator."),
     launcher: str = typer.Option("none", "--launcher", help="none, pytorch (torchrun) or slurm."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
-                                          help="Fully unpickle load_from/resume files (only for files you trust)."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
+                                          "load_from/resume file (only for files you trust)."),
 ) -> None:
-    """Train a detector from a config."""
-    raise NotImplementedError("train is not implemented yet")
+    """Train a detector from a config (mmengine Runner; logs and checkpoints in the work dir)."""
+    from afmcli.engine.train import train as run_training
+
+    runner = run_training(config, work_dir=work_dir, resume=resume, amp=amp, cfg_options=cfg_options,
+                          launcher=launcher, data_root=data_root, trust_checkpoint=trust_checkpoint)
+    from rich.console import Console
+
+    Console().print(f"[bold green]done[/]: checkpoints and logs in {runner.work_dir}")

@@ -74,3 +74,9 @@ def _fmt(v: float) -> str:
 def format_visdrone_lines(rows: np.ndarray) -> str:
     """Format (N, 8) rows as VisDrone text: integers bare, floats with 4 decimals."""
     return "".join(",".join(_fmt(v) for v in row) + "\n" for row in np.asarray(rows, dtype=np.float64))
+
+
+def data_line_numbers(text: str) -> list[int]:
+    """1-based line numbers of the non-blank lines: row k of `parse_visdrone_text` came
+    from line ``data_line_numbers(text)[k]`` (for error messages about a row)."""
+    return [n for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]

@@ -1,0 +1,261 @@
+"""An official VisDrone split folder -> the Datasets/ layout (COCO json, linked files, crops).
+
+    Datasets/
+      images/<split>/                         images, linked (or copied)
+      images/<split>_sliced/                  crops, with --slice
+      labels/annotations/<split>_labels.json  our COCO json (see afmcli/data/coco.py)
+      labels/annotations/<split>_sliced_labels.json
+      labels/org/<split>_annotations/         the official txt, linked (or copied)
+
+Everything is read and checked before anything is written; each output is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import imagesize
+import numpy as np
+
+from afmcli.data.coco import ImageLabels, build_coco, check_gt_rows, visdrone_rows_to_labels
+from afmcli.data.slicing import boxes_in_window, slice_windows
+from afmcli.data.visdrone_format import data_line_numbers, read_visdrone_file
+from afmcli.errors import AfmError
+from afmcli.io import atomic_path, write_json
+from afmcli.progress import track
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+SPLITS = ("train", "val", "test-dev")
+
+
+@dataclass
+class DatasetPaths:
+    """Where a split lives under the Datasets/ root (the seed's layout)."""
+
+    root: Path
+    split: str
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images" / self.split
+
+    @property
+    def ann_file(self) -> Path:
+        return self.root / "labels" / "annotations" / f"{self.split}_labels.json"
+
+    @property
+    def org_labels(self) -> Path:
+        return self.root / "labels" / "org" / f"{self.split}_annotations"
+
+    def mask_dir(self, size: str) -> Path:
+        return self.root / "labels" / f"gt_mask_{size}" / self.split
+
+
+@dataclass
+class ConvertStats:
+    images: int = 0
+    annotations: int = 0
+    crowd: int = 0
+    ignore_regions: int = 0
+    others: int = 0
+    clipped: int = 0
+    dropped: int = 0
+    skipped: list[str] = field(default_factory=list)
+    crops: int = 0
+    crop_annotations: int = 0
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels.
+
+    Only when the header cannot be read is the image decoded (cv2); if that
+    fails too the image is corrupt.
+    """
+    try:
+        width, height = imagesize.get(str(path))
+    except Exception:  # imagesize raises assorted errors on damaged headers
+        width = height = -1
+    if width > 0 and height > 0:
+        return int(width), int(height)
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise AfmError(f"{path}: unreadable or corrupt image")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def pair_split_files(src: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Match images/<stem>.<ext> with annotations/<stem>.txt, sorted by image name.
+
+    Returns the pairs and one message per unmatched file.
+    """
+    img_dir, ann_dir = src / "images", src / "annotations"
+    for folder in (img_dir, ann_dir):
+        if not folder.is_dir():
+            raise AfmError(f"{folder}: no such folder (expected an official VisDrone split "
+                           f"folder with images/ and annotations/)")
+    images = {p.stem: p for p in sorted(img_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    txts = {p.stem: p for p in sorted(ann_dir.glob("*.txt"))}
+    problems = [f"{txts[s]}: annotation without an image ({s}.* not in {img_dir})"
+                for s in sorted(txts.keys() - images.keys())]
+    problems += [f"{images[s]}: image without an annotation file ({s}.txt not in {ann_dir})"
+                 for s in sorted(images.keys() - txts.keys())]
+    pairs = sorted(((images[s], txts[s]) for s in images.keys() & txts.keys()), key=lambda p: p[0].name)
+    return pairs, problems
+
+
+def load_image_labels(image_path: Path, txt_path: Path) -> tuple[dict, ImageLabels]:
+    """One image's COCO record (no id yet) and labels; AfmError names the bad file."""
+    width, height = read_image_size(image_path)
+    rows = read_visdrone_file(txt_path)
+    bad = check_gt_rows(rows)
+    if bad is not None:
+        line = data_line_numbers(txt_path.read_text(encoding="utf-8-sig"))[bad]
+        raise AfmError(f"{txt_path}:{line}: not ground truth (score must be 0 or 1, category "
+                       f"0..11): {','.join(f'{v:g}' for v in rows[bad])}")
+    record = {"file_name": image_path.name, "width": width, "height": height}
+    return record, visdrone_rows_to_labels(rows, width, height)
+
+
+def _xywh_to_xyxy(boxes) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def _xyxy_to_xywh(b: np.ndarray) -> list:
+    return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
+
+
+def crop_labels(lab: ImageLabels, window, min_visible: float) -> ImageLabels:
+    """An image's labels as seen in one crop (crop coordinates).
+
+    Objects and category-11 boxes stay when at least ``min_visible`` of them is in
+    the crop, clipped; ignored regions stay wherever they overlap the crop.
+    """
+    out = ImageLabels()
+    index, boxes = boxes_in_window(_xywh_to_xyxy([a["bbox"] for a in lab.annotations]), window, min_visible)
+    for i, box in zip(index, boxes):
+        ann = {k: v for k, v in lab.annotations[i].items() if k != "visdrone_bbox"}
+        ann["bbox"] = _xyxy_to_xywh(box)
+        ann["area"] = ann["bbox"][2] * ann["bbox"][3]
+        out.annotations.append(ann)
+    _, regions = boxes_in_window(_xywh_to_xyxy(lab.ignore_regions), window, 0.0)
+    out.ignore_regions = [_xyxy_to_xywh(box) for box in regions]
+    index, boxes = boxes_in_window(_xywh_to_xyxy([o["bbox"] for o in lab.others]), window, min_visible)
+    out.others = [{**lab.others[i], "bbox": _xyxy_to_xywh(box)} for i, box in zip(index, boxes)]
+    return out
+
+
+def crop_file_name(file_name: str, window) -> str:
+    """SAHI's crop naming: <stem>_<x1>_<y1>_<x2>_<y2><ext>."""
+    path = Path(file_name)
+    return f"{path.stem}_{'_'.join(str(int(v)) for v in window)}{path.suffix}"
+
+
+def _write_crops(job: tuple[Path, np.ndarray, Path]) -> None:
+    image_path, windows, out_dir = job
+    img = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise AfmError(f"{image_path}: unreadable or corrupt image")
+    for window in windows:
+        x1, y1, x2, y2 = (int(v) for v in window)
+        if not cv2.imwrite(str(out_dir / crop_file_name(image_path.name, window)), img[y1:y2, x1:x2]):
+            raise AfmError(f"{out_dir}: cannot write crops")
+
+
+def link_or_copy(src: Path, dst: Path, copy: bool) -> None:
+    """Hard link, else symlink, else copy (always copy with ``copy``)."""
+    if not copy:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+        try:
+            os.symlink(src.resolve(), dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
+def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad: bool = False,
+                  slice_size: int | None = None, overlap: float = 0.25, min_visible: float = 0.5,
+                  workers: int = 0) -> ConvertStats:
+    """Convert one official split folder into the Datasets/ root ``out``."""
+    if split not in SPLITS:
+        raise AfmError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if slice_size is not None and slice_size <= 0:
+        raise AfmError(f"--slice must be a positive size, got {slice_size}")
+    if not 0 <= min_visible <= 1:
+        raise AfmError(f"--min-visible must be in [0, 1], got {min_visible}")
+    stats = ConvertStats()
+    pairs, problems = pair_split_files(Path(src))
+    if problems and not skip_bad:
+        more = f" (and {len(problems) - 1} more; --skip-bad skips them)" if len(problems) > 1 else ""
+        raise AfmError(problems[0] + more)
+    stats.skipped.extend(problems)
+
+    records, labels, kept = [], [], []
+    for image_path, txt_path in track(pairs, "Reading labels"):
+        try:
+            record, lab = load_image_labels(image_path, txt_path)
+        except AfmError as exc:
+            if not skip_bad:
+                raise
+            stats.skipped.append(str(exc))
+            continue
+        records.append(record)
+        labels.append(lab)
+        kept.append((image_path, txt_path))
+    if not records:
+        raise AfmError(f"{src}: no usable image with annotations")
+    coco = build_coco(records, labels)
+
+    stats.images = len(coco["images"])
+    stats.annotations = len(coco["annotations"])
+    stats.crowd = sum(a["iscrowd"] for a in coco["annotations"])
+    stats.ignore_regions = sum(len(lab.ignore_regions) for lab in labels)
+    stats.others = len(coco["others"])
+    stats.clipped = sum(lab.clipped for lab in labels)
+    stats.dropped = sum(lab.dropped for lab in labels)
+
+    paths = DatasetPaths(Path(out), split)
+    with atomic_path(paths.images) as img_tmp, atomic_path(paths.org_labels) as txt_tmp:
+        img_tmp.mkdir()
+        txt_tmp.mkdir()
+        for image_path, txt_path in track(kept, "Linking files"):
+            link_or_copy(image_path, img_tmp / image_path.name, copy)
+            link_or_copy(txt_path, txt_tmp / txt_path.name, copy)
+        if slice_size:
+            _write_sliced(paths, kept, records, labels, slice_size, overlap, min_visible, workers, stats)
+        write_json(paths.ann_file, coco)
+    return stats
+
+
+def _write_sliced(paths: DatasetPaths, kept, records, labels, slice_size, overlap, min_visible,
+                  workers, stats: ConvertStats) -> None:
+    sliced = DatasetPaths(paths.root, f"{paths.split}_sliced")
+    crop_records, crop_labs, jobs = [], [], []
+    with atomic_path(sliced.images) as crop_tmp:
+        crop_tmp.mkdir()
+        for (image_path, _), record, lab in zip(kept, records, labels):
+            windows = slice_windows(record["height"], record["width"], slice_size, slice_size, overlap, overlap)
+            jobs.append((image_path, windows, crop_tmp))
+            for window in windows:
+                crop_records.append({"file_name": crop_file_name(record["file_name"], window),
+                                     "width": int(window[2] - window[0]), "height": int(window[3] - window[1]),
+                                     "parent_file_name": record["file_name"], "window": [int(v) for v in window]})
+                crop_labs.append(crop_labels(lab, window, min_visible))
+        with Pool(workers or os.cpu_count()) as pool:
+            for _ in track(pool.imap_unordered(_write_crops, jobs), "Writing crops", total=len(jobs)):
+                pass
+        crop_coco = build_coco(crop_records, crop_labs)
+        write_json(sliced.ann_file, crop_coco)
+    stats.crops = len(crop_records)
+    stats.crop_annotations = len(crop_coco["annotations"])

@@ -1,0 +1,1 @@
+"""Engine: training (mmengine Runner), checkpoint loading, hooks."""

@@ -1,0 +1,134 @@
+"""Training: an mmdet config through mmengine's Runner, as mmdet's tools/train.py does,
+plus what afm adds: safe checkpoint loading, a rich progress display, TensorBoard
+when installed, CPU DDP on gloo, and one option for the data root."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from pathlib import Path
+
+from afmcli.errors import AfmError
+
+
+def parse_cfg_options(options: list[str] | None) -> dict:
+    """Parse ``key=value`` overrides exactly as mmdet's tools do (mmengine DictAction)."""
+    if not options:
+        return {}
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    for opt in options:
+        if "=" not in opt:
+            raise AfmError(f"--cfg-options: expected key=value, got {opt!r}")
+    return parser.parse_args(["--cfg-options", *options]).cfg_options
+
+
+def set_data_root(cfg, data_root: str) -> None:
+    """Point every dataloader's dataset (and the evaluators' ann_file) at ``data_root``."""
+    old = cfg.get("data_root")
+    cfg.data_root = data_root
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        dataset = loader.dataset
+        while "dataset" in dataset:  # wrappers such as RepeatDataset
+            dataset = dataset.dataset
+        dataset.data_root = data_root
+    for key in ("val_evaluator", "test_evaluator"):
+        evaluator = cfg.get(key)
+        if evaluator and old and str(evaluator.get("ann_file", "")).startswith(old):
+            evaluator.ann_file = data_root + evaluator.ann_file[len(old):]
+
+
+def load_config(config: str | os.PathLike, cfg_options: list[str] | None = None):
+    from mmengine.config import Config
+
+    config = Path(config)
+    if not config.is_file():
+        raise AfmError(f"{config}: config not found")
+    try:
+        cfg = Config.fromfile(str(config))
+    except Exception as exc:  # mmengine raises many kinds on a broken config
+        raise AfmError(f"{config}: cannot load config ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    cfg.merge_from_dict(parse_cfg_options(cfg_options))
+    return cfg
+
+
+def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume: str | None = None,
+                   amp: bool = False, launcher: str = "none", data_root: str | None = None,
+                   progress: bool = True):
+    """Apply the command-line choices to a loaded config (pure: no Runner built)."""
+    if launcher not in ("none", "pytorch", "slurm", "mpi"):
+        raise AfmError(f"--launcher: expected none, pytorch, slurm or mpi, got {launcher!r}")
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = str(work_dir)
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = str(Path("work_dirs") / config_path.stem)
+    if data_root:
+        set_data_root(cfg, data_root if data_root.endswith("/") else data_root + "/")
+    if amp:
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume:
+        cfg.resume = True
+        cfg.load_from = resume
+    custom_hooks = list(cfg.get("custom_hooks", []) or [])
+    if progress and not any(h.get("type") == "RichProgressHook" for h in custom_hooks):
+        custom_hooks.append(dict(type="RichProgressHook"))
+    cfg.custom_hooks = custom_hooks
+    if importlib.util.find_spec("tensorboard") is not None:
+        vis = cfg.get("visualizer")
+        if vis is not None:
+            backends = list(vis.get("vis_backends", []))
+            if not any(b.get("type") == "TensorboardVisBackend" for b in backends):
+                backends.append(dict(type="TensorboardVisBackend"))
+            vis.vis_backends = backends
+    return cfg
+
+
+def _init_cpu_distributed(cfg) -> None:
+    """mmengine's pytorch launcher calls torch.cuda.set_device; on a CPU-only box we
+    start the gloo process group ourselves and let DDP wrap a CPU module."""
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available() or cfg.launcher != "pytorch" or dist.is_initialized():
+        return
+    dist.init_process_group(backend="gloo")
+    cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
+    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
+
+
+def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
+          launcher="none", data_root=None, trust_checkpoint=False, progress=True):
+    """Build the Runner and train. Returns the Runner (for tests and the demo)."""
+    from mmengine.runner import Runner
+
+    from afmcli.engine import progress_hook  # noqa: F401  (registers RichProgressHook)
+    from afmcli.engine.checkpoint import install_safe_loader, trusted
+
+    config = Path(config)
+    cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
+                         launcher, data_root, progress)
+    _init_cpu_distributed(cfg)
+    install_safe_loader()
+    runner = Runner.from_cfg(cfg)
+    # Resuming reads the run's own files (optimizer state, message hub): trust them.
+    trust_root = Path(cfg.work_dir) if resume else None
+    if trust_checkpoint and cfg.get("load_from"):
+        trust_root = Path(cfg.load_from)
+    if trust_root is not None:
+        with trusted(trust_root):
+            runner.train()
+    else:
+        runner.train()
+    return runner

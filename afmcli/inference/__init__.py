@@ -1,0 +1,1 @@
+"""Sliced inference (tiles + full image) and the fusion of detection sources."""

@@ -1,0 +1,92 @@
+"""One image's detections as arrays, and their COCO-results form.
+
+Everything in afmcli/inference works on :class:`Detections` (xyxy boxes in image
+pixels); COCO results (``image_id``, ``bbox`` xywh, ``score``, ``category_id``) are
+only the file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from afmcli.errors import AfmError
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray   # (N, 4) float64, x1 y1 x2 y2
+    scores: np.ndarray  # (N,) float64
+    labels: np.ndarray  # (N,) int64: label indices or category ids, as the caller uses them
+
+    def __post_init__(self):
+        object.__setattr__(self, "boxes", np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64).reshape(-1))
+        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64).reshape(-1))
+        if not len(self.boxes) == len(self.scores) == len(self.labels):
+            raise ValueError("boxes, scores and labels differ in length")
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def concat(cls, parts: Iterable["Detections"]) -> "Detections":
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.labels for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def take(self, index) -> "Detections":
+        return Detections(self.boxes[index], self.scores[index], self.labels[index])
+
+    def top(self, limit: int | None) -> "Detections":
+        """Sorted by score, highest first (stable: equal scores keep their order), at most ``limit``."""
+        order = np.argsort(-self.scores, kind="stable")
+        return self.take(order if limit is None else order[:limit])
+
+    def relabel(self, mapping: Sequence[int]) -> "Detections":
+        """Labels replaced by ``mapping[label]`` (label index -> category id)."""
+        return Detections(self.boxes, self.scores, np.asarray(mapping, dtype=np.int64)[self.labels])
+
+
+def detections_to_results(image_id: int, dets: Detections) -> list[dict]:
+    """COCO results (bbox as x, y, w, h) of one image, in the order of ``dets``."""
+    xywh = dets.boxes.copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    return [{"image_id": image_id, "bbox": [float(v) for v in box], "score": float(score),
+             "category_id": int(label)}
+            for box, score, label in zip(xywh, dets.scores, dets.labels)]
+
+
+def results_to_detections(results, source: str) -> dict[int, Detections]:
+    """Group a COCO results list by image id; a malformed entry is an AfmError naming it."""
+    if not isinstance(results, list):
+        raise AfmError(f"{source}: expected a JSON list of COCO results, got {type(results).__name__}")
+    grouped: dict[int, list[tuple]] = {}
+    for i, r in enumerate(results):
+        try:
+            image_id = r["image_id"]
+            x, y, w, h = (float(v) for v in r["bbox"])
+            score = float(r["score"])
+            category = r["category_id"]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise AfmError(f"{source}: result #{i}: needs image_id, bbox [x, y, w, h], score and "
+                           f"category_id ({type(exc).__name__}: {exc})") from None
+        if not isinstance(image_id, int) or not isinstance(category, int):
+            raise AfmError(f"{source}: result #{i}: image_id and category_id must be integers")
+        if not np.all(np.isfinite([x, y, w, h, score])) or w < 0 or h < 0:
+            raise AfmError(f"{source}: result #{i}: bbox {r['bbox']} / score {r['score']} "
+                           "must be finite with non-negative width and height")
+        grouped.setdefault(image_id, []).append((x, y, x + w, y + h, score, category))
+    out = {}
+    for image_id, rows in grouped.items():
+        a = np.asarray(rows, dtype=np.float64)
+        out[image_id] = Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int64))
+    return out

@@ -1,0 +1,241 @@
+"""Fusing detection sources: NMS, soft-NMS, weighted boxes fusion, greedy NMM.
+
+A *source* is one set of predictions for the same images: the tiles and the
+full-image pass of ``afm infer``, two heads, several models, TTA. Every method
+works image by image (:func:`fuse_image`); :func:`fuse_predictions` is the one
+entry point used by ``afm infer`` and ``afm fuse``.
+
+Memory: no method builds an N x N overlap matrix over an image's boxes.
+- ``nms`` / ``soft-nms`` (IoU): mmcv.ops kernels, O(N) state; batched_nms goes
+  class by class above 10k boxes.
+- ``greedy-nmm`` and ``nms --match ios`` compare one box with the remaining boxes
+  per step (O(N) memory) inside *spatial groups*: index sets such that boxes of
+  different groups do not intersect (:func:`spatial_groups`, exact, not a
+  heuristic), which also keeps the O(N^2) time local on huge images.
+- ``wbf`` (ensemble_boxes) runs per spatial group too; inside a group it matches
+  each box against the clusters so far (O(N) memory).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from afmcli.errors import AfmError
+from afmcli.inference.detections import Detections
+
+METHODS = ("nms", "soft-nms", "wbf", "greedy-nmm")
+MATCHES = ("iou", "ios")
+# mmcv soft-NMS drops boxes decayed below this score (its own default).
+SOFT_NMS_MIN_SCORE = 1e-3
+
+
+def check_fusion_options(method: str, iou: float, match: str, class_agnostic: bool,
+                         weights: Sequence[float] | None, n_sources: int) -> None:
+    """Reject option combinations that a method cannot honour, with one clear line."""
+    if method not in METHODS:
+        raise AfmError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
+    if match not in MATCHES:
+        raise AfmError(f"unknown match metric {match!r}; choose iou or ios")
+    if not 0 < iou <= 1:
+        raise AfmError(f"the overlap threshold must be in (0, 1], got {iou}")
+    if match == "ios" and method in ("soft-nms", "wbf"):
+        raise AfmError(f"--match ios works with nms and greedy-nmm, not {method}")
+    if class_agnostic and method == "wbf":
+        raise AfmError("wbf fuses boxes per class; --class-agnostic is not supported with it")
+    if weights is not None:
+        if len(weights) != n_sources:
+            raise AfmError(f"{len(weights)} weights given for {n_sources} prediction sources")
+        if any(not np.isfinite(w) or w <= 0 for w in weights):
+            raise AfmError(f"weights must be positive, got {list(weights)}")
+
+
+def overlap(box: np.ndarray, boxes: np.ndarray, match: str) -> np.ndarray:
+    """IoU or IoS (intersection over the smaller area) of ``box`` with each of ``boxes``."""
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    denom = area + areas - inter if match == "iou" else np.minimum(area, areas)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(inter / denom, nan=0.0, posinf=0.0)
+
+
+def _split_axis(boxes: np.ndarray, index: np.ndarray, axis: int) -> list[np.ndarray]:
+    """Split ``index`` where the boxes' [lo, hi) intervals on ``axis`` leave a gap."""
+    lo, hi = boxes[index, axis], boxes[index, axis + 2]
+    order = np.argsort(lo, kind="stable")
+    reach = np.maximum.accumulate(hi[order])
+    cuts = np.flatnonzero(lo[order][1:] >= reach[:-1]) + 1
+    return np.split(index[order], cuts)
+
+
+def spatial_groups(boxes: np.ndarray) -> list[np.ndarray]:
+    """Index groups (each sorted) such that boxes of different groups do not intersect.
+
+    Alternate x and y interval sweeps until no group splits on either axis:
+    O(N log N) per round. Every overlap-threshold method with a positive threshold
+    gives the same result per group as on the whole set.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    groups: list[np.ndarray] = []
+    stack = [(np.arange(len(boxes)), 0, False)]
+    while stack:
+        index, axis, other_axis_whole = stack.pop()
+        parts = _split_axis(boxes, index, axis) if len(index) > 1 else [index]
+        if len(parts) > 1:
+            stack.extend((p, 1 - axis, False) for p in parts)
+        elif other_axis_whole or len(index) <= 1:
+            if len(index):
+                groups.append(np.sort(index))
+        else:
+            stack.append((index, 1 - axis, True))
+    return groups
+
+
+def greedy_groups(boxes: np.ndarray, scores: np.ndarray, thr: float,
+                  match: str) -> list[tuple[int, np.ndarray]]:
+    """SAHI's ``greedy_nmm`` clustering: the best remaining box takes every remaining
+    box whose overlap with it is >= ``thr``; those leave the pool.
+
+    Returns ``(keep, members)`` pairs, members by descending score. The keeps are
+    exactly greedy NMS's survivors.
+    """
+    order = np.argsort(-scores, kind="stable")
+    out = []
+    while order.size:
+        keep, rest = order[0], order[1:]
+        hit = overlap(boxes[keep], boxes[rest], match) >= thr
+        out.append((int(keep), rest[hit]))
+        order = rest[~hit]
+    return out
+
+
+def _by_class_and_space(dets: Detections, class_agnostic: bool) -> list[np.ndarray]:
+    """Index sets that fusion can treat independently: per class, per spatial group."""
+    classes = [np.arange(len(dets))] if class_agnostic else \
+        [np.flatnonzero(dets.labels == c) for c in np.unique(dets.labels)]
+    return [idx[g] for idx in classes for g in spatial_groups(dets.boxes[idx])]
+
+
+def greedy_nmm(dets: Detections, thr: float, match: str, class_agnostic: bool) -> Detections:
+    """Greedy non-maximum merging with SAHI's semantics (GreedyNMMPostprocess).
+
+    Each cluster's best box absorbs its members in descending score order, each
+    one only if it still matches the grown box (SAHI 0.12's ``has_match``:
+    overlap >= ``thr``); the merged box encloses both, score and label are the
+    best box's.
+    """
+    boxes, keeps = [], []
+    for index in _by_class_and_space(dets, class_agnostic):
+        sub = dets.boxes[index]
+        for keep, members in greedy_groups(sub, dets.scores[index], thr, match):
+            box = sub[keep].copy()
+            for m in members:
+                if overlap(box, sub[m:m + 1], match)[0] >= thr:
+                    box = np.concatenate([np.minimum(box[:2], sub[m, :2]), np.maximum(box[2:], sub[m, 2:])])
+            boxes.append(box)
+            keeps.append(index[keep])
+    keeps = np.asarray(keeps, dtype=np.int64)
+    return Detections(np.asarray(boxes).reshape(-1, 4), dets.scores[keeps], dets.labels[keeps])
+
+
+def nms(dets: Detections, thr: float, match: str, class_agnostic: bool) -> Detections:
+    """Greedy NMS. IoU: mmcv's batched_nms (suppresses overlap > thr); IoS: the
+    greedy clusters' best boxes (SAHI's NMS, suppresses overlap >= thr)."""
+    if match == "ios":
+        keep = [index[k] for index in _by_class_and_space(dets, class_agnostic)
+                for k, _ in greedy_groups(dets.boxes[index], dets.scores[index], thr, match)]
+        return dets.take(np.asarray(keep, dtype=np.int64))
+    return _mmcv_batched(dets, dict(type="nms", iou_threshold=thr), class_agnostic)
+
+
+def soft_nms(dets: Detections, thr: float, class_agnostic: bool) -> Detections:
+    """Linear soft-NMS (mmcv): an overlapping box's score is scaled by (1 - IoU)."""
+    return _mmcv_batched(dets, dict(type="soft_nms", iou_threshold=thr, method="linear",
+                                    min_score=SOFT_NMS_MIN_SCORE), class_agnostic)
+
+
+def _mmcv_batched(dets: Detections, nms_cfg: dict, class_agnostic: bool) -> Detections:
+    import torch
+    from mmcv.ops import batched_nms
+
+    if not len(dets):
+        return dets
+    out, keep = batched_nms(torch.from_numpy(dets.boxes).float(), torch.from_numpy(dets.scores).float(),
+                            torch.from_numpy(dets.labels), nms_cfg, class_agnostic=class_agnostic)
+    keep = keep.numpy()
+    # Original float64 boxes; soft-NMS changes the scores, so take mmcv's.
+    return Detections(dets.boxes[keep], out[:, 4].double().numpy(), dets.labels[keep])
+
+
+def wbf(sources: Sequence[Detections], thr: float, weights: Sequence[float] | None,
+        image_size: tuple[float, float] | None) -> Detections:
+    """Weighted boxes fusion (ensemble_boxes, conf_type 'avg'), per class.
+
+    ensemble_boxes wants coordinates in [0, 1] and clips to it: we divide by the
+    image size when known, else by the largest coordinate of the image's boxes.
+    Both give the same fused boxes (IoU and weighted means do not change under
+    per-axis scaling); the size only decides what gets clipped.
+    """
+    from ensemble_boxes import weighted_boxes_fusion
+
+    pooled = Detections.concat(sources)
+    if not len(pooled):
+        return pooled
+    origin = np.repeat(np.arange(len(sources)), [len(s) for s in sources])
+    if image_size is None:
+        image_size = (max(pooled.boxes[:, 2].max(), 1e-9), max(pooled.boxes[:, 3].max(), 1e-9))
+    scale = np.array([image_size[0], image_size[1], image_size[0], image_size[1]], dtype=np.float64)
+    parts = []
+    for index in _by_class_and_space(pooled, class_agnostic=False):
+        per_source = [index[origin[index] == s] for s in range(len(sources))]
+        boxes, scores, labels = weighted_boxes_fusion(
+            [pooled.boxes[i] / scale for i in per_source], [pooled.scores[i] for i in per_source],
+            [pooled.labels[i] for i in per_source], weights=None if weights is None else list(weights),
+            iou_thr=thr, skip_box_thr=0.0, conf_type="avg")
+        parts.append(Detections(np.asarray(boxes) * scale, scores, np.asarray(labels).astype(np.int64)))
+    return Detections.concat(parts)
+
+
+def fuse_image(sources: Sequence[Detections], method: str = "nms", iou: float = 0.6,
+               match: str = "iou", class_agnostic: bool = False,
+               weights: Sequence[float] | None = None, max_per_img: int | None = 500,
+               image_size: tuple[float, float] | None = None) -> Detections:
+    """Fuse one image's detections from several sources; sorted by score, capped.
+
+    ``weights`` (one per source): WBF's model weights; for the other methods each
+    source's scores are multiplied by weight / max(weights), so equal weights
+    leave scores unchanged.
+    """
+    if method == "wbf":
+        fused = wbf(sources, iou, weights, image_size)
+    else:
+        if weights is not None:
+            top = max(weights)
+            sources = [Detections(s.boxes, s.scores * (w / top), s.labels) for s, w in zip(sources, weights)]
+        pooled = Detections.concat(sources)
+        if method == "nms":
+            fused = nms(pooled, iou, match, class_agnostic)
+        elif method == "soft-nms":
+            fused = soft_nms(pooled, iou, class_agnostic)
+        else:
+            fused = greedy_nmm(pooled, iou, match, class_agnostic)
+    return fused.top(max_per_img)
+
+
+def fuse_predictions(sources: Sequence[Mapping[int, Detections]], method: str = "nms",
+                     iou: float = 0.6, match: str = "iou", class_agnostic: bool = False,
+                     weights: Sequence[float] | None = None, max_per_img: int | None = 500,
+                     image_sizes: Mapping[int, tuple[float, float]] | None = None) -> dict[int, Detections]:
+    """Fuse sources given as ``{image_id: Detections}``; an image missing from a
+    source has no detections there. Returns ``{image_id: Detections}`` sorted by id."""
+    check_fusion_options(method, iou, match, class_agnostic, weights, len(sources))
+    image_ids = sorted(set().union(*[s.keys() for s in sources])) if sources else []
+    empty = Detections.empty()
+    return {i: fuse_image([s.get(i, empty) for s in sources], method, iou, match, class_agnostic,
+                          weights, max_per_img, None if image_sizes is None else image_sizes.get(i))
+            for i in image_ids}

@@ -1,0 +1,159 @@
+"""A detector from an mmdet config + checkpoint, run on numpy images in true batches.
+
+The test pipeline is the config's (``test_dataloader.dataset.pipeline``) with its
+file-loading steps replaced by ``LoadImageFromNDArray``: tiles are crops of an
+image already in memory. One ``model.test_step`` per batch does the
+data_preprocessor (normalise, pad, stack) and the forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from afmcli.data.slicing import slice_windows
+from afmcli.errors import AfmError
+from afmcli.inference.detections import Detections
+from afmcli.inference.tiles import batched, iter_crops, window_to_image
+
+
+def _type_name(step: Mapping) -> str:
+    t = step.get("type")
+    return (t if isinstance(t, str) else getattr(t, "__name__", str(t))).split(".")[-1]
+
+
+def ndarray_pipeline(pipeline_cfg: Sequence[Mapping]) -> list[dict]:
+    """The test pipeline fed with arrays: every ``Load*`` step (image, annotations,
+    masks from files) is dropped and ``LoadImageFromNDArray`` goes first."""
+    steps = [copy.deepcopy(dict(s)) for s in pipeline_cfg if not _type_name(s).startswith("Load")]
+    return [dict(type="mmdet.LoadImageFromNDArray"), *steps]
+
+
+def config_classes(cfg) -> tuple[str, ...]:
+    """Class names of the config's test set (its metainfo, else its dataset type's)."""
+    from mmdet.registry import DATASETS
+
+    dataset = cfg.test_dataloader.dataset
+    classes = (dataset.get("metainfo") or {}).get("classes")
+    if classes is None:
+        dataset_cls = DATASETS.get(dataset.get("type", ""))
+        classes = getattr(dataset_cls, "METAINFO", {}).get("classes")
+    if not classes:
+        raise AfmError(f"{cfg.filename}: cannot tell the class names (set test_dataloader.dataset.metainfo.classes)")
+    return tuple(classes)
+
+
+def state_dict_mismatch(model_shapes: Mapping[str, tuple], ckpt_shapes: Mapping[str, tuple]) -> str | None:
+    """One line describing how a checkpoint's tensors differ from a model's, or None."""
+    missing = [k for k in model_shapes if k not in ckpt_shapes]
+    unexpected = [k for k in ckpt_shapes if k not in model_shapes]
+    shapes = [k for k in model_shapes if k in ckpt_shapes and tuple(model_shapes[k]) != tuple(ckpt_shapes[k])]
+    problems = []
+    if shapes:
+        k = shapes[0]
+        problems.append(f"{len(shapes)} shape mismatch(es), e.g. {k}: checkpoint {list(ckpt_shapes[k])} "
+                        f"vs model {list(model_shapes[k])}")
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+    return "; ".join(problems) or None
+
+
+def load_detector(config: str | os.PathLike, checkpoint: str | os.PathLike, device: str = "cpu",
+                  trust: bool = False):
+    """Build the config's detector, load the checkpoint strictly, put it in eval mode.
+
+    Returns ``(model, cfg, classes)``. A checkpoint that does not fit the config
+    (other architecture, other class count) is an AfmError naming both files.
+    """
+    from mmengine.config import Config
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    from afmcli.engine.checkpoint import load_checkpoint_file
+
+    config, checkpoint = Path(config), Path(checkpoint)
+    if not config.is_file():
+        raise AfmError(f"{config}: config not found")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AfmError(f"--device {device}: CUDA is not available on this machine")
+    register_all_modules()
+    cfg = Config.fromfile(str(config))
+    classes = config_classes(cfg)
+    model = MODELS.build(cfg.model)
+    head_classes = getattr(getattr(model, "bbox_head", None), "num_classes", len(classes))
+    if head_classes != len(classes):
+        raise AfmError(f"{config}: the model has {head_classes} classes but the test set lists {len(classes)}")
+
+    ckpt = load_checkpoint_file(checkpoint, map_location="cpu", trust=trust)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise AfmError(f"{checkpoint}: no state_dict in this checkpoint")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    ckpt_classes = ((ckpt.get("meta") or {}).get("dataset_meta") or {}).get("classes")
+    if ckpt_classes is not None and tuple(ckpt_classes) != classes:
+        raise AfmError(f"{checkpoint}: trained on {len(ckpt_classes)} classes {tuple(ckpt_classes)[:3]}... "
+                       f"but {config} lists {len(classes)} {classes[:3]}...")
+    problem = state_dict_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                                  {k: tuple(getattr(v, "shape", ())) for k, v in state.items()})
+    if problem:
+        raise AfmError(f"{checkpoint} does not match {config}: {problem}")
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+    return model, cfg, classes
+
+
+class Predictor:
+    """Runs a loaded detector on lists of numpy BGR images (one batch per call)."""
+
+    def __init__(self, model, cfg, score_thr: float = 0.0):
+        from mmengine.dataset import Compose
+
+        self.model = model
+        self.pipeline = Compose(ndarray_pipeline(cfg.test_dataloader.dataset.pipeline))
+        self.score_thr = score_thr
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections per image in that image's pixels, labels as class indices."""
+        from mmengine.dataset import pseudo_collate
+
+        data = pseudo_collate([self.pipeline(dict(img=img, img_id=i)) for i, img in enumerate(images)])
+        out = []
+        for sample in self.model.test_step(data):
+            pred = sample.pred_instances
+            keep = pred.scores >= self.score_thr
+            out.append(Detections(pred.bboxes[keep].cpu().double().numpy(),
+                                  pred.scores[keep].cpu().double().numpy(), pred.labels[keep].cpu().numpy()))
+        return out
+
+
+def predict_image(predictor: Callable[[Sequence[np.ndarray]], list[Detections]], image: np.ndarray,
+                  slice_size: int, overlap: float, batch_size: int, slices: bool = True,
+                  full: bool = True, on_batch: Callable[[int], None] | None = None
+                  ) -> tuple[Detections, Detections, int]:
+    """Tiles in batches plus a full-image pass, boxes in image coordinates.
+
+    Returns ``(slice_detections, full_detections, n_tiles)``. When one tile would
+    be the whole image and the full pass runs, the tile pass is skipped (it would
+    repeat the full pass), as SAHI does. ``on_batch(n)`` reports tiles done.
+    """
+    height, width = image.shape[:2]
+    windows = slice_windows(height, width, slice_size, slice_size, overlap, overlap) if slices \
+        else np.zeros((0, 4), dtype=np.int64)
+    if full and len(windows) == 1:
+        windows = windows[:0]
+    parts = []
+    for batch_windows, crops in zip(batched(windows, batch_size), batched(iter_crops(image, windows), batch_size)):
+        for window, dets in zip(batch_windows, predictor(crops)):
+            parts.append(window_to_image(dets, window))
+        if on_batch is not None:
+            on_batch(len(crops))
+    full_dets = window_to_image(predictor([image])[0], (0, 0, width, height)) if full else Detections.empty()
+    return Detections.concat(parts), full_dets, len(windows)

@@ -1,0 +1,52 @@
+"""AFFM: adaptive fine-grained feature mining, driven by the FPD masks."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from .windows import mine_windows
+
+
+@MODELS.register_module()
+class AFFM(BaseModule):
+    """Mask-guided enhancement and top-k window mining (no parameters of its own).
+
+    - `enhance(feat, logits)`: feat * (1 + m), m = sigmoid(logits) resized to feat: P2' from
+      the small mask, and the main head's P4 from the large mask. Objects are amplified, the
+      rest is kept (the factor is >= 1), so a wrong mask cannot erase features.
+    - `mine(score, valid_hw)`: the `topk` windows of `window` x `window` stride-4 cells with
+      the most mask mass; peaks within `peak_kernel` cells suppress each other (default:
+      window + 1, so two windows overlap by at most half a window along one axis).
+    - `training_score(m, gt_small)`: windows during training come from the ground-truth
+      small mask plus the prediction, so positives are always present and the predicted
+      false positives are mined as hard negatives.
+    """
+
+    def __init__(self, topk: int = 13, window: int = 32, peak_kernel: int | None = None,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        self.topk = topk
+        self.window = window
+        self.peak_kernel = peak_kernel or (window // 2) * 2 + 1
+
+    @staticmethod
+    def enhance(feat: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """(feat * (1 + m), m) with m the sigmoid mask bilinearly resized to feat."""
+        m = logits.sigmoid()
+        if m.shape[-2:] != feat.shape[-2:]:
+            m = F.interpolate(m, size=feat.shape[-2:], mode='bilinear', align_corners=False)
+        return feat * (1 + m), m
+
+    @staticmethod
+    def training_score(m: Tensor, gt_small: Tensor) -> Tensor:
+        """Mining score for training: GT small mask (resized to m) + detached prediction."""
+        gt = F.interpolate(gt_small, size=m.shape[-2:], mode='nearest')
+        return gt + m.detach()
+
+    def mine(self, score: Tensor, valid_hw: Sequence[Sequence[int]]) -> Tensor:
+        return mine_windows(score, valid_hw, self.topk, self.window, self.peak_kernel)

@@ -1,0 +1,62 @@
+"""IRFI: RoI feature interaction between the mined windows of one image."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.ops import roi_align
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import Tensor
+
+
+@MODELS.register_module()
+class IRFI(BaseModule):
+    """Windows exchange context through self-attention, then modulate their own features.
+
+    Per image: each window is RoIAligned from P2' to `roi_size`^2, encoded to a token
+    (1x1 reduce, 4x4 pool, linear: keeps a coarse layout, unlike a plain mean), plus an
+    embedding of its box (normalised to the map). A global token (mean of the whole map)
+    joins, the k+1 tokens pass one transformer layer, and each window token yields a
+    channel-wise (scale, shift): crop * (1 + scale) + shift. The last layer starts at zero,
+    so IRFI starts as the identity and cannot hurt a head initialised from COCO weights.
+    """
+
+    def __init__(self, in_channels: int = 256, roi_size: int = 16, reduce_channels: int = 64,
+                 num_heads: int = 8, ffn_ratio: int = 2, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        self.roi_size = roi_size
+        self.reduce = nn.Conv2d(in_channels, reduce_channels, 1)
+        self.token = nn.Linear(reduce_channels * 16, in_channels)
+        self.global_token = nn.Linear(in_channels, in_channels)
+        self.pos_embed = nn.Sequential(nn.Linear(4, in_channels), nn.ReLU(inplace=True),
+                                       nn.Linear(in_channels, in_channels))
+        self.attn = nn.MultiheadAttention(in_channels, num_heads, batch_first=True)
+        self.norm1 = nn.LayerNorm(in_channels)
+        self.ffn = nn.Sequential(nn.Linear(in_channels, in_channels * ffn_ratio), nn.ReLU(inplace=True),
+                                 nn.Linear(in_channels * ffn_ratio, in_channels))
+        self.norm2 = nn.LayerNorm(in_channels)
+        self.modulation = nn.Linear(in_channels, 2 * in_channels)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, feat: Tensor, windows: Tensor, crops: Tensor) -> Tensor:
+        """feat (N, C, H, W) stride-4 map, windows (N, k, 4) cells, crops (N*k, C, wh, ww)."""
+        n, k = windows.shape[:2]
+        h, w = feat.shape[-2:]
+        boxes = windows.reshape(-1, 4).to(feat.dtype)
+        batch_idx = torch.arange(n, device=feat.device).repeat_interleave(k).to(feat.dtype)
+        rois = torch.cat([batch_idx[:, None], boxes], dim=1)
+        roi_feats = roi_align(feat, rois, self.roi_size, 1.0, 0, 'avg', True)
+        tokens = self.token(F.adaptive_avg_pool2d(self.reduce(roi_feats), 4).flatten(1))
+        tokens = tokens + self.pos_embed(boxes / boxes.new_tensor([w, h, w, h]))
+        global_token = self.global_token(feat.mean(dim=(2, 3)))
+        x = torch.cat([global_token[:, None], tokens.view(n, k, -1)], dim=1)
+        x = self.norm1(x + self.attn(x, x, x, need_weights=False)[0])
+        x = self.norm2(x + self.ffn(x))
+        scale, shift = self.modulation(x[:, 1:].reshape(n * k, -1)).chunk(2, dim=1)
+        return crops * (1 + scale[..., None, None]) + shift[..., None, None]
