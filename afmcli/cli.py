@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = _bare_resume_means_auto(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in argv
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone click returns exit codes (help, --version) instead of exiting.
+        code = app(args=argv, prog_name="afm", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SystemExit:
         raise
     except KeyboardInterrupt:

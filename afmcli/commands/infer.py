@@ -12,16 +12,48 @@ def infer(
     config: Path = typer.Argument(...),
     checkpoint: Path = typer.Argument(...),
     source: Path = typer.Argument(..., help="An image, a folder of images, or a COCO json."),
-    out: Path = typer.Option(..., "--out"),
+    out: Path = typer.Option(..., "--out", help="Output folder (replaced as a whole when done)."),
     slice_size: int = typer.Option(640, "--slice"),
     overlap: float = typer.Option(0.25, "--overlap"),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass."),
     no_full_image: bool = typer.Option(False, "--no-full-image"),
     no_slices: bool = typer.Option(False, "--no-slices"),
     score_thr: float = typer.Option(0.01, "--score-thr"),
     device: str = typer.Option("cpu", "--device"),
-    viz: bool = typer.Option(False, "--viz"),
+    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png)."),
+    viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score drawn with --viz."),
+    method: str = typer.Option("nms", "--method", help="Fusion: nms, soft-nms, wbf or greedy-nmm."),
+    iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold."),
+    match: str = typer.Option("iou", "--match", help="iou or ios (nms, greedy-nmm)."),
+    max_per_img: int = typer.Option(500, "--max-per-img"),
+    images: Optional[Path] = typer.Option(None, "--images", help="Images folder of a COCO json "
+                                          "source (default: <json dir>/../../images/<split>/)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
 ) -> None:
     """Detect on images with overlapping tiles and a full-image pass."""
-    raise NotImplementedError("infer is not implemented yet")
+    from rich.console import Console
+    from rich.table import Table
+
+    from afmcli.errors import AfmError
+    from afmcli.inference.run import InferSettings, run_inference
+
+    settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
+                             slices=not no_slices, full=not no_full_image, score_thr=score_thr,
+                             method=method, iou=iou, match=match, max_per_img=max_per_img, viz=viz,
+                             viz_score=viz_score)
+    stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
+                          trust=trust_checkpoint)
+    table = Table(title=f"afm infer -> {out}")
+    for name in ("images", "unreadable", "tiles", "tile detections", "full-image detections",
+                 f"fused ({method})", "seconds", "images/s"):
+        table.add_column(name, justify="right")
+    table.add_row(str(stats.images), str(len(stats.failed)), str(stats.tiles), str(stats.slice_dets),
+                  str(stats.full_dets), str(stats.fused_dets), f"{stats.seconds:.1f}",
+                  f"{stats.images / max(stats.seconds, 1e-9):.2f}")
+    console = Console()
+    console.print(table)
+    if stats.failed:
+        for path in stats.failed:
+            console.print(f"[red]unreadable image[/]: {path}")
+        raise AfmError(f"{len(stats.failed)} image(s) could not be read (first: {stats.failed[0]}); "
+                       f"results for the other {stats.images} are in {out}")

@@ -12,7 +12,16 @@ def make_masks(
     split: str = typer.Option("train", "--split"),
     kind: str = typer.Option("oval", "--kind", help="oval (published) or gaussian."),
     small_area: float = typer.Option(32 * 32, "--small-area", help="Boxes under this area (original pixels) are small."),
+    threshold: float = typer.Option(0.1, "--threshold", help="gaussian: keep where the Gaussian is at least "
+                                    "this fraction of its peak."),
     workers: int = typer.Option(0, "--workers", help="Processes; 0 = all cores."),
 ) -> None:
     """Write gt_mask_s / gt_mask_l PNGs (0/255, image resolution) for a split."""
-    raise NotImplementedError("make-masks is not implemented yet")
+    from afmcli.data.mask_files import write_mask_files
+    from afmcli.data.report import print_summary
+
+    counts = write_mask_files(out, split, kind, small_area, threshold, workers)
+    print_summary(f"afm make-masks ({split}, {kind})", {
+        "images": counts["images"], "small boxes": counts["small"], "large boxes": counts["large"],
+        "crowd boxes (not drawn)": counts["crowd_skipped"],
+        "output": str(Path(out) / "labels" / "gt_mask_{s,l}" / split)})

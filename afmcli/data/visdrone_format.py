@@ -28,6 +28,9 @@ def parse_visdrone_text(text: str, source: str = "<text>") -> np.ndarray:
 
     ``source`` names the file in error messages (``file:line: problem``).
     """
+    fast = _parse_valid_text(text)
+    if fast is not None:
+        return fast
     rows: list[list[float]] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -51,6 +54,24 @@ def parse_visdrone_text(text: str, source: str = "<text>") -> np.ndarray:
     if not rows:
         return np.zeros((0, NUM_FIELDS), dtype=np.float64)
     return np.asarray(rows, dtype=np.float64)
+
+
+def _parse_valid_text(text: str) -> np.ndarray | None:
+    """Vectorised parse of a well-formed file (evaluation reads ~300k lines);
+    None when any line is off, so that the line loop reports it."""
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line[:-1] if line.endswith(",") else line for line in lines if line]
+    if not lines:
+        return np.zeros((0, NUM_FIELDS), dtype=np.float64)
+    if any(line.count(",") != NUM_FIELDS - 1 for line in lines):
+        return None
+    try:
+        rows = np.fromiter(map(float, ",".join(lines).split(",")), np.float64).reshape(-1, NUM_FIELDS)
+    except ValueError:
+        return None
+    if not np.isfinite(rows).all() or (rows[:, 2:4] < 0).any():
+        return None
+    return rows
 
 
 def read_visdrone_file(path: str | os.PathLike) -> np.ndarray:

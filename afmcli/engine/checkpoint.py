@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -86,10 +87,11 @@ def load_checkpoint_file(filename: str | os.PathLike, map_location=None, trust: 
     except pickle.UnpicklingError as exc:
         if trust or is_trusted(filename):
             return torch.load(filename, map_location=map_location, weights_only=False)
-        reason = str(exc).split("\n")[0]
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        offender = found.group(1) if found else str(exc).strip().splitlines()[-1]
         raise AfmError(
-            f"{filename}: refusing to unpickle objects outside the checkpoint allow-list "
-            f"({reason.strip()}); pass --trust-checkpoint only if you trust this file") from None
+            f"{filename}: refusing to unpickle {offender}, which is outside the checkpoint "
+            f"allow-list; pass --trust-checkpoint only if you trust this file") from None
     except (RuntimeError, EOFError) as exc:
         raise AfmError(f"{filename}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
 

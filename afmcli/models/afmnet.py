@@ -34,6 +34,26 @@ HD_STRIDE = 4
 MASK_STRIDES = (8, 16)  # P3 (small objects), P4 (large objects)
 
 
+def hd_state_from_main(state_dict: dict, prefix: str, hd_state: dict) -> list[str]:
+    """Add hd_head entries copied from bbox_head to a checkpoint that has none (in place).
+
+    A COCO TOOD checkpoint has no HD head; the HD head is a TOODHead too, so it starts from
+    the main head's weights wherever the shapes agree (its single Scale takes the stride-8
+    level's). Checkpoints with hd_head keys (resume, AFMNet weights) are left alone.
+    Returns the keys added.
+    """
+    hd_prefix, main_prefix = prefix + 'hd_head.', prefix + 'bbox_head.'
+    if any(k.startswith(hd_prefix) for k in state_dict):
+        return []
+    added = []
+    for key, value in hd_state.items():
+        source = state_dict.get(main_prefix + key)
+        if source is not None and source.shape == value.shape:
+            state_dict[hd_prefix + key] = source.clone()
+            added.append(hd_prefix + key)
+    return added
+
+
 def merge_detections(parts: Sequence[InstanceData], iou_threshold: float, max_per_img: int) -> InstanceData:
     """Class-aware NMS over the union of several heads' detections, best `max_per_img` kept."""
     res = InstanceData.cat(list(parts))
@@ -58,12 +78,15 @@ class AFMNet(TOOD):
         mask_render: how masks are drawn from boxes when a sample carries none
             (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
         window_min_visible: a GT box is taught in a window when this share of it is inside.
+        hd_init_from_main: when a loaded checkpoint has no HD head (load_from a COCO TOOD),
+            the HD head takes the main head's weights (see `hd_state_from_main`).
         merge_cfg: class-aware NMS that merges both heads' detections.
     """
 
     def __init__(self, backbone: dict, neck: dict, bbox_head: dict, p2_neck: dict | None = None,
                  mask_estimator: dict | None = None, affm: dict | None = None,
                  irfi: dict | None = None, hd_head: dict | None = None,
+                 hd_init_from_main: bool = True,
                  mask_render: dict = dict(kind='oval', small_area=32 * 32),
                  window_min_visible: float = 0.5,
                  merge_cfg: dict = dict(iou_threshold=0.6, max_per_img=500),
@@ -86,6 +109,7 @@ class AFMNet(TOOD):
             self.hd_head = MODELS.build(hd_head)
         else:
             self.hd_head = None
+        self.hd_init_from_main = hd_init_from_main
         self.mask_render = dict(mask_render)
         self.window_min_visible = window_min_visible
         self.merge_cfg = dict(merge_cfg)
@@ -95,6 +119,14 @@ class AFMNet(TOOD):
         hub in every loss (ATSS before `initial_epoch`, TaskAligned after), so setting it there
         reaches the main and the HD head alike."""
         MessageHub.get_current_instance().update_info('epoch', epoch)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        # Runs before the children load (they read the same dict), as mmdet's rpn->bbox rename.
+        if self.hd_head is not None and self.hd_init_from_main:
+            hd_state_from_main(state_dict, prefix, self.hd_head.state_dict())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     # -- features -------------------------------------------------------------------------
     def _features(self, batch_inputs: Tensor):

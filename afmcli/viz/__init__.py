@@ -1,0 +1,1 @@
+"""Pictures: detections on images, plots."""

@@ -1,0 +1,55 @@
+"""The `afm` command: subcommands exist with help, errors are one line with exit 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from afmcli.cli import _bare_resume_means_auto, main
+
+SUBCOMMANDS = ["convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate",
+               "demo", "env"]
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name, capsys):
+    main([name, "--help"])
+    assert "Usage: afm " + name in " ".join(capsys.readouterr().out.split())
+
+
+def test_env_reports_stack_and_ops(capsys):
+    main(["env"])
+    out = capsys.readouterr().out
+    for key in ("torch", "mmcv", "mmengine", "mmdet", "CUDA available", "mmcv ops devices"):
+        assert key in out
+    assert "compiled" in out and "NOT compiled" not in out
+
+
+def test_error_is_one_line_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tmp_path / "missing.py")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"afm: error: {tmp_path / 'missing.py'}: config not found"
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "afmcli", "--debug", "train", str(tmp_path / "x.py")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "AfmError" in proc.stderr
+
+
+def test_bad_option_value_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "out", "--images", "many"])
+    assert exit_info.value.code == 2
+
+
+def test_bare_resume_means_auto():
+    assert _bare_resume_means_auto(["train", "c.py", "--resume"]) == ["train", "c.py", "--resume", "auto"]
+    assert _bare_resume_means_auto(["train", "c.py", "--resume", "--amp"]) == [
+        "train", "c.py", "--resume", "auto", "--amp"]
+    assert _bare_resume_means_auto(["train", "c.py", "--resume", "w/epoch_2.pth"]) == [
+        "train", "c.py", "--resume", "w/epoch_2.pth"]
