@@ -41,18 +41,26 @@ app.command("demo")(demo.demo)
 app.command("env")(env.env)
 
 
-def _bare_resume_means_auto(argv: list[str]) -> list[str]:
-    """`afm train CFG --resume` (no value) resumes from the latest checkpoint, as in mmdet."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--resume" and (i + 1 == len(out) or out[i + 1].startswith("-")):
-            out.insert(i + 1, "auto")
-            break
+def _mmdet_style_options(argv: list[str]) -> list[str]:
+    """Accept mmdet's tools/train.py spellings: a bare `--resume` means the latest
+    checkpoint, and `--cfg-options a=1 b=2` gives several values after one flag."""
+    out: list[str] = []
+    in_cfg_options = False
+    for i, arg in enumerate(argv):
+        if arg.startswith("-"):
+            in_cfg_options = arg == "--cfg-options"
+            out.append(arg)
+            if arg == "--resume" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+                out.append("auto")
+        elif in_cfg_options and out[-1] != "--cfg-options":
+            out += ["--cfg-options", arg]
+        else:
+            out.append(arg)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = _bare_resume_means_auto(sys.argv[1:] if argv is None else argv)
+    argv = _mmdet_style_options(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in argv
     try:
         # Non-standalone click returns exit codes (help, --version) instead of exiting.
@@ -64,17 +72,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("afm: interrupted", file=sys.stderr)
         sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("afm: aborted", file=sys.stderr)
+        sys.exit(130)
     except Exception as exc:  # the one place that turns any error into one line
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # typer's usage errors
             exc.show()
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            print("afm: aborted", file=sys.stderr)
-            sys.exit(130)
         if _state["debug"]:
             raise
         from afmcli.errors import AfmError

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from afmcli.cli import _bare_resume_means_auto, main
+from afmcli.cli import _mmdet_style_options, main
 
 SUBCOMMANDS = ["convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate",
                "demo", "env"]
@@ -47,9 +47,11 @@ def test_bad_option_value_exits_2(capsys):
     assert exit_info.value.code == 2
 
 
-def test_bare_resume_means_auto():
-    assert _bare_resume_means_auto(["train", "c.py", "--resume"]) == ["train", "c.py", "--resume", "auto"]
-    assert _bare_resume_means_auto(["train", "c.py", "--resume", "--amp"]) == [
+def test_mmdet_style_options():
+    assert _mmdet_style_options(["train", "c.py", "--resume"]) == ["train", "c.py", "--resume", "auto"]
+    assert _mmdet_style_options(["train", "c.py", "--resume", "--amp"]) == [
         "train", "c.py", "--resume", "auto", "--amp"]
-    assert _bare_resume_means_auto(["train", "c.py", "--resume", "w/epoch_2.pth"]) == [
+    assert _mmdet_style_options(["train", "c.py", "--resume", "w/epoch_2.pth"]) == [
         "train", "c.py", "--resume", "w/epoch_2.pth"]
+    assert _mmdet_style_options(["train", "c.py", "--cfg-options", "a=1", "b.c=2", "--amp"]) == [
+        "train", "c.py", "--cfg-options", "a=1", "--cfg-options", "b.c=2", "--amp"]

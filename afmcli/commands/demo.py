@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 
-def demo(out: Path = typer.Option(Path("demo_out"), "--out")) -> None:
-    """synth -> convert -> masks -> train -> infer -> fuse -> evaluate."""
-    raise NotImplementedError("demo is not implemented yet")
+def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every output.")) -> None:
+    """synth -> convert-visdrone -> make-masks -> train -> infer (sliced) -> fuse -> evaluate."""
+    from afmcli.engine.demo import run_demo
+
+    run_demo(out)

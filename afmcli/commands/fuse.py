@@ -15,9 +15,27 @@ def fuse(
     iou: float = typer.Option(0.6, "--iou"),
     match: str = typer.Option("iou", "--match", help="iou or ios."),
     class_agnostic: bool = typer.Option(False, "--class-agnostic"),
-    weights: Optional[List[float]] = typer.Option(None, "--weights"),
+    weights: Optional[List[float]] = typer.Option(None, "--weights", help="One per file (repeat the "
+                                                  "option): WBF model weights, else score factors."),
     max_per_img: int = typer.Option(500, "--max-per-img"),
-    visdrone_dir: Optional[Path] = typer.Option(None, "--visdrone-dir"),
+    visdrone_dir: Optional[Path] = typer.Option(None, "--visdrone-dir", help="Also write VisDrone "
+                                                "txt files (needs --gt for the file names)."),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="The COCO json of these images: checks "
+                                      "image ids, gives WBF the image sizes, names VisDrone files."),
 ) -> None:
     """Fuse prediction files into one."""
-    raise NotImplementedError("fuse is not implemented yet")
+    from rich.console import Console
+    from rich.table import Table
+
+    from afmcli.inference.fuse_files import fuse_files
+
+    summary = fuse_files(preds, out, method=method, iou=iou, match=match, class_agnostic=class_agnostic,
+                         weights=weights or None, max_per_img=max_per_img, visdrone_dir=visdrone_dir,
+                         gt=gt)
+    table = Table(title=f"afm fuse ({method}, {match} {iou}) -> {out}")
+    table.add_column("source")
+    table.add_column("images", justify="right")
+    table.add_column("detections", justify="right")
+    for name, n_images, n_dets in summary:
+        table.add_row(name, str(n_images), str(n_dets))
+    Console().print(table)

@@ -120,16 +120,27 @@ def render_object_masks_torch(bboxes_xyxy, areas_orig, out_shape: tuple[int, int
 
 
 def sample_cell_centres(full_mask: np.ndarray, img_shape: tuple[int, int], stride: int) -> np.ndarray:
-    """Downsample a full-resolution map to stride ``stride`` by reading cell centres.
+    """Downsample a full-resolution 0/1 map to stride ``stride`` by reading cell centres.
 
-    Output shape is ceil(H / stride) x ceil(W / stride) of ``img_shape`` (the
-    un-padded image); cell (i, j) takes the pixel holding the point
-    ((j+0.5)*stride, (i+0.5)*stride), as `render_object_masks` does.
+    Output shape is ceil(H / stride) x ceil(W / stride) of ``img_shape``. Cell (i, j)
+    is read at the point ((j+0.5)*stride, (i+0.5)*stride), the rule of
+    `render_object_masks`. For an even stride that point is a pixel corner, so the
+    2x2 pixels around it vote (on when at least 3 of 4 are on:
+    closest to rendering at that point); for an odd stride
+    the pixel centred on it is read.
     """
     h, w = int(img_shape[0]), int(img_shape[1])
-    rows = np.minimum(((np.arange(math.ceil(h / stride)) + 0.5) * stride).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(math.ceil(w / stride)) + 0.5) * stride).astype(np.int64), w - 1)
-    return np.ascontiguousarray(full_mask[rows[:, None], cols[None, :]])
+    full = np.asarray(full_mask)[:h, :w].astype(np.uint8)
+
+    def taps(n_cells: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        centre = (np.arange(n_cells) + 0.5) * stride - 0.5  # in pixel-centre coordinates
+        return (np.clip(np.floor(centre), 0, size - 1).astype(np.int64),
+                np.clip(np.ceil(centre), 0, size - 1).astype(np.int64))
+
+    r0, r1 = taps(math.ceil(h / stride), h)
+    c0, c1 = taps(math.ceil(w / stride), w)
+    votes = (full[r0[:, None], c0] + full[r0[:, None], c1]).astype(np.int64) + full[r1[:, None], c0] + full[r1[:, None], c1]
+    return (votes >= 3).astype(np.uint8)
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -14,8 +14,9 @@ Two ways to get the masks, giving the same maps (see `afmcli.data.masks`):
        ... Resize, RandomFlip ...,
        dict(type='DownsampleObjectMasks', strides=(8, 16)),
 
-Either way the maps are ceil(h / stride) x ceil(w / stride) of the un-padded
-``img_shape``; `PackAFMInputs` (instead of PackDetInputs) puts them on the data
+Either way the maps are ceil(h / stride) x ceil(w / stride) of the current
+``img_shape`` (put them before any Pad transform, which sets ``img_shape`` to the
+padded shape; mmdet detection configs pad in the data preprocessor instead); `PackAFMInputs` (instead of PackDetInputs) puts them on the data
 sample as ``gt_mask_s`` / ``gt_mask_l`` (PixelData, ``.data`` float 1 x h x w, 0/1).
 """
 
@@ -124,7 +125,8 @@ class DownsampleObjectMasks(BaseTransform):
     def transform(self, results: dict) -> dict:
         full = results.pop("gt_seg_map")
         for channel, (key, stride) in enumerate(zip(MASK_KEYS, self.strides)):
-            results[key] = sample_cell_centres(full[..., channel], results["img_shape"], stride)
+            # == 1, not > 0: Pad fills gt_seg_map with 255, which is not an object.
+            results[key] = sample_cell_centres(full[..., channel] == 1, results["img_shape"], stride)
         return results
 
     def __repr__(self) -> str:

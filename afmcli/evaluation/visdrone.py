@@ -25,16 +25,17 @@ STAT_NAMES = ("AP", "AP50", "AP75", "AR1", "AR10", "AR100", "AR500")
 
 
 def matlab_colon(a: float, d: float, b: float) -> np.ndarray:
-    """MATLAB's ``a:d:b`` for floats: filled from both ends (a + k*d, then b - k*d),
-    so 0.5:0.05:0.95 holds 0.7999999999999999, not 0.8; the thresholds decide
-    matches at oa == thr, hence the exact values. (n >= 3 in our use.)"""
+    """MATLAB's ``a:d:b`` for a float grid that ends on b (MATLAB Coder's
+    eml_float_colon): filled from both ends, a + k*d then b - k*d, so
+    0.5:0.05:0.95 holds 0.7999999999999999, not 0.8. The thresholds decide
+    matches at oa == thr, hence the exact values."""
     n = int(np.floor((b - a) / d + 0.5)) + 1
     y = np.empty(n)
-    half = (n - 1) // 2
-    k = np.arange(1, half, dtype=np.float64) * d
     y[0], y[-1] = a, b
-    y[1:half] = a + k
-    y[n - 2:n - 1 - len(k) - 1:-1] = b - k
+    half = (n - 1) // 2
+    for k in range(1, half):
+        y[k] = a + k * d
+        y[n - 1 - k] = b - k * d
     if 2 * half == n - 1:
         y[half] = (a + b) / 2.0
     else:
@@ -155,7 +156,7 @@ def _bands(spans: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut (0, size] at the span ends; cover[k, b] = span k paints band b."""
     edges = np.unique(np.clip(np.concatenate([[0.0, size], spans.ravel()]), 0, size))
     lo, hi = edges[:-1], edges[1:]
-    cover = (spans[:, :1] <= lo) & (hi <= spans[:, 1:]) & (spans[:, :1] < spans[:, 1:])
+    cover = (spans[:, :1] <= lo) & (hi <= spans[:, 1:])
     return edges, cover.astype(np.float64)
 
 
@@ -261,6 +262,12 @@ class _Pooled:
     unsorted_img: np.ndarray  # images whose result file is not sorted by score
 
 
+def _as_rows(rows) -> np.ndarray:
+    """float64 (N, columns); any empty input is (0, 8)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows.reshape(len(rows), -1) if rows.size else np.zeros((0, 8))
+
+
 def _pool(images: Sequence[ImageRows], max_det: int, min_thr: float) -> _Pooled:
     cols: dict[str, list] = {k: [] for k in ("gt_img", "gt_cls", "det_img", "det_line", "det_cls",
                                              "det_score", "det_ignored_oa", "pair_det", "pair_gt",
@@ -269,9 +276,7 @@ def _pool(images: Sequence[ImageRows], max_det: int, min_thr: float) -> _Pooled:
     n_gt = n_det = 0
     classes = np.asarray(CATEGORY_IDS, dtype=np.float64)
     for i, im in enumerate(images):
-        gt = np.asarray(im.gt, dtype=np.float64).reshape(-1, 8)
-        det = np.asarray(im.det, dtype=np.float64)
-        det = det.reshape(-1, det.shape[-1] if det.size else 8)
+        gt, det = _as_rows(im.gt), _as_rows(im.det)
         objects, det = drop_objects_in_ignored(gt, det, im.height, im.width, im.name)
         det = det[:max_det]
         unsorted.append(bool((np.diff(det[:, 4]) > 0).any()))

@@ -1,0 +1,1 @@
+"""Evaluation: the official VisDrone toolkit numbers and the COCO view."""

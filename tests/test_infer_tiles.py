@@ -1,0 +1,91 @@
+"""Tiles: lazy crops, true batches, exact shift back to image coordinates."""
+
+import cv2
+import numpy as np
+import pytest
+
+from afmcli.data.slicing import slice_windows
+from afmcli.inference.detections import Detections
+from afmcli.inference.fusion import fuse_image
+from afmcli.inference.predictor import predict_image
+from afmcli.inference.tiles import batched, iter_crops, window_to_image
+
+
+class BlobDetector:
+    """Finds white rectangles in each crop (one batch per call); records batch sizes."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, crops):
+        self.batches.append(len(crops))
+        out = []
+        for crop in crops:
+            n, _, stats, _ = cv2.connectedComponentsWithStats((crop[..., 0] == 255).astype(np.uint8))
+            boxes = [[x, y, x + w, y + h] for x, y, w, h, _ in stats[1:]]
+            out.append(Detections(np.array(boxes, float).reshape(-1, 4), np.full(n - 1, 0.9),
+                                  np.zeros(n - 1, int)))
+        return out
+
+
+def test_iter_crops_are_lazy_views_in_window_order():
+    image = np.arange(6 * 8 * 3).reshape(6, 8, 3)
+    windows = np.array([[0, 0, 4, 4], [4, 2, 8, 6]])
+    crops = iter_crops(image, windows)
+    first = next(crops)
+    assert np.shares_memory(first, image) and first.shape == (4, 4, 3)
+    np.testing.assert_array_equal(next(crops), image[2:6, 4:8])
+
+
+def test_batched():
+    assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    with pytest.raises(ValueError):
+        next(batched([1], 0))
+
+
+def test_window_to_image_shifts_exactly_and_clips_to_the_tile():
+    dets = Detections([[1.25, 2.5, 10.125, 20.0], [-3, 5, 4, 9], [60, 60, 70, 70], [30, 5, 50, 9]],
+                      [0.9, 0.8, 0.7, 0.6], [0, 1, 2, 3])
+    out = window_to_image(dets, (480, 960, 520, 1000))  # a 40 x 40 tile
+    np.testing.assert_array_equal(out.boxes, [[481.25, 962.5, 490.125, 980.0], [480, 965, 484, 969],
+                                              [510, 965, 520, 969]])
+    np.testing.assert_array_equal(out.scores, [0.9, 0.8, 0.6])  # the box outside the tile is gone
+    np.testing.assert_array_equal(out.labels, [0, 1, 3])
+
+
+def blobs_image(height, width, rects):
+    img = np.zeros((height, width, 3), np.uint8)
+    for x1, y1, x2, y2 in rects:
+        img[y1:y2, x1:x2] = 255
+    return img
+
+
+def test_predict_image_finds_every_object_at_its_image_position_in_true_batches():
+    rects = [[10, 10, 30, 22], [300, 170, 320, 190], [470, 350, 500, 380], [120, 200, 135, 212]]
+    image = blobs_image(400, 500, rects)
+    det = BlobDetector()
+    slices, full, n_tiles = predict_image(det, image, slice_size=128, overlap=0.25, batch_size=4)
+    assert n_tiles == len(slice_windows(400, 500, 128, 128, 0.25, 0.25)) == 20
+    assert det.batches == [4, 4, 4, 4, 4, 1]  # tiles in batches of 4, then the full image
+    np.testing.assert_array_equal(full.boxes[np.lexsort(full.boxes.T[::-1])], sorted(rects))
+    # Pieces cut by tile edges lie inside the whole box (IoS 1): greedy NMM with IoS
+    # merges them back, and exactly the objects remain.
+    fused = fuse_image([slices, full], "greedy-nmm", iou=0.5, match="ios")
+    assert sorted(map(tuple, fused.boxes.astype(int).tolist())) == sorted(map(tuple, rects))
+
+
+def test_an_object_cut_by_tile_edges_is_clipped_pieces_that_cover_it():
+    rect = [90, 90, 110, 110]  # across the boundary of the first tile (0..100)
+    image = blobs_image(200, 200, [rect])
+    slices, _, _ = predict_image(BlobDetector(), image, 100, 0.0, 8, full=False)
+    assert slices.boxes.min(axis=0)[:2].tolist() == [90, 90] and slices.boxes.max(axis=0)[2:].tolist() == [110, 110]
+    assert all(np.all(b[:2] >= 90) and np.all(b[2:] <= 110) for b in slices.boxes)
+
+
+def test_one_tile_covering_the_image_is_not_run_twice():
+    image = blobs_image(100, 120, [[5, 5, 15, 15]])
+    det = BlobDetector()
+    slices, full, n_tiles = predict_image(det, image, 640, 0.25, 8)
+    assert (n_tiles, len(slices), len(full), det.batches) == (0, 0, 1, [1])
+    slices, full, n_tiles = predict_image(det, image, 640, 0.25, 8, full=False)
+    assert (n_tiles, len(slices), len(full)) == (1, 1, 0)
