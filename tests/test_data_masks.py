@@ -209,3 +209,15 @@ def test_make_masks_files(synth_split):
         if ann["iscrowd"]:
             continue
         assert (ms if w * h < 1024 else ml)[cy, cx] == 255
+
+
+def test_make_masks_cli_errors(tmp_path, capsys):
+    from afmcli.cli import main
+
+    for argv, message in ((["--kind", "square"], "unknown mask kind 'square'"),
+                          ([], "train_labels.json: no such file")):
+        with pytest.raises(SystemExit) as exc:
+            main(["make-masks", str(tmp_path), *argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "labels").exists()

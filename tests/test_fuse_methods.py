@@ -198,3 +198,18 @@ def test_wbf_matches_ensemble_boxes_on_the_whole_set(seed):
     assert len(out) == len(ref)
     np.testing.assert_allclose(out.scores, ref.scores, rtol=1e-6)
     np.testing.assert_allclose(out.boxes, ref.boxes, atol=1e-4)
+
+
+def test_results_round_trip_and_streamed_json(tmp_path):
+    import json
+
+    from afmcli.inference.detections import detections_to_results, results_to_detections, write_results_json
+
+    d = random_dets(5, n=20)
+    back = results_to_detections(detections_to_results(3, d), "x.json")[3]
+    np.testing.assert_allclose(back.boxes, d.boxes, atol=1e-9)
+    np.testing.assert_array_equal(back.scores, d.scores)
+    np.testing.assert_array_equal(back.labels, d.labels)
+    write_results_json(tmp_path / "r.json", {3: d, 4: Detections.empty(), 5: d.take([0])})
+    assert json.loads((tmp_path / "r.json").read_text()) == \
+        detections_to_results(3, d) + detections_to_results(5, d.take([0]))

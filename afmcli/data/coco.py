@@ -150,15 +150,13 @@ def coco_results_to_visdrone(results: list[dict], images: list[dict],
     per_image: dict[int, list] = {image_id: [] for image_id in stems}
     for k, det in enumerate(results):
         try:
-            rows = per_image[det["image_id"]]
-            x, y, w, h = det["bbox"]
-            rows.append([x, y, w, h, det["score"], det["category_id"], -1, -1])
-        except KeyError as exc:
-            if exc.args and exc.args[0] in ("image_id", "bbox", "score", "category_id"):
-                raise AfmError(f"result {k}: missing key {exc.args[0]!r}") from None
-            raise AfmError(f"result {k}: image_id {det['image_id']} is not in the ground-truth json") from None
-        except (TypeError, ValueError):
-            raise AfmError(f"result {k}: bbox must be [x, y, w, h], got {det.get('bbox')!r}") from None
+            image_id, (x, y, w, h), score, category = det["image_id"], det["bbox"], det["score"], det["category_id"]
+        except (KeyError, TypeError, ValueError):
+            raise AfmError(f"result {k}: expected {{image_id, category_id, bbox: [x, y, w, h], score}}, "
+                           f"got {str(det)[:120]}") from None
+        if image_id not in per_image:
+            raise AfmError(f"result {k}: image_id {image_id} is not in the ground-truth json")
+        per_image[image_id].append([x, y, w, h, score, category, -1, -1])
     out = {}
     for image_id, rows in per_image.items():
         arr = np.asarray(rows, dtype=np.float64).reshape(-1, 8)

@@ -17,7 +17,7 @@ import numpy as np
 
 from afmcli.data.coco import coco_categories
 from afmcli.data.visdrone_format import CATEGORY_IDS, CLASSES
-from afmcli.evaluation.visdrone import ImageRows, _as_rows, drop_objects_in_ignored
+from afmcli.evaluation.visdrone import ImageRows, as_rows, drop_objects_in_ignored
 
 COCO_MAX_DETS = (1, 10, 100, 500)
 # COCO's ranges plus "tiny" (area below 16 x 16); "small" keeps COCO's [0, 32^2].
@@ -32,7 +32,7 @@ def coco_view_datasets(images: Sequence[ImageRows]) -> tuple[dict, list[dict]]:
     dataset = {"images": [], "annotations": [], "categories": coco_categories()}
     results: list[dict] = []
     for image_id, im in enumerate(images, start=1):
-        objects, det = drop_objects_in_ignored(_as_rows(im.gt), _as_rows(im.det), im.height, im.width, im.name)
+        objects, det = drop_objects_in_ignored(as_rows(im.gt), as_rows(im.det), im.height, im.width, im.name)
         dataset["images"].append({"id": image_id, "width": im.width, "height": im.height,
                                   "file_name": im.name})
         for row in objects[np.isin(objects[:, 5], CATEGORY_IDS)]:
@@ -61,17 +61,13 @@ def stats_from_eval(eval_result: dict, params) -> dict[str, float]:
     t50 = int(np.argmin(np.abs(np.asarray(params.iouThrs) - 0.5)))
     t75 = int(np.argmin(np.abs(np.asarray(params.iouThrs) - 0.75)))
 
-    def mean(values: np.ndarray) -> float:
-        values = values[values > -1]
-        return float(np.mean(values) * 100) if values.size else float("nan")
-
-    stats = {"AP": mean(precision[:, :, :, area["all"], last]),
-             "AP50": mean(precision[t50, :, :, area["all"], last]),
-             "AP75": mean(precision[t75, :, :, area["all"], last])}
+    stats = {"AP": _valid_mean(precision[:, :, :, area["all"], last]),
+             "AP50": _valid_mean(precision[t50, :, :, area["all"], last]),
+             "AP75": _valid_mean(precision[t75, :, :, area["all"], last])}
     for label in ("tiny", "small", "medium", "large"):
-        stats[f"AP_{label}"] = mean(precision[:, :, :, area[label], last])
+        stats[f"AP_{label}"] = _valid_mean(precision[:, :, :, area[label], last])
     for k, m in enumerate(params.maxDets):
-        stats[f"AR{m}"] = mean(recall[:, :, area["all"], k])
+        stats[f"AR{m}"] = _valid_mean(recall[:, :, area["all"], k])
     return stats
 
 

@@ -236,11 +236,17 @@ def _greedy_hits(pairs: tuple[np.ndarray, ...], num_det: int, num_gt: int,
     return hits
 
 
+def voc_envelope(rec: np.ndarray, prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """VOCap.m's curve: recall padded with 0 and 1, precision with 0 and 0 and
+    made non-increasing from the right."""
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.maximum.accumulate(np.concatenate([[0.0], prec, [0.0]])[::-1])[::-1]
+    return mrec, mpre
+
+
 def vocap(rec: np.ndarray, prec: np.ndarray) -> float:
     """VOCap.m: all-point interpolated area under the PR curve."""
-    mrec = np.concatenate([[0.0], rec, [1.0]])
-    mpre = np.concatenate([[0.0], prec, [0.0]])
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    mrec, mpre = voc_envelope(rec, prec)
     i = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
     return sequential_sum((mrec[i] - mrec[i - 1]) * mpre[i])
 
@@ -262,7 +268,7 @@ class _Pooled:
     unsorted_img: np.ndarray  # images whose result file is not sorted by score
 
 
-def _as_rows(rows) -> np.ndarray:
+def as_rows(rows) -> np.ndarray:
     """float64 (N, columns); any empty input is (0, 8)."""
     rows = np.asarray(rows, dtype=np.float64)
     return rows.reshape(len(rows), -1) if rows.size else np.zeros((0, 8))
@@ -276,7 +282,7 @@ def _pool(images: Sequence[ImageRows], max_det: int, min_thr: float) -> _Pooled:
     n_gt = n_det = 0
     classes = np.asarray(CATEGORY_IDS, dtype=np.float64)
     for i, im in enumerate(images):
-        gt, det = _as_rows(im.gt), _as_rows(im.det)
+        gt, det = as_rows(im.gt), as_rows(im.det)
         objects, det = drop_objects_in_ignored(gt, det, im.height, im.width, im.name)
         det = det[:max_det]
         unsorted.append(bool((np.diff(det[:, 4]) > 0).any()))
@@ -325,15 +331,14 @@ def _sorted_pairs(p: _Pooled) -> tuple[np.ndarray, ...]:
     return p.pair_det[porder], p.pair_gt[porder], p.pair_oa[porder], step[porder]
 
 
-def evaluate_visdrone(images: Sequence[ImageRows], max_dets: Sequence[int] = MAX_DETS,
-                      thresholds: np.ndarray = IOU_THRESHOLDS) -> VisDroneResult:
+def evaluate_visdrone(images: Sequence[ImageRows], max_dets: Sequence[int] = MAX_DETS) -> VisDroneResult:
     """The toolkit's calcAccuracy on ``images`` (in the toolkit's image order).
 
     AP uses the last (largest) of ``max_dets``; tests pass small values to reach
     the cut with few boxes. AP50 / AP75 are thresholds 0 and 5.
     """
     max_dets = tuple(int(m) for m in max_dets)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds = IOU_THRESHOLDS
     pooled = _pool(images, max_dets[-1], float(thresholds.min()))
     pairs = _sorted_pairs(pooled)
     n_det, n_gt = len(pooled.det_cls), len(pooled.gt_cls)
@@ -345,8 +350,8 @@ def evaluate_visdrone(images: Sequence[ImageRows], max_dets: Sequence[int] = MAX
     num_classes = len(CATEGORY_IDS)
     cls_index = pooled.det_cls - 1
     gt_per_class = np.bincount(pooled.gt_cls - 1, minlength=num_classes)
-    images_per_class = np.bincount(np.unique(pooled.gt_cls - 1 + num_classes * pooled.gt_img) % num_classes,
-                                   minlength=num_classes) if n_gt else np.zeros(num_classes, np.int64)
+    image_class = np.unique(pooled.gt_img * num_classes + pooled.gt_cls - 1)  # distinct (image, class)
+    images_per_class = np.bincount(image_class % num_classes, minlength=num_classes)
     denominator = np.maximum(1, gt_per_class).astype(np.float64)
     ar = np.zeros((num_classes, len(thresholds), len(max_dets)))
     for k, m in enumerate(max_dets):

@@ -7,12 +7,15 @@ only the file format.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from afmcli.errors import AfmError
+from afmcli.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,19 @@ def detections_to_results(image_id: int, dets: Detections) -> list[dict]:
     return [{"image_id": image_id, "bbox": [float(v) for v in box], "score": float(score),
              "category_id": int(label)}
             for box, score, label in zip(xywh, dets.scores, dets.labels)]
+
+
+def write_results_json(path: str | os.PathLike, per_image: Mapping[int, Detections]) -> None:
+    """COCO results of many images as one JSON list, written image by image (atomically):
+    a large split never holds all its results as Python dicts at once."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        sep = ""
+        f.write("[")
+        for image_id, dets in per_image.items():
+            for record in detections_to_results(image_id, dets):
+                f.write(sep + json.dumps(record))
+                sep = ", "
+        f.write("]")
 
 
 def results_to_detections(results, source: str) -> dict[int, Detections]:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Sequence
 
 from afmcli.errors import AfmError
-from afmcli.inference.detections import Detections, detections_to_results, results_to_detections
+from afmcli.inference.detections import (Detections, detections_to_results, results_to_detections,
+                                         write_results_json)
 from afmcli.inference.fusion import check_fusion_options, fuse_predictions
-from afmcli.io import read_json, write_json
+from afmcli.io import read_json
 
 
 def read_gt_images(gt: Path) -> list[dict]:
@@ -44,9 +45,9 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
         check_image_ids(sources, preds, gt, {img.get("id") for img in images})
         sizes = {img["id"]: (img["width"], img["height"]) for img in images if "width" in img and "height" in img}
     fused = fuse_predictions(sources, method, iou, match, class_agnostic, weights, max_per_img, sizes)
-    results = [r for image_id, dets in fused.items() for r in detections_to_results(image_id, dets)]
-    write_json(out, results)
+    write_results_json(out, fused)
     if visdrone_dir is not None:
+        results = [r for image_id, dets in fused.items() for r in detections_to_results(image_id, dets)]
         write_visdrone_folder(coco_results_to_visdrone(results, images, max_per_img), visdrone_dir)
     summary = [(str(p), len(s), sum(len(d) for d in s.values())) for p, s in zip(preds, sources)]
-    return summary + [(f"fused -> {out}", len(fused), len(results))]
+    return summary + [(f"fused -> {out}", len(fused), sum(len(d) for d in fused.values()))]

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from afmcli.errors import AfmError
-from afmcli.inference.detections import detections_to_results
+from afmcli.inference.detections import Detections, detections_to_results, write_results_json
 from afmcli.inference.fusion import check_fusion_options, fuse_predictions
 from afmcli.inference.predictor import Predictor, load_detector, predict_image
 from afmcli.inference.sources import category_ids, resolve_source
@@ -75,7 +75,6 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False) -> InferStats:
     """Run and write everything; unreadable images are skipped and listed in the stats."""
     from afmcli.data.coco import coco_results_to_visdrone, write_visdrone_folder
-    from afmcli.io import write_json
     from afmcli.progress import make_progress
     from afmcli.viz.draw import draw_detections
 
@@ -88,8 +87,11 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
     predictor = Predictor(model, cfg, settings.score_thr)
 
     stats = InferStats()
-    raw = {"slices": [], "full": []}
-    fused_results, records = [], []
+    # Arrays per image (not result dicts): a whole split stays small in memory.
+    slices_by_id: dict[int, Detections] = {}
+    full_by_id: dict[int, Detections] = {}
+    fused_by_id: dict[int, Detections] = {}
+    visdrone_rows = {}
     start = time.perf_counter()
     with atomic_path(out) as tmp, make_progress() as progress:
         tmp.mkdir()
@@ -106,14 +108,17 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
             slices, full, n_tiles = predict_image(
                 predictor, image, settings.slice_size, settings.overlap, settings.batch_size,
                 settings.slices, settings.full, on_batch=lambda n: progress.advance(tile_task, n))
-            slices, full = slices.relabel(to_category), full.relabel(to_category)
-            fused = fuse_predictions([{item.image_id: slices}, {item.image_id: full}], settings.method,
-                                     settings.iou, settings.match, max_per_img=settings.max_per_img,
+            slices_by_id[item.image_id] = slices.relabel(to_category)
+            full_by_id[item.image_id] = full.relabel(to_category)
+            fused = fuse_predictions([{item.image_id: slices_by_id[item.image_id]},
+                                      {item.image_id: full_by_id[item.image_id]}],
+                                     settings.method, settings.iou, settings.match,
+                                     max_per_img=settings.max_per_img,
                                      image_sizes={item.image_id: image.shape[1::-1]})[item.image_id]
-            raw["slices"] += detections_to_results(item.image_id, slices)
-            raw["full"] += detections_to_results(item.image_id, full)
-            fused_results += detections_to_results(item.image_id, fused)
-            records.append({"id": item.image_id, "file_name": item.file_name})
+            fused_by_id[item.image_id] = fused
+            visdrone_rows.update(coco_results_to_visdrone(
+                detections_to_results(item.image_id, fused),
+                [{"id": item.image_id, "file_name": item.file_name}], settings.max_per_img))
             stats.images += 1
             stats.tiles += n_tiles
             stats.slice_dets += len(slices)
@@ -122,11 +127,11 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
             if settings.viz:
                 cv2.imwrite(str(tmp / "viz" / f"{Path(item.file_name).stem}.png"),
                             draw_detections(image, fused, names, settings.viz_score))
-        for name, results in raw.items():
-            if (name == "slices" and settings.slices) or (name == "full" and settings.full):
-                write_json(tmp / "sources" / f"{name}.json", results)
-        write_json(tmp / "predictions.json", fused_results)
-        write_visdrone_folder(coco_results_to_visdrone(fused_results, records, settings.max_per_img),
-                              tmp / "visdrone")
+        if settings.slices:
+            write_results_json(tmp / "sources" / "slices.json", slices_by_id)
+        if settings.full:
+            write_results_json(tmp / "sources" / "full.json", full_by_id)
+        write_results_json(tmp / "predictions.json", fused_by_id)
+        write_visdrone_folder(visdrone_rows, tmp / "visdrone")
     stats.seconds = time.perf_counter() - start
     return stats

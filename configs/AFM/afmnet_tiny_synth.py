@@ -2,6 +2,8 @@
 # with every AFMNet branch (CFPN, HD head, FPD masks, AFFM windows, IRFI).
 _base_ = ['./tood_tiny_synth.py']
 
+# CARAFE kernels are 3x3 here (published: 5x5) to keep CPU iterations short.
+
 hd_test_cfg = dict(
     nms_pre=500, min_bbox_size=3, score_thr=0.01, nms=dict(type='nms', iou_threshold=0.6),
     max_per_img=300)
@@ -11,10 +13,10 @@ model = dict(
     neck=dict(
         _delete_=True, type='CARAFEFPN', in_channels=[16, 32, 64, 128], out_channels=64,
         start_level=1, num_outs=5,
-        upsample_cfg=dict(type='carafe', up_kernel=5, up_group=1, encoder_kernel=3,
+        upsample_cfg=dict(type='carafe', up_kernel=3, up_group=1, encoder_kernel=3,
                           encoder_dilation=1, compressed_channels=16)),
     p2_neck=dict(type='P2Feature', in_channels=16, out_channels=64,
-                 upsample_cfg=dict(type='carafe_any', up_kernel=5, up_group=1, encoder_kernel=3,
+                 upsample_cfg=dict(type='carafe_any', up_kernel=3, up_group=1, encoder_kernel=3,
                                    encoder_dilation=1, compressed_channels=16)),
     mask_estimator=dict(type='MaskEstimator', in_channels=64, out_channels=1, model_num=2,
                         feat_channels=32, num_convs=1,

@@ -1,0 +1,78 @@
+"""`VisDroneMetric`: both evaluation views as an mmengine metric, for validation.
+
+    val_evaluator = dict(type='VisDroneMetric', ann_file='.../val.json', view='both')
+    default_hooks = dict(checkpoint=dict(save_best='coco/AP50', rule='greater'))
+
+Keys are 'visdrone/AP', 'visdrone/AP50', ..., 'coco/AP50', ... (percent). Each
+image's predictions are sorted by score and cut at 500 first, as our result
+writer does, so 'visdrone/*' equals the toolkit on the written files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from mmdet.registry import METRICS
+from mmengine.evaluator import BaseMetric
+
+from afmcli.data.coco import MAX_DETS_PER_IMAGE
+from afmcli.errors import AfmError
+from afmcli.evaluation.coco_view import evaluate_coco
+from afmcli.evaluation.loaders import load_coco_ground_truth
+from afmcli.evaluation.visdrone import ImageRows, evaluate_visdrone
+from afmcli.inference.detections import Detections
+
+VIEWS = ("visdrone", "coco", "both")
+
+
+def prediction_rows(bboxes, scores, labels) -> np.ndarray:
+    """mmdet predictions (xyxy, label 0..9) -> VisDrone result rows, best 500 first."""
+    dets = Detections(bboxes, scores, labels).top(MAX_DETS_PER_IMAGE)
+    wh = dets.boxes[:, 2:] - dets.boxes[:, :2]
+    n = len(dets)
+    return np.c_[dets.boxes[:, :2], wh, dets.scores, dets.labels + 1, -np.ones((n, 2))]
+
+
+@METRICS.register_module()
+class VisDroneMetric(BaseMetric):
+    """Official VisDrone numbers and the COCO view from the same predictions.
+
+    Args:
+        ann_file: our COCO json of the split (ignore regions, unclipped boxes inside).
+        view: 'visdrone', 'coco' or 'both'.
+    """
+
+    default_prefix: Optional[str] = None
+
+    def __init__(self, ann_file: str, view: str = "both", collect_device: str = "cpu",
+                 prefix: Optional[str] = None, collect_dir: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        if view not in VIEWS:
+            raise AfmError(f"VisDroneMetric: view must be one of {', '.join(VIEWS)}, got {view!r}")
+        self.view = view
+        self.gt = load_coco_ground_truth(Path(ann_file))
+        stems = {img["id"]: Path(img["file_name"]).stem for img in self.gt.coco_images}
+        self._position = {stem: i for i, stem in enumerate(self.gt.names)}
+        self._image_index = {image_id: self._position[stem] for image_id, stem in stems.items()}
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            pred = sample["pred_instances"]
+            rows = prediction_rows(pred["bboxes"].cpu().numpy(), pred["scores"].cpu().numpy(),
+                                   pred["labels"].cpu().numpy())
+            self.results.append((sample["img_id"], rows))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        dets = [np.zeros((0, 8))] * len(self.gt.names)
+        for image_id, rows in results:
+            dets[self._image_index[image_id]] = rows
+        images = [ImageRows(n, h, w, g, d) for n, h, w, g, d in
+                  zip(self.gt.names, self.gt.heights, self.gt.widths, self.gt.rows, dets)]
+        out: dict[str, float] = {}
+        if self.view in ("visdrone", "both"):
+            out.update({f"visdrone/{k}": v for k, v in evaluate_visdrone(images).stats.items()})
+        if self.view in ("coco", "both"):
+            out.update({f"coco/{k}": v for k, v in evaluate_coco(images)[0].items()})
+        return out

@@ -1,0 +1,57 @@
+"""Precision-recall curves at IoU 0.5 of the VisDrone view, as PNG files.
+
+One figure with every evaluated class (all_classes.png) and one per class
+(<class>.png). The filled step is the all-point interpolated precision whose
+area is the toolkit's AP50; the thin line is the raw precision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from afmcli.data.visdrone_format import CLASSES  # noqa: E402
+from afmcli.evaluation.visdrone import VisDroneResult, voc_envelope  # noqa: E402
+from afmcli.io import atomic_path  # noqa: E402
+
+
+def _draw(ax, recall: np.ndarray, precision: np.ndarray, label: str, color=None, fill: bool = False) -> None:
+    mrec, mpre = voc_envelope(recall, precision)
+    line, = ax.step(mrec, mpre, where="pre", label=label, color=color)
+    if fill:
+        ax.fill_between(mrec, mpre, step="pre", alpha=0.15, color=line.get_color())
+        ax.plot(recall, precision, lw=0.6, color=line.get_color(), alpha=0.6)
+
+
+def _axes(title: str):
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def plot_pr_curves(result: VisDroneResult, out_dir: str | Path) -> list[str]:
+    """Write the PNGs into ``out_dir`` (atomically); returns the file names."""
+    evaluated = [c for c in range(len(CLASSES)) if result.images_per_class[c]]
+    names = []
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        fig, ax = _axes(f"PR at IoU 0.5 (AP50 {result.stats['AP50']:.2f})")
+        for c in evaluated:
+            _draw(ax, *result.pr_curves[c], f"{CLASSES[c]} ({result.ap[c, 0]:.1f})")
+        ax.legend(fontsize=8, loc="upper right")
+        fig.savefig(tmp / "all_classes.png", bbox_inches="tight")
+        plt.close(fig)
+        names.append("all_classes.png")
+        for c in evaluated:
+            fig, ax = _axes(f"{CLASSES[c]}: AP50 {result.ap[c, 0]:.2f}, {result.gt_per_class[c]} gt")
+            _draw(ax, *result.pr_curves[c], CLASSES[c], fill=True)
+            fig.savefig(tmp / f"{CLASSES[c]}.png", bbox_inches="tight")
+            plt.close(fig)
+            names.append(f"{CLASSES[c]}.png")
+    return names

@@ -1,0 +1,240 @@
+"""Sliced inference: ours (true batches) beside SAHI, and slicing vs full image alone.
+
+    .venv/bin/python bench/bench_infer.py [--val-images 4] [--size 1600x1000] [--slice 512]
+        [--train-iters 200] [--work /tmp/afm_bench_infer]
+
+In one run, on `afm synth` data:
+1. trains the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py) for --train-iters
+   steps on 512x512 synth images (cached in --work), so the detector finds things;
+2. runs the same model, images, tiles (SAHI placement, --slice, --overlap 0.25), full-image
+   pass and fusion (class-aware NMS, IoU 0.6) through
+   - SAHI: sahi.models.mmdet.MmdetDetectionModel + sahi.predict.get_sliced_prediction
+     (one tile per forward pass, mmdet's DetInferencer pipeline), and
+   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at --batch-size;
+   and reports images/s, the ratio, and whether the detections are the same
+   (matched count, max box / score difference);
+3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
+   toolkit's AP) slicing + fusion vs the full-image pass alone vs SAHI.
+Timings exclude model loading; images are read before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from afmcli.cli import main as afm
+from afmcli.inference.detections import Detections, detections_to_results
+from afmcli.inference.fusion import fuse_image, overlap
+from afmcli.inference.predictor import Predictor, load_detector, predict_image
+from afmcli.io import write_json
+
+CONFIG = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tiny_tood.py"
+MAX_DETS = 100_000  # no cap while comparing with SAHI (its NMS path has none)
+
+
+def quiet(*args):
+    """Run an `afm` subcommand, discarding its table."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        afm(list(map(str, args)))
+
+
+def make_data(work: Path, val_images: int, size: tuple[int, int]) -> None:
+    if not (work / "Datasets" / "labels" / "annotations" / "train_labels.json").is_file():
+        quiet("synth", work / "synth_train", "--split", "train", "--images", 60, "--width", 512,
+              "--height", 512, "--seed", 1)
+        quiet("convert-visdrone", work / "synth_train", work / "Datasets", "--split", "train")
+    if not (work / "Datasets" / "labels" / "annotations" / "val_labels.json").is_file():
+        quiet("synth", work / "synth_val", "--split", "val", "--images", val_images, "--width", size[0],
+              "--height", size[1], "--seed", 2)
+        quiet("convert-visdrone", work / "synth_val", work / "Datasets", "--split", "val")
+
+
+def train(work: Path, iters: int) -> Path:
+    """A short AdamW run of the tiny TOOD (batch 2); the checkpoint is cached per iteration count."""
+    ckpt = work / f"tiny_tood_{iters}.pth"
+    if ckpt.is_file():
+        return ckpt
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import OptimWrapper
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules()
+    cfg = Config.fromfile(str(CONFIG))
+    torch.manual_seed(0)
+    random.seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    dataset = CocoDataset(
+        data_root=str(work / "Datasets"), ann_file="labels/annotations/train_labels.json",
+        data_prefix=dict(img="images/train/"), metainfo=dict(classes=cfg.classes),
+        filter_cfg=dict(filter_empty_gt=True), pipeline=[
+            dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True),
+            dict(type="Resize", scale=(512, 512), keep_ratio=True), dict(type="RandomFlip", prob=0.5),
+            dict(type="PackDetInputs")])
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05), clip_grad=dict(max_norm=10))
+    model.train()
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_current_instance()  # TOODHead reads the epoch from here (the Runner sets it)
+    hub.update_info("epoch", 0)  # ATSS assignment first
+    start = time.perf_counter()
+    for it in range(iters):
+        for group in optim.optimizer.param_groups:  # linear warm-up over 50 steps
+            group["lr"] = 2e-3 * min(1.0, (it + 1) / 50)
+        if it == iters // 3:
+            hub.update_info("epoch", model.bbox_head.initial_epoch)  # then task-aligned assignment
+        losses = model.train_step(pseudo_collate([dataset[random.randrange(len(dataset))] for _ in range(2)]), optim)
+        if it % 50 == 0 or it == iters - 1:
+            print(f"train {it + 1}/{iters}: loss {float(losses['loss']):.3f} ({time.perf_counter() - start:.0f} s)")
+    torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": {"classes": cfg.classes}}}, ckpt)
+    return ckpt
+
+
+def ours_one(predictor, image, args, batch_size, slices=True) -> Detections:
+    """One image through the `afm infer` path (tiles in batches + full pass, fused)."""
+    s, f, _ = predict_image(predictor, image, args.slice, args.overlap, batch_size, slices=slices)
+    return fuse_image([s.relabel(range(1, 11)), f.relabel(range(1, 11))], "nms", 0.6, max_per_img=MAX_DETS)
+
+
+def sahi_model(ckpt: Path, args):
+    from sahi.models.mmdet import MmdetDetectionModel
+
+    return MmdetDetectionModel(model_path=str(ckpt), config_path=str(CONFIG), device="cpu",
+                               confidence_threshold=args.score_thr, load_at_init=True)
+
+
+def sahi_one(model, image, args) -> Detections:
+    from sahi.predict import get_sliced_prediction
+
+    result = get_sliced_prediction(
+        image[:, :, ::-1].copy(), model, slice_height=args.slice, slice_width=args.slice,  # SAHI wants RGB
+        overlap_height_ratio=args.overlap, overlap_width_ratio=args.overlap,
+        perform_standard_pred=True, postprocess_type="NMS", postprocess_match_metric="IOU",
+        postprocess_match_threshold=0.6, postprocess_class_agnostic=False, verbose=0)
+    preds = result.object_prediction_list
+    return Detections(np.array([p.bbox.to_xyxy() for p in preds]).reshape(-1, 4), [p.score.value for p in preds],
+                      [p.category.id + 1 for p in preds])
+
+
+def compare(ours: list[Detections], theirs: list[Detections]) -> tuple[int, int, int, float, float]:
+    """(ours, theirs, matched, max box diff, max score diff): greedy one-to-one matching
+    of same-class boxes with IoU > 0.99, best scores first."""
+    n_ours = n_theirs = matched = 0
+    box_diff = score_diff = 0.0
+    for a, b in zip(ours, theirs):
+        n_ours, n_theirs = n_ours + len(a), n_theirs + len(b)
+        free = np.ones(len(b), bool)
+        for i in np.argsort(-a.scores, kind="stable"):
+            cand = np.flatnonzero(free & (b.labels == a.labels[i]))
+            if not len(cand):
+                continue
+            ious = overlap(a.boxes[i], b.boxes[cand], "iou")
+            j = cand[np.argmax(ious)]
+            if ious.max() > 0.99:
+                free[j] = False
+                matched += 1
+                box_diff = max(box_diff, float(np.abs(a.boxes[i] - b.boxes[j]).max()))
+                score_diff = max(score_diff, abs(float(a.scores[i] - b.scores[j])))
+    return n_ours, n_theirs, matched, box_diff, score_diff
+
+
+def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
+    from afmcli.evaluation.coco_view import evaluate_coco
+    from afmcli.evaluation.loaders import load_images
+    from afmcli.evaluation.visdrone import evaluate_visdrone
+
+    pred = work / f"pred_{tag}.json"
+    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
+    rows, _ = load_images(work / "Datasets" / "labels" / "annotations" / "val_labels.json", pred)
+    coco, _ = evaluate_coco(rows)
+    vd = evaluate_visdrone(rows)
+    return {"AP": coco["AP"], "AP50": coco["AP50"], "AP_small": coco["AP_small"], "AP_tiny": coco["AP_tiny"],
+            "VisDrone AP": vd.stats["AP"], "VisDrone AP50": vd.stats["AP50"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--val-images", type=int, default=4)
+    parser.add_argument("--size", default="1600x1000")
+    parser.add_argument("--slice", type=int, default=512)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--score-thr", type=float, default=0.01)
+    parser.add_argument("--train-iters", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    make_data(args.work, args.val_images, size)
+    ckpt = train(args.work, args.train_iters)
+    gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
+    image_ids = [img["id"] for img in gt["images"]]
+    images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
+    model, cfg, _ = load_detector(CONFIG, ckpt)
+    predictor = Predictor(model, cfg, args.score_thr)
+
+    sahi = sahi_model(ckpt, args)
+    runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args),
+            "ours, batch 1": lambda im: ours_one(predictor, im, args, 1),
+            f"ours, batch {args.batch_size}": lambda im: ours_one(predictor, im, args, args.batch_size),
+            "ours, full image only": lambda im: ours_one(predictor, im, args, 1, slices=False)}
+    for run in runs.values():  # warm-up (allocator, thread pools)
+        run(images[0])
+    # Interleaved per image, so that load from other processes hits every pipeline alike.
+    dets = {name: [] for name in runs}
+    secs = dict.fromkeys(runs, 0.0)
+    for image in images:
+        for name, run in runs.items():
+            start = time.perf_counter()
+            dets[name].append(run(image))
+            secs[name] += time.perf_counter() - start
+    sahi_name = next(iter(runs))
+    t_sahi = secs[sahi_name]
+    n = len(images)
+    speed = Table(title=f"{n} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
+                        f"score >= {args.score_thr}, NMS 0.6 (CPU, {torch.get_num_threads()} threads)")
+    for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "detections", "matched to SAHI",
+                "max box diff (px)", "max score diff"):
+        speed.add_column(col, justify="right")
+    for name in runs:
+        if name.endswith("full image only"):
+            speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
+                          str(sum(map(len, dets[name]))), "-", "-", "-")
+            continue
+        n_ours, n_sahi, matched, box_diff, score_diff = compare(dets[name], dets[sahi_name])
+        speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
+                      str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
+    accuracy = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
+    results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full"),
+               "slices + full, fused (ours)": evaluate(args.work, image_ids,
+                                                       dets[f"ours, batch {args.batch_size}"], "ours"),
+               "SAHI": evaluate(args.work, image_ids, dets[sahi_name], "sahi")}
+    accuracy.add_column("detections")
+    for key in next(iter(results.values())):
+        accuracy.add_column(key, justify="right")
+    for name, res in results.items():
+        accuracy.add_row(name, *[f"{v:.2f}" for v in res.values()])
+    console = Console(width=160)
+    console.print(speed)
+    console.print(accuracy)
+
+
+if __name__ == "__main__":
+    main()
