@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE after build_mmcv_cuda.sh: GPU tests and benchmarks, results to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl "$OUT"/mmcv-*.whl 2>/dev/null \
+  || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+python3 -m afmcli env | tee "$OUT/env.txt"
+python3 -m pytest -m gpu -q tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
+python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --json "$OUT/bench_train_fp32.json" 2>&1 | tail -15
+python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --amp --json "$OUT/bench_train_amp.json" 2>&1 | tail -15
+python3 bench/bench_infer.py --device cuda --json "$OUT/bench_infer.json" 2>&1 | tail -15
