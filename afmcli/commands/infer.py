@@ -43,13 +43,14 @@ def infer(
                              viz_score=viz_score)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint)
-    table = Table(title=f"afm infer -> {out}")
-    for name in ("images", "unreadable", "tiles", "tile detections", "full-image detections",
-                 f"fused ({method})", "seconds", "images/s"):
-        table.add_column(name, justify="right")
-    table.add_row(str(stats.images), str(len(stats.failed)), str(stats.tiles), str(stats.slice_dets),
-                  str(stats.full_dets), str(stats.fused_dets), f"{stats.seconds:.1f}",
-                  f"{stats.images / max(stats.seconds, 1e-9):.2f}")
+    table = Table(title="afm infer", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    for name, value in (("images", stats.images), ("unreadable", len(stats.failed)), ("tiles", stats.tiles),
+                        ("tile detections", stats.slice_dets), ("full-image detections", stats.full_dets),
+                        (f"fused ({method})", stats.fused_dets), ("seconds", f"{stats.seconds:.1f}"),
+                        ("images/s", f"{stats.images / max(stats.seconds, 1e-9):.2f}"), ("output", out)):
+        table.add_row(name, str(value))
     console = Console()
     console.print(table)
     if stats.failed:

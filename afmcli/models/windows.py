@@ -23,28 +23,37 @@ def window_size(feat_hw: Sequence[int], window: int) -> tuple[int, int]:
 @torch.no_grad()
 def mine_windows(score: Tensor, valid_hw: Sequence[Sequence[int]], topk: int, window: int,
                  peak_kernel: int) -> Tensor:
-    """Top-k windows of `score` (N, 1, H, W) by mass: the peaks of the window sums.
+    """Top-k windows of `score` (N, 1, H, W) by mass, chosen greedily with suppression.
 
-    The sum of every window position is one avg-pool; a position is a peak when it is the
-    maximum of its `peak_kernel` neighbourhood (so chosen windows overlap little). Windows
-    stay inside each image's valid (unpadded) cells `valid_hw[i]` where they fit. If there are
-    fewer peaks than k, the best non-peak positions fill up. Returns (N, k, 4) long cells.
+    The mass of every window position is one avg-pool. Each pick takes the heaviest position
+    and suppresses the positions within `peak_kernel // 2` cells of it, so windows overlap
+    little; once all are suppressed, the heaviest suppressed ones fill up. Ties (a binary
+    ground-truth mask makes plateaus) go to the window whose central half holds the most
+    mass, so objects sit in the middle of their window. Windows stay inside each image's
+    valid (unpadded) cells `valid_hw[i]` where they fit. Returns (N, k, 4) long cells.
     """
     n, _, h, w = score.shape
     wh, ww = window_size((h, w), window)
-    mass = F.avg_pool2d(score.float(), (wh, ww), stride=1)  # top-left positions, inside the map
-    local_max = F.max_pool2d(mass, peak_kernel, stride=1, padding=peak_kernel // 2)
-    rank = torch.where(mass >= local_max, mass, mass - 1e4)
-    ys = torch.arange(mass.shape[-2], device=score.device).view(-1, 1)
-    xs = torch.arange(mass.shape[-1], device=score.device).view(1, -1)
+    score = score.float()
+    mass = F.avg_pool2d(score, (wh, ww), stride=1)[:, 0]  # top-left positions inside the map
+    ph, pw = mass.shape[-2:]
+    inner = F.avg_pool2d(score, (max(1, wh // 2), max(1, ww // 2)), stride=1)[:, 0]
+    rank = mass + 1e-3 * inner[:, wh // 4:wh // 4 + ph, ww // 4:ww // 4 + pw]
+    ys = torch.arange(ph, device=score.device).view(1, -1, 1)
+    xs = torch.arange(pw, device=score.device).view(1, 1, -1)
     for i, (vh, vw) in enumerate(valid_hw):
-        outside = (ys > max(0, int(vh) - wh)) | (xs > max(0, int(vw) - ww))
-        rank[i, 0][outside] = float('-inf')
-    k = min(topk, rank[0, 0].numel())
-    idx = rank.flatten(1).topk(k, dim=1).indices  # (N, k)
-    x0 = idx % mass.shape[-1]
-    y0 = idx // mass.shape[-1]
-    return torch.stack([x0, y0, x0 + ww, y0 + wh], dim=-1)
+        outside = (ys[0] > max(0, int(vh) - wh)) | (xs[0] > max(0, int(vw) - ww))
+        rank[i][outside] = float('-inf')
+    r = peak_kernel // 2
+    picks = []
+    for _ in range(min(topk, ph * pw)):
+        idx = rank.flatten(1).argmax(dim=1)
+        y0, x0 = idx // pw, idx % pw
+        picks.append(torch.stack([x0, y0, x0 + ww, y0 + wh], dim=-1))
+        near = ((ys - y0.view(-1, 1, 1)).abs() <= r) & ((xs - x0.view(-1, 1, 1)).abs() <= r)
+        rank = torch.where(near, rank - 1e4, rank)
+        rank.view(n, -1).scatter_(1, idx[:, None], float('-inf'))  # never the same window twice
+    return torch.stack(picks, dim=1)
 
 
 def full_windows(n: int, feat_hw: Sequence[int], device=None) -> Tensor:

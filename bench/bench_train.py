@@ -1,0 +1,164 @@
+"""Training-iteration time and peak memory: AFMNet against TOOD, and the HD head on windows
+against the same head dense on the whole stride-4 map. One run, side by side, with ratios.
+
+Each measurement runs in its own process, so peak memory is its own (CPU: peak RSS growth
+during the iterations; CUDA: torch.cuda.max_memory_allocated).
+
+    .venv/bin/python bench/bench_train.py                       # CPU, R50 configs, 512x384, batch 2
+    .venv/bin/python bench/bench_train.py --tiny                # the tiny synth configs
+    .venv/bin/python bench/bench_train.py --device cuda --size 1333x800 --batch 4 --amp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL = dict(tood='configs/AFM/tood_r50_visdrone.py', afmnet='configs/AFM/AFMNet-tood_r50_k13.py')
+TINY = dict(tood='configs/AFM/tood_tiny_synth.py', afmnet='configs/AFM/afmnet_tiny_synth.py')
+
+
+def rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def make_batch(n: int, w: int, h: int, device: str, seed: int = 0):
+    """Normalised random images with VisDrone-like labels: 60 mostly small boxes each."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(n):
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                                        pad_shape=(h, w), batch_input_shape=(h, w)))
+        xy = torch.rand(60, 2, generator=gen) * torch.tensor([w - 80.0, h - 80.0])
+        wh = 4 + torch.rand(60, 2, generator=gen) ** 2 * 70
+        s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
+                                      labels=torch.randint(0, 10, (60,), generator=gen))
+        samples.append(s.to(device))
+    return torch.randn(n, 3, h, w, generator=gen).to(device), samples
+
+
+def worker(args) -> dict:
+    """One measurement in this process; prints a JSON line."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine import MessageHub
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    import afmcli.models  # noqa: F401
+
+    register_all_modules()
+    MMLogger.get_instance('mmengine', log_level='WARNING')
+    configs = TINY if args.tiny else FULL
+    kind = args.worker
+    cfg = Config.fromfile(str(ROOT / configs['afmnet' if kind.startswith('hd') else kind]))
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).to(args.device)
+    model.init_weights()
+    model.train()
+    MessageHub.get_current_instance().update_info('epoch', 5)  # TaskAligned phase
+    w, h = map(int, args.size.split('x'))
+    inputs, samples = make_batch(args.batch, w, h, args.device)
+    cuda = args.device == 'cuda'
+
+    if kind == 'tood' or kind == 'afmnet':
+        def step():
+            losses = model.loss(inputs, samples)
+            sum(v if torch.is_tensor(v) else sum(v) for v in losses.values()).backward()
+        extra = {}
+    else:  # the HD head alone: on the AFFM windows, or dense on the whole stride-4 map
+        head, affm = model.hd_head, model.affm
+        c = head.in_channels
+        ph, pw = -(-h // 32) * 8, -(-w // 32) * 8
+        wh, ww = min(affm.window, ph), min(affm.window, pw)
+        shape = (args.batch * affm.topk, c, wh, ww) if kind == 'hd_windows' else (args.batch, c, ph, pw)
+        feat = torch.randn(*shape, device=args.device)
+
+        def step():
+            cls_scores, bbox_preds = head((feat,))
+            (cls_scores[0].sum() + bbox_preds[0].sum()).backward()
+        extra = dict(cells=shape[0] * shape[2] * shape[3] / args.batch)
+
+    amp = torch.autocast('cuda', dtype=torch.float16) if (cuda and args.amp) else None
+    for i in range(args.warmup + args.iters):
+        if i == args.warmup:
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            base_rss = rss_bytes()
+            start = time.perf_counter()
+        if amp is not None:
+            with amp:
+                step()
+        else:
+            step()
+        model.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / args.iters
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+    else:  # ru_maxrss is the process's lifetime peak, in KiB
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
+    return dict(kind=kind, seconds=seconds, peak_mib=peak / 2 ** 20, **extra)
+
+
+def run(kind: str, args) -> dict:
+    cmd = [sys.executable, __file__, '--worker', kind, '--device', args.device, '--size', args.size,
+           '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup)]
+    cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--size', default='512x384', help='WxH of the input batch')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--iters', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
+    parser.add_argument('--tiny', action='store_true', help='the tiny synth configs instead of R50')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    res = {kind: run(kind, args) for kind in ('tood', 'afmnet', 'hd_dense', 'hd_windows')}
+    mem = 'peak CUDA MiB' if args.device == 'cuda' else 'peak RSS growth MiB'
+    table = Table(title=f"train iteration, {args.device}, {args.size}, batch {args.batch}"
+                        f"{', amp' if args.amp else ''}{', tiny' if args.tiny else ', R50'}")
+    for col in ('what', 's / iter', mem, 'time ratio', 'memory ratio'):
+        table.add_column(col, justify='right' if col != 'what' else 'left')
+    rows = [('TOOD', 'tood', None), ('AFMNet', 'afmnet', 'tood'),
+            ('HD head dense (stride-4 map)', 'hd_dense', None), ('HD head on windows', 'hd_windows', 'hd_dense')]
+    for label, kind, ref in rows:
+        r = res[kind]
+        ratio_t = f"{r['seconds'] / res[ref]['seconds']:.2f}x" if ref else ''
+        ratio_m = f"{r['peak_mib'] / max(res[ref]['peak_mib'], 1e-9):.2f}x" if ref else ''
+        table.add_row(label, f"{r['seconds']:.3f}", f"{r['peak_mib']:.0f}", ratio_t, ratio_m)
+    console = Console()
+    console.print(table)
+    console.print(f"HD head cells on windows / dense: {res['hd_windows']['cells'] / res['hd_dense']['cells']:.3f}")
+
+
+if __name__ == '__main__':
+    main()

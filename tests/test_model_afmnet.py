@@ -1,0 +1,215 @@
+"""The AFMNet detector on the tiny config: losses, switches, HD-head area, epochs, weights."""
+
+import copy
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.utils import register_all_modules
+from mmengine import MessageHub
+from mmengine.config import Config
+from mmengine.structures import InstanceData, PixelData
+
+import afmcli.models  # noqa: F401  (registers the modules)
+from afmcli.models.afmnet import hd_state_from_main, merge_detections
+
+register_all_modules()
+TINY = 'configs/AFM/afmnet_tiny_synth.py'
+LOSS_KEYS = {'loss_cls', 'loss_bbox', 'loss_mask_s', 'loss_mask_l', 'hd_loss_cls', 'hd_loss_bbox'}
+
+
+def tiny_model_cfg(**changes):
+    cfg = Config.fromfile(TINY, import_custom_modules=False).model
+    for key, value in changes.items():  # replace, not merge (ConfigDict.update merges)
+        cfg[key] = value
+    return cfg
+
+
+def build(cfg, seed=0):
+    torch.manual_seed(seed)
+    model = MODELS.build(copy.deepcopy(cfg))
+    model.init_weights()
+    return model
+
+
+def make_batch(h=256, w=192, n=2):
+    """Images and samples with small and large boxes (tiny config's normalised inputs)."""
+    gen = torch.Generator().manual_seed(1)
+    samples = []
+    for _ in range(n):
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                                        pad_shape=(h, w), batch_input_shape=(h, w)))
+        xy = torch.rand(12, 2, generator=gen) * torch.tensor([w - 60, h - 60])
+        wh = 6 + torch.rand(12, 2, generator=gen) * 12
+        wh[:2] = 45  # two large objects (area >= 32x32)
+        s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
+                                      labels=torch.randint(0, 10, (12,), generator=gen))
+        samples.append(s)
+    return torch.randn(n, 3, h, w, generator=gen), samples
+
+
+def total(losses):
+    return sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
+
+
+@pytest.fixture(autouse=True)
+def epoch_zero():
+    MessageHub.get_current_instance().update_info('epoch', 0)
+
+
+@pytest.mark.parametrize('epoch', [0, 5])
+def test_tiny_forward_backward_gives_every_loss_finite(epoch):
+    model = build(tiny_model_cfg())
+    model.set_epoch(epoch)
+    inputs, samples = make_batch()
+    losses = model.loss(inputs, samples)
+    assert set(losses) == LOSS_KEYS
+    for name, value in losses.items():
+        for v in (value if isinstance(value, list) else [value]):
+            assert torch.isfinite(v), name
+    total(losses).backward()
+    for part in ('backbone', 'neck', 'p2_neck', 'mask_estimator', 'irfi', 'hd_head', 'bbox_head'):
+        grads = [p.grad for p in getattr(model, part).parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), part
+    # set_epoch reaches both heads: ATSS (initial) before epoch 2, TaskAligned after
+    assert model.bbox_head.epoch == model.hd_head.epoch == epoch
+
+
+def test_predict_merges_heads_and_caps_detections():
+    model = build(tiny_model_cfg())
+    model.eval()
+    inputs, samples = make_batch()
+    with torch.no_grad():
+        out = model.predict(inputs, samples)
+    pred = out[0].pred_instances
+    assert 0 < len(pred) <= 300 and set(pred.keys()) == {'bboxes', 'scores', 'labels'}
+    assert (pred.scores[:-1] >= pred.scores[1:]).all()  # NMS output is sorted
+
+
+def test_merge_detections_is_class_aware_and_capped():
+    a = InstanceData(bboxes=torch.tensor([[0., 0, 10, 10], [0, 0, 10, 10]]),
+                     scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([1, 2]))
+    b = InstanceData(bboxes=torch.tensor([[0., 0, 10, 11], [50, 50, 60, 60]]),
+                     scores=torch.tensor([0.95, 0.1]), labels=torch.tensor([1, 1]))
+    res = merge_detections([a, b], iou_threshold=0.6, max_per_img=500)
+    assert res.scores.tolist() == pytest.approx([0.95, 0.8, 0.1])  # 0.9 (same class) suppressed
+    assert len(merge_detections([a, b], iou_threshold=0.6, max_per_img=2)) == 2
+
+
+ABLATION_CHAIN = [  # each step adds one part, as configs/AFM/ablation/*
+    dict(p2_neck=None, hd_head=None, mask_estimator=None, affm=None, irfi=None),
+    dict(mask_estimator=None, affm=None, irfi=None),
+    dict(affm=None, irfi=None),
+    dict(irfi=None),
+    dict(),
+]
+
+
+def test_each_ablation_switch_changes_the_computation():
+    inputs, samples = make_batch()
+    full = build(tiny_model_cfg())
+    torch.nn.init.normal_(full.irfi.modulation.weight, std=0.05)  # IRFI starts as identity
+    state = full.state_dict()
+    results = []
+    for changes in ABLATION_CHAIN:
+        model = build(tiny_model_cfg(**changes))
+        model.load_state_dict(state, strict=False)
+        model.eval()
+        with torch.no_grad():
+            results.append(model.loss(inputs, samples))
+    for before, after in zip(results, results[1:]):
+        differs = set(before) != set(after) or any(
+            not torch.allclose(torch.as_tensor(before[k][0] if isinstance(before[k], list) else before[k]),
+                               torch.as_tensor(after[k][0] if isinstance(after[k], list) else after[k]))
+            for k in before)
+        assert differs
+    # AFFM changes the HD head's input from the whole map to windows, IRFI its values
+    assert not torch.allclose(results[3]['hd_loss_cls'][0], results[4]['hd_loss_cls'][0])
+    # the neck switch: FPN instead of CFPN
+    fpn = build(tiny_model_cfg(neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=64,
+                                         start_level=1, add_extra_convs='on_output', num_outs=5)))
+    assert type(fpn.neck).__name__ == 'FPN'
+    assert set(fpn.loss(inputs, samples)) == LOSS_KEYS
+
+
+def hd_input_shapes(model, inputs, samples):
+    shapes = []
+    handle = model.hd_head.register_forward_pre_hook(lambda m, args: shapes.append(args[0][0].shape))
+    model.loss(inputs, samples)
+    handle.remove()
+    return shapes[0]
+
+
+@pytest.mark.parametrize('hw,window,k,fraction', [
+    ((384, 512), 24, 4, 4 * 24 * 24 / (96 * 128)),  # 0.1875 of the dense stride-4 map
+    ((64, 512), 24, 4, 4 * 16 * 24 / (16 * 128)),   # window clipped to the 16-cell-high map
+])
+def test_hd_head_computes_the_claimed_fraction(hw, window, k, fraction):
+    model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=k, window=window)))
+    inputs, samples = make_batch(*hw)
+    n, c, wh, ww = hd_input_shapes(model, inputs, samples)
+    assert n == 2 * k and c == 64
+    assert k * wh * ww / (hw[0] // 4 * hw[1] // 4) == pytest.approx(fraction)
+    # without AFFM, the HD head is dense: one window per image, the whole map
+    dense = build(tiny_model_cfg(affm=None, irfi=None))
+    assert tuple(hd_input_shapes(dense, inputs, samples)) == (2, 64, hw[0] // 4, hw[1] // 4)
+
+
+def test_masks_come_from_samples_when_packed_else_from_boxes():
+    model = build(tiny_model_cfg())
+    inputs, samples = make_batch()
+    with torch.no_grad():
+        logits = model.mask_estimator(model._features(inputs)[1][:2])
+    rendered = model._mask_targets(samples, logits)
+    assert rendered[0].sum() > 0 and rendered[1].sum() > 0  # 10 small, 2 large boxes per image
+    # the boxes render into the right map: large boxes only in the stride-16 mask
+    small_only = copy.deepcopy(samples)
+    for s in small_only:
+        s.gt_instances = s.gt_instances[2:]
+    assert model._mask_targets(small_only, logits)[1].sum() == 0
+    # packed masks (from the pipeline) take precedence over rendering
+    packed = copy.deepcopy(samples)
+    for s in packed:
+        s.gt_mask_s = PixelData(data=torch.ones(1, 32, 24))
+        s.gt_mask_l = PixelData(data=torch.zeros(1, 16, 12))
+    targets = model._mask_targets(packed, logits)
+    assert targets[0].sum() == 2 * 32 * 24 and targets[1].sum() == 0
+
+
+def test_hd_state_from_main_copies_matching_shapes_only():
+    main = {'bbox_head.tood_cls.weight': torch.ones(80, 4), 'bbox_head.inter_convs.0.w': torch.ones(3),
+            'bbox_head.scales.0.scale': torch.tensor(2.0), 'bbox_head.scales.1.scale': torch.tensor(3.0)}
+    hd = {'tood_cls.weight': torch.zeros(10, 4), 'inter_convs.0.w': torch.zeros(3),
+          'scales.0.scale': torch.tensor(1.0)}
+    state = dict(main)
+    assert sorted(hd_state_from_main(state, '', hd)) == ['hd_head.inter_convs.0.w', 'hd_head.scales.0.scale']
+    assert state['hd_head.scales.0.scale'] == 2.0
+    assert hd_state_from_main(state, '', hd) == []  # a checkpoint with an HD head is left alone
+
+
+@pytest.mark.slow
+def test_coco_tood_checkpoint_loads_into_afmnet(tmp_path):
+    """load_from an mmdet COCO TOOD R50: every backbone and head weight arrives (HD head too)."""
+    from mmengine.runner.checkpoint import load_checkpoint
+
+    import mmdet
+
+    tood_cfg = Config.fromfile(f'{mmdet.__path__[0]}/.mim/configs/tood/tood_r50_fpn_1x_coco.py').model
+    tood_cfg.backbone.init_cfg = None
+    tood = build(tood_cfg, seed=1)
+    path = tmp_path / 'tood_coco.pth'
+    torch.save({'state_dict': tood.state_dict(), 'meta': {}}, path)
+    afm_cfg = Config.fromfile('configs/AFM/AFMNet-tood_r50_k13.py', import_custom_modules=False).model
+    afm_cfg.backbone.init_cfg = None
+    afm = build(afm_cfg, seed=2)
+    load_checkpoint(afm, str(path), map_location='cpu')
+    ours, theirs = afm.state_dict(), tood.state_dict()
+    for key, value in theirs.items():
+        if key.startswith(('backbone.', 'bbox_head.')) and key != 'bbox_head.tood_cls.weight' \
+                and key != 'bbox_head.tood_cls.bias':  # 80 COCO classes vs 10
+            assert torch.equal(ours[key], value), key
+            hd_key = 'hd_head.' + key[len('bbox_head.'):]
+            if key.startswith('bbox_head.') and hd_key in ours:
+                assert torch.equal(ours[hd_key], value), hd_key
+    assert ours['hd_head.tood_cls.weight'].shape == (10, 256, 3, 3)
