@@ -60,6 +60,8 @@ def worker(args) -> dict:
     import afmcli.models  # noqa: F401
 
     register_all_modules()
+    if args.device == 'cpu':
+        torch.set_num_threads(args.threads)
     MMLogger.get_instance('mmengine', log_level='WARNING')
     configs = TINY if args.tiny else FULL
     kind = args.worker
@@ -84,7 +86,8 @@ def worker(args) -> dict:
         c = head.in_channels
         ph, pw = -(-h // 32) * 8, -(-w // 32) * 8
         wh, ww = min(affm.window, ph), min(affm.window, pw)
-        shape = (args.batch * affm.topk, c, wh, ww) if kind == 'hd_windows' else (args.batch, c, ph, pw)
+        windowed = kind == 'hd_windows' and affm.windows_cheaper((ph, pw))  # as AFMNet decides
+        shape = (args.batch * affm.topk, c, wh, ww) if windowed else (args.batch, c, ph, pw)
         feat = torch.randn(*shape, device=args.device)
 
         def step():
@@ -93,12 +96,13 @@ def worker(args) -> dict:
         extra = dict(cells=shape[0] * shape[2] * shape[3] / args.batch)
 
     amp = torch.autocast('cuda', dtype=torch.float16) if (cuda and args.amp) else None
+    base_rss = rss_bytes()  # model and batch in place; the peak adds activations and gradients
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     for i in range(args.warmup + args.iters):
         if i == args.warmup:
             if cuda:
                 torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            base_rss = rss_bytes()
             start = time.perf_counter()
         if amp is not None:
             with amp:
@@ -118,7 +122,8 @@ def worker(args) -> dict:
 
 def run(kind: str, args) -> dict:
     cmd = [sys.executable, __file__, '--worker', kind, '--device', args.device, '--size', args.size,
-           '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup)]
+           '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
+           '--threads', str(args.threads)]
     cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -129,10 +134,12 @@ def main() -> None:
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--size', default='512x384', help='WxH of the input batch')
     parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--iters', type=int, default=3)
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
     parser.add_argument('--tiny', action='store_true', help='the tiny synth configs instead of R50')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='CPU threads per measurement (1: stable timings on a shared box)')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -145,7 +152,8 @@ def main() -> None:
     res = {kind: run(kind, args) for kind in ('tood', 'afmnet', 'hd_dense', 'hd_windows')}
     mem = 'peak CUDA MiB' if args.device == 'cuda' else 'peak RSS growth MiB'
     table = Table(title=f"train iteration, {args.device}, {args.size}, batch {args.batch}"
-                        f"{', amp' if args.amp else ''}{', tiny' if args.tiny else ', R50'}")
+                        f"{', amp' if args.amp else ''}{', tiny' if args.tiny else ', R50'}"
+                        f"{f', {args.threads} thread(s)' if args.device == 'cpu' else ''}")
     for col in ('what', 's / iter', mem, 'time ratio', 'memory ratio'):
         table.add_column(col, justify='right' if col != 'what' else 'left')
     rows = [('TOOD', 'tood', None), ('AFMNet', 'afmnet', 'tood'),

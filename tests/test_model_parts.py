@@ -9,7 +9,7 @@ from afmcli.models.affm import AFFM
 from afmcli.models.irfi import IRFI
 from afmcli.models.mask_estimator import MaskEstimator
 from afmcli.models.windows import (crop_windows, full_windows, instances_to_windows, mine_windows,
-                                   results_from_windows, window_area_fraction, window_metas, window_size)
+                                   results_from_windows, window_metas, window_size)
 
 
 def test_mine_windows_finds_the_two_blobs_in_mass_order():
@@ -53,7 +53,6 @@ def test_crop_windows_and_area_fraction():
     assert crops.shape == (4, 3, 4, 4)
     assert torch.equal(crops[1], feat[0, :, 4:8, 6:10])
     assert torch.equal(crops[2], feat[1, :, 2:6, 2:6])
-    assert window_area_fraction(windows, (8, 10)) == 2 * 16 / 80
     assert full_windows(2, (8, 10)).tolist() == [[[0, 0, 10, 8]]] * 2
 
 

@@ -9,7 +9,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .windows import mine_windows
+from .windows import mine_windows, window_size
 
 
 @MODELS.register_module()
@@ -21,7 +21,8 @@ class AFFM(BaseModule):
       rest is kept (the factor is >= 1), so a wrong mask cannot erase features.
     - `mine(score, valid_hw)`: the `topk` windows of `window` x `window` stride-4 cells with
       the most mask mass; peaks within `peak_kernel` cells suppress each other (default:
-      window + 1, so two windows overlap by at most half a window along one axis).
+      window + 1, so two windows overlap by at most half a window along one axis). When the
+      k windows would cover more cells than the map itself, the HD head runs dense instead.
     - `training_score(m, gt_small)`: windows during training come from the ground-truth
       small mask plus the prediction, so positives are always present and the predicted
       false positives are mined as hard negatives.
@@ -47,6 +48,11 @@ class AFFM(BaseModule):
         """Mining score for training: GT small mask (resized to m) + detached prediction."""
         gt = F.interpolate(gt_small, size=m.shape[-2:], mode='nearest')
         return gt + m.detach()
+
+    def windows_cheaper(self, feat_hw: Sequence[int]) -> bool:
+        """Whether the k windows have fewer cells than the whole map (else go dense)."""
+        wh, ww = window_size(feat_hw, self.window)
+        return self.topk * wh * ww < int(feat_hw[0]) * int(feat_hw[1])
 
     def mine(self, score: Tensor, valid_hw: Sequence[Sequence[int]]) -> Tensor:
         return mine_windows(score, valid_hw, self.topk, self.window, self.peak_kernel)

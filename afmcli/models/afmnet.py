@@ -72,7 +72,8 @@ class AFMNet(TOOD):
     Args beyond TOOD's:
         p2_neck: stride-4 feature (P2Feature); needed when hd_head is set.
         mask_estimator: FPD (MaskEstimator) on (P3, P4).
-        affm: AFFM; needs mask_estimator. Without it the HD head is dense on P2.
+        affm: AFFM; needs mask_estimator. Without it the HD head is dense on P2, and so it is
+            when the k windows would cover more cells than the whole map (small inputs).
         irfi: IRFI on the HD head's windows.
         hd_head: a TOODHead with strides=[4]; train_cfg/test_cfg default to the detector's.
         mask_render: how masks are drawn from boxes when a sample carries none
@@ -178,6 +179,7 @@ class AFMNet(TOOD):
                     for s in data_samples]
         if self.affm is not None:
             p2, m_s = self.affm.enhance(p2, out['mask_logits'][0])
+        if self.affm is not None and self.affm.windows_cheaper(p2.shape[-2:]):
             score = self.affm.training_score(m_s, out['mask_targets'][0]) if training else m_s
             windows = self.affm.mine(score, valid_hw)
         else:

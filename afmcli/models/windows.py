@@ -70,12 +70,6 @@ def crop_windows(feat: Tensor, windows: Tensor) -> Tensor:
     return torch.stack(crops)
 
 
-def window_area_fraction(windows: Tensor, feat_hw: Sequence[int]) -> float:
-    """Share of the dense stride-4 map's cells that the HD head computes on (per image)."""
-    x0, y0, x1, y1 = windows[0, 0].tolist()
-    return windows.shape[1] * (x1 - x0) * (y1 - y0) / (int(feat_hw[0]) * int(feat_hw[1]))
-
-
 def window_metas(windows: Tensor, img_metas: Sequence[dict], stride: int) -> list[dict]:
     """img_meta of each window seen as an image: its size in pixels, the part inside the image."""
     metas = []
