@@ -41,3 +41,15 @@ def synth_split(tmp_path_factory) -> SynthSplit:
     paths = DatasetPaths(root, "train")
     return SynthSplit(src=src, root=root, ann_file=paths.ann_file, images=paths.images,
                       num_images=8, width=640, height=480)
+
+
+@pytest.fixture(autouse=True)
+def mmdet_default_scope():
+    """Every test starts in mmdet's registry scope, whatever ran before it in the
+    same worker (a Runner of another scope changes the current default scope)."""
+    import mmdet.utils
+    from mmengine.registry import DefaultScope
+
+    mmdet.utils.register_all_modules(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        yield
