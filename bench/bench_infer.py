@@ -115,7 +115,7 @@ def ours_one(predictor, image, args, batch_size, slices=True) -> Detections:
 def sahi_model(ckpt: Path, args):
     from sahi.models.mmdet import MmdetDetectionModel
 
-    return MmdetDetectionModel(model_path=str(ckpt), config_path=str(CONFIG), device="cpu",
+    return MmdetDetectionModel(model_path=str(ckpt), config_path=str(CONFIG), device=args.device,
                                confidence_threshold=args.score_thr, load_at_init=True)
 
 
@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--score-thr", type=float, default=0.01)
     parser.add_argument("--train-iters", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda:0 (both runs use it)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     args.work.mkdir(parents=True, exist_ok=True)
@@ -188,7 +189,7 @@ def main() -> None:
     gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
     image_ids = [img["id"] for img in gt["images"]]
     images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
-    model, cfg, _ = load_detector(CONFIG, ckpt)
+    model, cfg, _ = load_detector(CONFIG, ckpt, device=args.device)
     predictor = Predictor(model, cfg, args.score_thr)
 
     sahi = sahi_model(ckpt, args)

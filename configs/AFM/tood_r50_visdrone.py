@@ -25,7 +25,10 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=True,
         style='pytorch',
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+        # ImageNet weights by URL: mmengine's 'torchvision://' scheme would import
+        # torchvision, which afmcli never requires (load_from overwrites them anyway).
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='https://download.pytorch.org/models/resnet50-0676ba61.pth')),
     neck=dict(
         type='FPN',
         in_channels=[256, 512, 1024, 2048],

@@ -8,6 +8,6 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 python3 -m afmcli env | tee "$OUT/env.txt"
 python3 -m pytest -m gpu -q tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
-python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --json "$OUT/bench_train_fp32.json" 2>&1 | tail -15
-python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --amp --json "$OUT/bench_train_amp.json" 2>&1 | tail -15
-python3 bench/bench_infer.py --device cuda --json "$OUT/bench_infer.json" 2>&1 | tail -15
+python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --threads 16 2>&1 | tee "$OUT/bench_train_fp32.log" | tail -15
+python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --threads 16 --amp 2>&1 | tee "$OUT/bench_train_amp.log" | tail -15
+python3 bench/bench_infer.py --device cuda:0 --val-images 16 --size 2000x1500 --slice 640 2>&1 | tee "$OUT/bench_infer.log" | tail -15
