@@ -41,19 +41,23 @@ app.command("demo")(demo.demo)
 app.command("env")(env.env)
 
 
+# Options that take several values after one flag, as in mmdet's tools (nargs='+').
+MULTI_VALUE_OPTIONS = ("--cfg-options", "--weights")
+
+
 def _mmdet_style_options(argv: list[str]) -> list[str]:
     """Accept mmdet's tools/train.py spellings: a bare `--resume` means the latest
     checkpoint, and `--cfg-options a=1 b=2` gives several values after one flag."""
     out: list[str] = []
-    in_cfg_options = False
+    multi = None
     for i, arg in enumerate(argv):
         if arg.startswith("-"):
-            in_cfg_options = arg == "--cfg-options"
+            multi = arg if arg in MULTI_VALUE_OPTIONS else None
             out.append(arg)
             if arg == "--resume" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
                 out.append("auto")
-        elif in_cfg_options and out[-1] != "--cfg-options":
-            out += ["--cfg-options", arg]
+        elif multi and out[-1] != multi:
+            out += [multi, arg]
         else:
             out.append(arg)
     return out

@@ -55,3 +55,5 @@ def test_mmdet_style_options():
         "train", "c.py", "--resume", "w/epoch_2.pth"]
     assert _mmdet_style_options(["train", "c.py", "--cfg-options", "a=1", "b.c=2", "--amp"]) == [
         "train", "c.py", "--cfg-options", "a=1", "--cfg-options", "b.c=2", "--amp"]
+    assert _mmdet_style_options(["fuse", "a.json", "b.json", "--weights", "2", "1", "--out", "f.json"]) == [
+        "fuse", "a.json", "b.json", "--weights", "2", "--weights", "1", "--out", "f.json"]

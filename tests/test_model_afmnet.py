@@ -214,3 +214,27 @@ def test_coco_tood_checkpoint_loads_into_afmnet(tmp_path):
             if key.startswith('bbox_head.') and hd_key in ours:
                 assert torch.equal(ours[hd_key], value), hd_key
     assert ours['hd_head.tood_cls.weight'].shape == (10, 256, 3, 3)
+
+
+def test_hd_head_runs_on_more_windows_than_one_deform_conv_call_takes(monkeypatch):
+    """4 images x 13 windows = 52 crops: mmcv's deform_conv2d (in TOODHead) refuses a
+    batch above 32 that is not a multiple of 32, so the HD head runs in chunks; the
+    chunked result equals one call per window."""
+    import afmcli.models.afmnet as afmnet
+
+    model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=13, window=8)))
+    model.eval()
+    crops = torch.randn(52, 64, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        chunked = model._hd_forward(crops)
+        monkeypatch.setattr(afmnet, 'HD_CHUNK', 1)
+        single = model._hd_forward(crops)
+    monkeypatch.undo()
+    assert [t[0].shape[0] for t in chunked] == [52, 52]
+    for a, b in zip(chunked, single):
+        assert torch.allclose(a[0], b[0], atol=1e-5)
+    inputs, samples = make_batch(h=256, w=256, n=4)
+    model.train()
+    losses = model.loss(inputs, samples)  # 4 x 13 windows through the real loss path
+    assert torch.isfinite(losses['hd_loss_bbox'] if torch.is_tensor(losses['hd_loss_bbox'])
+                          else sum(losses['hd_loss_bbox']))

@@ -50,6 +50,14 @@ def test_set_data_root_reaches_wrapped_datasets():
     assert cfg.train_dataloader.dataset.dataset.data_root == "b/"
 
 
+def test_missing_load_from_fails_fast(tmp_path):
+    cfg = load_config(TINY, [f"load_from={tmp_path / 'coco_tood.pth'}"])
+    with pytest.raises(AfmError, match=r"load_from: .*coco_tood.pth not found; download it"):
+        prepare_config(cfg, TINY)
+    cfg = load_config(TINY, [f"load_from={tmp_path / 'coco_tood.pth'}"])
+    prepare_config(cfg, TINY, resume=str(tmp_path / "coco_tood.pth"))  # resume checks its own file
+
+
 def test_bad_launcher_is_refused():
     cfg = load_config(TINY)
     with pytest.raises(AfmError, match="--launcher"):

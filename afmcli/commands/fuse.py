@@ -15,8 +15,8 @@ def fuse(
     iou: float = typer.Option(0.6, "--iou"),
     match: str = typer.Option("iou", "--match", help="iou or ios."),
     class_agnostic: bool = typer.Option(False, "--class-agnostic"),
-    weights: Optional[List[float]] = typer.Option(None, "--weights", help="One per file (repeat the "
-                                                  "option): WBF model weights, else score factors."),
+    weights: Optional[List[float]] = typer.Option(None, "--weights", help="One per file, e.g. "
+                                                  "--weights 2 1: WBF model weights, else score factors."),
     max_per_img: int = typer.Option(500, "--max-per-img"),
     visdrone_dir: Optional[Path] = typer.Option(None, "--visdrone-dir", help="Also write VisDrone "
                                                 "txt files (needs --gt for the file names)."),

@@ -81,6 +81,7 @@ def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume:
     elif resume:
         cfg.resume = True
         cfg.load_from = resume
+    check_load_from(cfg)
     custom_hooks = list(cfg.get("custom_hooks", []) or [])
     if progress and not any(h.get("type") == "RichProgressHook" for h in custom_hooks):
         custom_hooks.append(dict(type="RichProgressHook"))
@@ -93,6 +94,17 @@ def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume:
                 backends.append(dict(type="TensorboardVisBackend"))
             vis.vis_backends = backends
     return cfg
+
+
+def check_load_from(cfg) -> None:
+    """Fail before building anything when a local ``load_from`` file is missing
+    (the published config names the COCO TOOD checkpoint the user downloads)."""
+    load_from = cfg.get("load_from")
+    if not load_from or cfg.get("resume") or "://" in str(load_from):
+        return
+    if not Path(load_from).is_file():
+        raise AfmError(f"load_from: {load_from} not found; download it (see the config's comment) "
+                       f"or pass --cfg-options load_from=None to train without it")
 
 
 def _init_cpu_distributed(cfg) -> None:

@@ -31,6 +31,7 @@ from .windows import (crop_windows, full_windows, instances_to_windows, results_
                       window_metas)
 
 HD_STRIDE = 4
+HD_CHUNK = 32  # windows per HD-head call (see AFMNet._hd_forward)
 MASK_STRIDES = (8, 16)  # P3 (small objects), P4 (large objects)
 
 
@@ -190,6 +191,14 @@ class AFMNet(TOOD):
         out.update(crops=crops, windows=windows, p2_hw=tuple(p2.shape[-2:]))
         return out
 
+    def _hd_forward(self, crops: Tensor):
+        """The HD head on all windows of the batch, in chunks of at most
+        ``HD_CHUNK``: TOODHead's deformable sampling (mmcv deform_conv2d,
+        im2col_step 32) asserts that a batch above 32 is a multiple of 32, and
+        batch x top-k windows (4 x 13 = 52) is not."""
+        outs = [self.hd_head((chunk,)) for chunk in crops.split(HD_CHUNK)]
+        return tuple([torch.cat([o[i][0] for o in outs])] for i in range(len(outs[0])))
+
     # -- training -------------------------------------------------------------------------
     def loss(self, batch_inputs: Tensor, batch_data_samples) -> dict:
         out = self._branches(batch_inputs, batch_data_samples, training=True)
@@ -200,7 +209,7 @@ class AFMNet(TOOD):
             gt_instances, _, img_metas = unpack_gt_instances(batch_data_samples)
             windows = out['windows']
             hd_losses = self.hd_head.loss_by_feat(
-                *self.hd_head((out['crops'],)),
+                *self._hd_forward(out['crops']),
                 instances_to_windows(gt_instances, windows, HD_STRIDE, self.window_min_visible),
                 window_metas(windows, img_metas, HD_STRIDE))
             losses.update({f'hd_{name}': value for name, value in hd_losses.items()})
@@ -213,7 +222,7 @@ class AFMNet(TOOD):
         if self.hd_head is not None:
             img_metas = [s.metainfo for s in batch_data_samples]
             windows = out['windows']
-            cls_scores, bbox_preds = self.hd_head((out['crops'],))
+            cls_scores, bbox_preds = self._hd_forward(out['crops'])
             per_window = self.hd_head.predict_by_feat(
                 cls_scores, bbox_preds, batch_img_metas=window_metas(windows, img_metas, HD_STRIDE),
                 rescale=False)
@@ -226,7 +235,7 @@ class AFMNet(TOOD):
         samples = batch_data_samples or [_MetaOnly(batch_inputs.shape[-2:])] * len(batch_inputs)
         out = self._branches(batch_inputs, samples, training=False)
         main = self.bbox_head.forward(out['feats'])
-        return main if self.hd_head is None else (main, self.hd_head((out['crops'],)))
+        return main if self.hd_head is None else (main, self._hd_forward(out['crops']))
 
 
 class _MetaOnly:
