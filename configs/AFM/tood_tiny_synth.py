@@ -46,3 +46,6 @@ param_scheduler = [
 ]
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=4, max_keep_ckpts=1))
 load_from = None
+
+# A fixed seed: the demo and the CPU tests give the same numbers on every run.
+randomness = dict(seed=0)
