@@ -1,7 +1,6 @@
 """Checkpoints load under torch >= 2.6 without switching weights_only off."""
 
 import os
-import pickle
 
 import pytest
 import torch

@@ -68,7 +68,7 @@ def test_classes_look_different():
         img, rows = synth_image(1, "train", i)
         for x, y, w, h, score, cat, *_ in rows:
             if 0 < cat < 11 and score == 1 and w >= 6 and h >= 6:
-                cx, cy = int(x + w / 2), int(y + h / 2)
+                cy = int(y + h / 2)
                 ring = img[cy - 1:cy + 2, int(x + w / 2 - w / 4 - 1)].reshape(-1, 3)
                 colours[int(cat)].append(ring.mean(0))
     means = {c: np.median(v, axis=0) for c, v in colours.items() if v}
