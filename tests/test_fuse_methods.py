@@ -213,3 +213,17 @@ def test_results_round_trip_and_streamed_json(tmp_path):
     write_results_json(tmp_path / "r.json", {3: d, 4: Detections.empty(), 5: d.take([0])})
     assert json.loads((tmp_path / "r.json").read_text()) == \
         detections_to_results(3, d) + detections_to_results(5, d.take([0]))
+
+
+def test_detections_to_visdrone_rows_sorted_capped_xywh():
+    """xyxy -> x, y, w, h; best score first with ties in input order; cut at the limit;
+    category in column 6 and -1 in the last two (a VisDrone result line)."""
+    from afmcli.inference.detections import detections_to_visdrone_rows
+
+    d = Detections(np.array([[0, 0, 10, 20], [5, 5, 6, 8], [1, 2, 4, 6], [2, 2, 3, 3]], dtype=float),
+                   np.array([0.5, 0.9, 0.5, 0.1]), np.array([4, 1, 7, 2]))
+    rows = detections_to_visdrone_rows(d, 3)
+    assert rows.tolist() == [[5, 5, 1, 3, 0.9, 1, -1, -1],
+                             [0, 0, 10, 20, 0.5, 4, -1, -1],
+                             [1, 2, 3, 4, 0.5, 7, -1, -1]]
+    assert detections_to_visdrone_rows(Detections.empty(), 500).shape == (0, 8)

@@ -22,17 +22,14 @@ from afmcli.errors import AfmError
 from afmcli.evaluation.coco_view import evaluate_coco
 from afmcli.evaluation.loaders import load_coco_ground_truth
 from afmcli.evaluation.visdrone import ImageRows, evaluate_visdrone
-from afmcli.inference.detections import Detections
+from afmcli.inference.detections import Detections, detections_to_visdrone_rows
 
 VIEWS = ("visdrone", "coco", "both")
 
 
 def prediction_rows(bboxes, scores, labels) -> np.ndarray:
     """mmdet predictions (xyxy, label 0..9) -> VisDrone result rows, best 500 first."""
-    dets = Detections(bboxes, scores, labels).top(MAX_DETS_PER_IMAGE)
-    wh = dets.boxes[:, 2:] - dets.boxes[:, :2]
-    n = len(dets)
-    return np.c_[dets.boxes[:, :2], wh, dets.scores, dets.labels + 1, -np.ones((n, 2))]
+    return detections_to_visdrone_rows(Detections(bboxes, scores, labels + 1), MAX_DETS_PER_IMAGE)
 
 
 @METRICS.register_module()

@@ -59,6 +59,15 @@ class Detections:
         return Detections(self.boxes, self.scores, np.asarray(mapping, dtype=np.int64)[self.labels])
 
 
+def detections_to_visdrone_rows(dets: Detections, limit: int | None) -> np.ndarray:
+    """VisDrone result rows ``x, y, w, h, score, category, -1, -1`` of ``dets``
+    (labels are category ids), best first (stable) and at most ``limit``: the
+    toolkit reads the first 500 lines in file order, not the 500 best."""
+    top = dets.top(limit)
+    wh = top.boxes[:, 2:] - top.boxes[:, :2]
+    return np.c_[top.boxes[:, :2], wh, top.scores, top.labels, -np.ones((len(top), 2))]
+
+
 def detections_to_results(image_id: int, dets: Detections) -> list[dict]:
     """COCO results (bbox as x, y, w, h) of one image, in the order of ``dets``."""
     xywh = dets.boxes.copy()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from afmcli.errors import AfmError
-from afmcli.inference.detections import (Detections, detections_to_results, results_to_detections,
+from afmcli.inference.detections import (Detections, detections_to_visdrone_rows, results_to_detections,
                                          write_results_json)
 from afmcli.inference.fusion import check_fusion_options, fuse_predictions
 from afmcli.io import read_json
@@ -33,7 +33,7 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
                gt: Path | None = None) -> list[tuple[str, int, int]]:
     """Fuse the files and write ``out`` (and ``visdrone_dir``); returns (name, images,
     detections) per input and for the result."""
-    from afmcli.data.coco import coco_results_to_visdrone, write_visdrone_folder
+    from afmcli.data.coco import write_visdrone_folder
 
     check_fusion_options(method, iou, match, class_agnostic, weights, len(preds))
     if visdrone_dir is not None and gt is None:
@@ -47,7 +47,8 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     fused = fuse_predictions(sources, method, iou, match, class_agnostic, weights, max_per_img, sizes)
     write_results_json(out, fused)
     if visdrone_dir is not None:
-        results = [r for image_id, dets in fused.items() for r in detections_to_results(image_id, dets)]
-        write_visdrone_folder(coco_results_to_visdrone(results, images, max_per_img), visdrone_dir)
+        # Every image of the gt json gets a file, an empty one where nothing was fused.
+        write_visdrone_folder({Path(img["file_name"]).stem: detections_to_visdrone_rows(
+            fused.get(img["id"], Detections.empty()), max_per_img) for img in images}, visdrone_dir)
     summary = [(str(p), len(s), sum(len(d) for d in s.values())) for p, s in zip(preds, sources)]
     return summary + [(f"fused -> {out}", len(fused), sum(len(d) for d in fused.values()))]

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from afmcli.errors import AfmError
-from afmcli.inference.detections import Detections, detections_to_results, write_results_json
+from afmcli.inference.detections import Detections, detections_to_visdrone_rows, write_results_json
 from afmcli.inference.fusion import check_fusion_options, fuse_predictions
 from afmcli.inference.predictor import Predictor, load_detector, predict_image
 from afmcli.inference.sources import category_ids, resolve_source
@@ -74,7 +74,7 @@ def read_image(path: Path) -> np.ndarray | None:
 def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False) -> InferStats:
     """Run and write everything; unreadable images are skipped and listed in the stats."""
-    from afmcli.data.coco import coco_results_to_visdrone, write_visdrone_folder
+    from afmcli.data.coco import write_visdrone_folder
     from afmcli.progress import make_progress
     from afmcli.viz.draw import draw_detections
 
@@ -116,9 +116,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
                                      max_per_img=settings.max_per_img,
                                      image_sizes={item.image_id: image.shape[1::-1]})[item.image_id]
             fused_by_id[item.image_id] = fused
-            visdrone_rows.update(coco_results_to_visdrone(
-                detections_to_results(item.image_id, fused),
-                [{"id": item.image_id, "file_name": item.file_name}], settings.max_per_img))
+            visdrone_rows[Path(item.file_name).stem] = detections_to_visdrone_rows(fused, settings.max_per_img)
             stats.images += 1
             stats.tiles += n_tiles
             stats.slice_dets += len(slices)
