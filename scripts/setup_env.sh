@@ -8,8 +8,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 pin() { grep -E "^$1==" "$PINS" | head -1; }
 TORCH_SPEC=${TORCH_SPEC:-$(pin torch)}
-MMCV_PIN=$(pin mmcv)
-MMCV_VERSION=${MMCV_PIN#mmcv==}
+MMCV_VERSION=$(pin mmcv); MMCV_VERSION=${MMCV_VERSION#mmcv==}
 CACHE=${AFM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/afmcli/wheels}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -25,27 +24,18 @@ want=${TORCH_SPEC#torch==}
 if [ -z "$installed_torch" ] || { [[ "$TORCH_SPEC" == torch==* ]] && [ "${installed_torch%%+*}" != "${want%%+*}" ]; }; then
   say "installing $TORCH_SPEC"
   "${PIP[@]}" install $TORCH_SPEC
+  torch_changed=1
 fi
 "${PIP[@]}" install -c "$CONSTRAINTS" numpy setuptools wheel ninja
 
-# The cache key: mmcv, torch (with its local tag), CPU or CUDA, python.
-read -r TORCH_V TORCH_CUDA PY_TAG < <("$PY" -c "import sys, torch; print(torch.__version__, torch.version.cuda or 'none', f'cp{sys.version_info[0]}{sys.version_info[1]}')")
-if [ "$TORCH_CUDA" != none ] && command -v nvcc >/dev/null; then DEVICE=cu${TORCH_CUDA/./}; export FORCE_CUDA=1; else DEVICE=cpu; export FORCE_CUDA=0; fi
-KEY="mmcv-${MMCV_VERSION}_torch-${TORCH_V}_${DEVICE}_${PY_TAG}"
-WHEEL_DIR="$CACHE/$KEY"
-if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-  say "building mmcv $MMCV_VERSION with compiled ops ($DEVICE); takes 4-11 minutes on 2 cores"
-  tmp=$(mktemp -d)
-  # --no-build-isolation: with isolation pip silently builds mmcv without ops.
-  # -g0 drops debug info: the wheel shrinks from 32 MB to 1.4 MB.
-  MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} CFLAGS='-DNDEBUG -fwrapv -O3 -Wall -g0' \
-    "${PIP[@]}" wheel --no-build-isolation --no-deps --no-binary mmcv -w "$tmp" "$MMCV_PIN"
-  mkdir -p "$WHEEL_DIR" && mv "$tmp"/mmcv-*.whl "$WHEEL_DIR"/ && rm -rf "$tmp"
-else
-  say "mmcv wheel cached: $WHEEL_DIR"
-fi
+# mmcv with compiled ops: built once per mmcv, torch, CPU/CUDA (and GPU arch) and python,
+# then installed from the wheel cache.
+WHEEL=$(bash scripts/build_mmcv.sh "$PY" "$CACHE" | tail -1)
 if [ "$("$PY" -c 'import importlib.metadata as m; print(m.version("mmcv"))' 2>/dev/null)" != "$MMCV_VERSION" ]; then
-  "${PIP[@]}" install -c "$CONSTRAINTS" "$WHEEL_DIR"/mmcv-*.whl
+  "${PIP[@]}" install -c "$CONSTRAINTS" "$WHEEL"
+elif [ -n "${torch_changed:-}" ]; then
+  # Same mmcv version, but its ops were compiled against the torch just replaced.
+  "${PIP[@]}" install --force-reinstall --no-deps "$WHEEL"
 fi
 say "installing mmengine, mmdet and afmcli (editable, dev extras)"
 "${PIP[@]}" install -c "$CONSTRAINTS" -e ".[dev]"

@@ -27,7 +27,7 @@ SLICE, OVERLAP = 320, 0.25
 console = Console()
 
 
-def _run(args: list[str]) -> float:
+def run_step(args: list[str]) -> float:
     from afmcli.cli import app
 
     console.rule(f"[bold]afm {shlex.join(args)}")
@@ -38,41 +38,48 @@ def _run(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def _last_checkpoint(work_dir: Path) -> Path:
+def last_checkpoint(work_dir: Path) -> Path:
     marker = work_dir / "last_checkpoint"
     if not marker.is_file():
         raise AfmError(f"{work_dir}: training wrote no checkpoint")
     return Path(marker.read_text().strip())
 
 
+def make_synthetic_split(out: Path, train_images: int, val_images: int, width: int, height: int,
+                         times: dict[str, float]) -> Path:
+    """`afm synth` train and val sets in VisDrone's layout, converted; returns Datasets/."""
+    raw, data = out / "raw", out / "Datasets"
+    size = ["--width", str(width), "--height", str(height)]
+    times["synth"] = sum(
+        run_step(["synth", str(raw / f"VisDrone2019-DET-{split}"), "--split", split,
+                  "--images", str(n), "--seed", str(seed), *size])
+        for split, n, seed in (("train", train_images, 0), ("val", val_images, 1)))
+    times["convert-visdrone"] = sum(
+        run_step(["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split])
+        for split in ("train", "val"))
+    return data
+
+
 def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
     """Run every step into ``out``; return the VisDrone/COCO metrics dict."""
     out = Path(out)
-    raw, data = out / "raw", out / "Datasets"
+    times: dict[str, float] = {}
+    data = make_synthetic_split(out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H, times)
     ann = data / "labels" / "annotations"
     work_dir, infer_dir = out / "work_dir", out / "infer"
-    size = ["--width", str(IMAGE_W), "--height", str(IMAGE_H)]
-    times: dict[str, float] = {}
-    times["synth"] = _run(["synth", str(raw / "VisDrone2019-DET-train"), "--split", "train",
-                           "--images", str(TRAIN_IMAGES), "--seed", "0", *size])
-    times["synth"] += _run(["synth", str(raw / "VisDrone2019-DET-val"), "--split", "val",
-                            "--images", str(VAL_IMAGES), "--seed", "1", *size])
-    times["convert-visdrone"] = sum(
-        _run(["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split])
-        for split in ("train", "val"))
-    times["make-masks"] = _run(["make-masks", str(data), "--split", "train"])
-    times["train"] = _run(["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data)])
-    checkpoint = _last_checkpoint(work_dir)
-    times["infer"] = _run(["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
-                           "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),
-                           "--batch-size", "8", "--viz"])
-    times["fuse"] = _run(["fuse", str(infer_dir / "sources" / "slices.json"),
-                          str(infer_dir / "sources" / "full.json"), "--out", str(out / "fused_wbf.json"),
-                          "--method", "wbf", "--gt", str(ann / "val_labels.json")])
+    times["make-masks"] = run_step(["make-masks", str(data), "--split", "train"])
+    times["train"] = run_step(["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data)])
+    checkpoint = last_checkpoint(work_dir)
+    times["infer"] = run_step(["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
+                               "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),
+                               "--batch-size", "8", "--viz"])
+    times["fuse"] = run_step(["fuse", str(infer_dir / "sources" / "slices.json"),
+                              str(infer_dir / "sources" / "full.json"), "--out", str(out / "fused_wbf.json"),
+                              "--method", "wbf", "--gt", str(ann / "val_labels.json")])
     metrics_json = out / "metrics.json"
-    times["evaluate"] = _run(["evaluate", "--gt", str(ann / "val_labels.json"),
-                              "--pred", str(infer_dir / "predictions.json"), "--json", str(metrics_json),
-                              "--plots", str(out / "plots"), "--classwise"])
+    times["evaluate"] = run_step(["evaluate", "--gt", str(ann / "val_labels.json"),
+                                  "--pred", str(infer_dir / "predictions.json"), "--json", str(metrics_json),
+                                  "--plots", str(out / "plots"), "--classwise"])
 
     from afmcli.io import read_json
 

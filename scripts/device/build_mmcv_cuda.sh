@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Run ON THE GPU MACHINE: build mmcv 2.1.0 with CUDA ops for the GPU present, wheel to $OUT.
+# Run ON THE GPU MACHINE: mmcv 2.1.0 with CUDA ops for the GPU present (sm_90 on H100/H200),
+# built from .whl/mmcv-2.1.0.tar.gz by scripts/build_mmcv.sh; the wheel is copied to $OUT
+# and to .whl/ (git-ignored), so that later runs carry it instead of rebuilding.
+# No patch is needed for CUDA 13: mmcv 2.1.0 compiled unchanged with nvcc 13.0 and
+# torch 2.11.0+cu130 for sm_90 (checked off the GPU machine, see docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if ls .whl/mmcv-2.1.0-*.whl >/dev/null 2>&1; then echo "mmcv wheel already built: $(ls .whl/mmcv-2.1.0-*.whl)"; exit 0; fi
-arch=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
-work=$(mktemp -d); tar xzf .whl/mmcv-2.1.0.tar.gz -C "$work"; src="$work/mmcv-2.1.0"
-# Smallest patches for torch 2.11 / CUDA 13 (documented in docs/benchmarks.md once measured):
-# CUDA 13 dropped architectures below sm_75, so only the present one is built.
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+command -v nvcc >/dev/null || { echo "nvcc not found: cannot build CUDA ops" >&2; exit 2; }
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/buildtools .whl/build/*.whl 2>/dev/null || true
+export PYTHONPATH=/tmp/buildtools${PYTHONPATH:+:$PYTHONPATH}
 start=$(date +%s)
-( cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=$(nproc) \
-    CFLAGS='-DNDEBUG -fwrapv -O3 -Wall -g0' \
-    python3 -m pip wheel --no-build-isolation --no-deps -w "$OUT" . ) 2>&1 | tee "$OUT/mmcv_build.log" | tail -20
-echo "mmcv CUDA build (sm_${arch/./}) took $(( $(date +%s) - start )) s" | tee -a "$OUT/mmcv_build.log"
-cp "$OUT"/mmcv-2.1.0-*.whl .whl/ 2>/dev/null || true
+wheel=$(bash scripts/build_mmcv.sh python3 /tmp/mmcv-wheels .whl/mmcv-2.1.0.tar.gz 2> >(tee "$OUT/mmcv_build.log" >&2) | tail -1)
+echo "mmcv CUDA build: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$OUT/mmcv_build.log"
+cp "$wheel" "$OUT"/ && cp "$wheel" .whl/

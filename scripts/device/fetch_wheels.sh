@@ -15,6 +15,9 @@ for spec in "$(pin mmengine)" "$(pin mmdet)" addict yapf terminaltables "$(pin p
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${PLAT[@]}" -d .whl "$spec"
 done
+# Building mmcv needs pkg_resources, which setuptools 82 dropped: the pinned setuptools,
+# kept apart in .whl/build/ since only the build uses it.
+python3 -m pip download -q --no-deps --only-binary=:all: -d .whl/build "$(pin setuptools)"
 # mmcv 2.1.0 is source only: the GPU machine builds it (build_mmcv_cuda.sh). Reading the
 # sdist's metadata needs torch, hence the project's venv (make install) and no isolation.
 .venv/bin/python -m pip download -q --no-deps --no-binary :all: --no-build-isolation -d .whl "$(pin mmcv)"

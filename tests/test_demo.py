@@ -1,0 +1,36 @@
+"""The demo's dataset step (also used by bench/bench_accuracy.py) and its step runner."""
+
+import json
+
+import pytest
+
+from afmcli.engine.demo import last_checkpoint, make_synthetic_split, run_step
+from afmcli.errors import AfmError
+
+
+def test_make_synthetic_split_writes_both_splits_in_visdrone_layout(tmp_path):
+    times: dict[str, float] = {}
+    data = make_synthetic_split(tmp_path, train_images=3, val_images=2, width=160, height=120, times=times)
+
+    assert data == tmp_path / "Datasets"
+    assert set(times) == {"synth", "convert-visdrone"} and all(t > 0 for t in times.values())
+    for split, n in (("train", 3), ("val", 2)):
+        coco = json.loads((data / "labels" / "annotations" / f"{split}_labels.json").read_text())
+        assert len(coco["images"]) == n
+        assert {(im["width"], im["height"]) for im in coco["images"]} == {(160, 120)}
+        assert len(list((data / "images" / split).iterdir())) == n
+        assert len(list((tmp_path / "raw" / f"VisDrone2019-DET-{split}" / "annotations").iterdir())) == n
+    # Different seeds: the val images are not copies of the train images.
+    train = (data / "images" / "train").iterdir()
+    val = (data / "images" / "val").iterdir()
+    assert {p.read_bytes() for p in train}.isdisjoint(p.read_bytes() for p in val)
+
+
+def test_run_step_stops_at_a_failing_command_with_its_own_message(tmp_path):
+    with pytest.raises(AfmError, match="missing.json: no such annotations folder or json"):
+        run_step(["evaluate", "--gt", str(tmp_path / "missing.json"), "--pred", str(tmp_path / "p.json")])
+
+
+def test_last_checkpoint_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(AfmError, match="training wrote no checkpoint"):
+        last_checkpoint(tmp_path)
