@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_infer.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_accuracy.py
 
 clean-venv:
 	rm -rf $(VENV)
