@@ -12,6 +12,11 @@
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 PYTHON CACHE_DIR [SDIST]" >&2; exit 2; }
 PY=$1; CACHE=$2; SDIST=${3:-}
+# Absolute paths: the build runs inside the unpacked source. (dirname, not realpath: a
+# venv's python is a symlink that must stay one.)
+abs() { case $1 in /*) echo "$1";; */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")";; *) echo "$1";; esac; }
+mkdir -p "$CACHE"; CACHE=$(cd "$CACHE" && pwd)
+PY=$(abs "$PY"); [ -z "$SDIST" ] || SDIST=$(abs "$SDIST")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MMCV_PIN=$(grep -E '^mmcv==' "$ROOT/requirements/pins.txt")
 say() { printf '\033[1m[mmcv]\033[0m %s\n' "$*" >&2; }

@@ -11,9 +11,9 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_mmcv.sh"
 
 
-def run(*args, env=None):
+def run(*args, cwd=None):
     return subprocess.run(["bash", str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          cwd=cwd, timeout=120)
 
 
 @pytest.mark.skipif(bool(torch.version.cuda) and shutil.which("nvcc") is not None,
@@ -28,7 +28,8 @@ def test_cached_wheel_is_found_by_torch_device_and_python_key(tmp_path):
     other.mkdir()
     (other / wheel.name).write_bytes(b"")
 
-    result = run(sys.executable, tmp_path)
+    # A relative cache dir is resolved against the caller's directory.
+    result = run(sys.executable, tmp_path.name, cwd=tmp_path.parent)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(wheel)
