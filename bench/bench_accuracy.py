@@ -58,8 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     width, height = map(int, args.size.split('x'))
-    times: dict[str, float] = {}
-    data = make_synthetic_split(args.work, args.train_images, args.val_images, width, height, times)
+    data, _ = make_synthetic_split(args.work, args.train_images, args.val_images, width, height)
     configs = FULL if args.full else TINY
     results = {name: train_and_evaluate(name, cfg, data, args.work, args) for name, cfg in configs.items()}
 

@@ -9,8 +9,7 @@ from afmcli.errors import AfmError
 
 
 def test_make_synthetic_split_writes_both_splits_in_visdrone_layout(tmp_path):
-    times: dict[str, float] = {}
-    data = make_synthetic_split(tmp_path, train_images=3, val_images=2, width=160, height=120, times=times)
+    data, times = make_synthetic_split(tmp_path, train_images=3, val_images=2, width=160, height=120)
 
     assert data == tmp_path / "Datasets"
     assert set(times) == {"synth", "convert-visdrone"} and all(t > 0 for t in times.values())

@@ -45,11 +45,15 @@ def last_checkpoint(work_dir: Path) -> Path:
     return Path(marker.read_text().strip())
 
 
-def make_synthetic_split(out: Path, train_images: int, val_images: int, width: int, height: int,
-                         times: dict[str, float]) -> Path:
-    """`afm synth` train and val sets in VisDrone's layout, converted; returns Datasets/."""
+def make_synthetic_split(out: Path, train_images: int, val_images: int, width: int,
+                         height: int) -> tuple[Path, dict[str, float]]:
+    """`afm synth` train and val sets in VisDrone's layout, converted.
+
+    Returns the Datasets/ root and the seconds each step took.
+    """
     raw, data = out / "raw", out / "Datasets"
     size = ["--width", str(width), "--height", str(height)]
+    times: dict[str, float] = {}
     times["synth"] = sum(
         run_step(["synth", str(raw / f"VisDrone2019-DET-{split}"), "--split", split,
                   "--images", str(n), "--seed", str(seed), *size])
@@ -57,14 +61,13 @@ def make_synthetic_split(out: Path, train_images: int, val_images: int, width: i
     times["convert-visdrone"] = sum(
         run_step(["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split])
         for split in ("train", "val"))
-    return data
+    return data, times
 
 
 def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
     """Run every step into ``out``; return the VisDrone/COCO metrics dict."""
     out = Path(out)
-    times: dict[str, float] = {}
-    data = make_synthetic_split(out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H, times)
+    data, times = make_synthetic_split(out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H)
     ann = data / "labels" / "annotations"
     work_dir, infer_dir = out / "work_dir", out / "infer"
     times["make-masks"] = run_step(["make-masks", str(data), "--split", "train"])
