@@ -30,6 +30,15 @@ COLUMNS = [('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_small'), ('coco', 'AP_
            ('visdrone', 'AP'), ('visdrone', 'AP50')]
 
 
+def fmt(value: float | None, spec: str) -> str:
+    """A metric the evaluation could not compute (no ground truth in its range) is None."""
+    return '-' if value is None else format(value, spec)
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def train_and_evaluate(name: str, config: str, data: Path, work: Path, args) -> dict:
     ann = data / 'labels' / 'annotations' / 'val_labels.json'
     options = [] if args.epochs is None else [f'train_cfg.max_epochs={args.epochs}']
@@ -70,13 +79,14 @@ def main() -> None:
     for col in ['model', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
         table.add_column(col, justify='right')
     for name, r in results.items():
-        table.add_row(name, f"{r['train_s']:.0f}", *(f"{r[view][key]:.2f}" for view, key in COLUMNS))
+        table.add_row(name, f"{r['train_s']:.0f}", *(fmt(r[view][key], '.2f') for view, key in COLUMNS))
     tood, afm = results['TOOD'], results['AFMNet']
     table.add_row('AFMNet vs TOOD', f"{afm['train_s'] / tood['train_s']:.2f}x",
-                  *(f"{afm[view][key] - tood[view][key]:+.2f}" for view, key in COLUMNS))
+                  *(fmt(difference(afm[view][key], tood[view][key]), '+.2f') for view, key in COLUMNS))
     Console(width=140).print(table)
     write_json(args.work / 'results.json', dict(settings=vars(args) | dict(work=str(args.work)), results=results))
-    print(json.dumps({name: {f'{v}/{k}': round(r[v][k], 2) for v, k in COLUMNS} for name, r in results.items()}))
+    print(json.dumps({name: {f'{v}/{k}': None if r[v][k] is None else round(r[v][k], 2) for v, k in COLUMNS}
+                      for name, r in results.items()}))
 
 
 if __name__ == '__main__':
