@@ -147,7 +147,7 @@ def hd_input_shapes(model, inputs, samples):
     ((96, 128), 24, 4, 1.0),  # 4 windows would exceed the 24x32 map: dense instead
 ])
 def test_hd_head_computes_the_claimed_fraction(hw, window, k, fraction):
-    model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=k, window=window)))
+    model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=k, window=window, margin=0)))
     inputs, samples = make_batch(*hw)
     n, c, wh, ww = hd_input_shapes(model, inputs, samples)
     assert c == 64
@@ -238,3 +238,85 @@ def test_hd_head_runs_on_more_windows_than_one_deform_conv_call_takes(monkeypatc
     losses = model.loss(inputs, samples)  # 4 x 13 windows through the real loss path
     assert torch.isfinite(losses['hd_loss_bbox'] if torch.is_tensor(losses['hd_loss_bbox'])
                           else sum(losses['hd_loss_bbox']))
+
+
+def test_hd_min_bbox_size_counts_original_pixels(monkeypatch):
+    """The HD head's min_bbox_size=3 applies after rescaling, as mmdet's heads do: with the
+    image resized 2x, a 5x5 box in network pixels is 2.5x2.5 original pixels (dropped) and
+    an 8x8 one is 4x4 (kept), in original coordinates."""
+    model = build(tiny_model_cfg())
+    model.eval()
+    model.bbox_head.test_cfg.score_thr = 2.0  # silence the main head: HD detections only
+    inputs, samples = make_batch(n=1)
+    samples[0].set_metainfo(dict(scale_factor=(2.0, 2.0), ori_shape=(128, 96)))
+    margin = model.affm.margin
+    monkeypatch.setattr(model.affm, 'mine', lambda score, valid_hw: torch.tensor([[0, 0, 0, 24, 24]]))
+
+    def hd_forward(crops):
+        m, _, h, w = crops.shape
+        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
+        cls[0, 0, 12, 10], boxes[0, :, 12, 10] = 0.9, torch.tensor([40., 40, 45, 45]) / 4
+        cls[0, 1, 12, 16], boxes[0, :, 12, 16] = 0.8, torch.tensor([60., 40, 68, 48]) / 4
+        return [cls], [boxes]
+
+    monkeypatch.setattr(model, '_hd_forward', hd_forward)
+    with torch.no_grad():
+        pred = model.predict(inputs, samples)[0].pred_instances
+    assert pred.labels.tolist() == [1]
+    origin = -margin * 4  # crop pixel 0 is image pixel -8
+    assert pred.bboxes.tolist() == [[(60 + origin) / 2, (40 + origin) / 2, (68 + origin) / 2, (48 + origin) / 2]]
+
+
+def test_hd_predictions_in_the_window_margin_are_dropped(monkeypatch):
+    model = build(tiny_model_cfg())
+    model.eval()
+    model.bbox_head.test_cfg.score_thr = 2.0
+    inputs, samples = make_batch(n=1)
+    monkeypatch.setattr(model.affm, 'mine', lambda score, valid_hw: torch.tensor([[0, 4, 4, 28, 28]]))
+
+    def hd_forward(crops):
+        m, _, h, w = crops.shape
+        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
+        for y, x in ((1, 10), (10, 10)):  # a margin cell (2 cells wide), a window cell
+            cls[0, 0, y, x], boxes[0, :, y, x] = 0.9, torch.tensor([x - 2., y - 2, x + 2, y + 2])
+        return [cls], [boxes]
+
+    monkeypatch.setattr(model, '_hd_forward', hd_forward)
+    with torch.no_grad():
+        pred = model.predict(inputs, samples)[0].pred_instances
+    assert len(pred) == 1  # only the window cell's box; crop origin (4 - 2) cells = 8 px
+    assert pred.bboxes.tolist() == [[8 + 4 * 8, 8 + 4 * 8, 8 + 4 * 12, 8 + 4 * 12]]
+
+
+@pytest.mark.parametrize('epoch', [0, 5])  # ATSS, then TaskAligned
+def test_hd_head_ignores_priors_in_the_window_margin(epoch):
+    """Priors in a crop's context margin are neither positives nor negatives: changing the
+    predictions there leaves the loss unchanged; changing them inside the window does not.
+    mmdet's plain TOODHead (no valid_box) would train the margin as negatives."""
+    MessageHub.get_current_instance().update_info('epoch', epoch)
+    head = build(tiny_model_cfg()).hd_head
+    head.epoch = epoch
+    windows = torch.tensor([[0, 0, 0, 8, 8], [0, 8, 0, 16, 8]])
+    gt = InstanceData(bboxes=torch.tensor([[6., 6, 16, 18], [40., 8, 52, 20]]), labels=torch.tensor([2, 4]))
+    from afmcli.models.windows import instances_to_windows, window_metas
+    metas = window_metas(windows, [dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))], 4, margin=2)
+    targets = instances_to_windows([gt], windows, 4, margin=2)
+    gen = torch.Generator().manual_seed(0)
+    cls = torch.rand(2, 10, 12, 12, generator=gen) * 0.5
+    boxes = torch.rand(2, 4, 12, 12, generator=gen) + torch.tensor([0., 0, 4, 4]).view(1, 4, 1, 1)
+
+    def loss(c, b):
+        out = head.loss_by_feat([c], [b], targets, metas)
+        return {k: sum(v).item() if isinstance(v, list) else v.item() for k, v in out.items()}
+
+    base = loss(cls, boxes)
+    assert base['loss_bbox'] > 0  # both objects are taught
+    margin = torch.ones(12, 12, dtype=torch.bool)
+    margin[2:10, 2:10] = False
+    cls2, boxes2 = cls.clone(), boxes.clone()
+    cls2[..., margin] = torch.rand(2, 10, int(margin.sum()), generator=gen)
+    boxes2[..., margin] += 3.0
+    assert loss(cls2, boxes2) == pytest.approx(base, rel=1e-6)
+    cls3 = cls.clone()
+    cls3[..., 5, 5] = 0.99
+    assert loss(cls3, boxes)['loss_cls'] != pytest.approx(base['loss_cls'], rel=1e-6)

@@ -27,8 +27,9 @@ from torch import Tensor
 
 from afmcli.data.masks import render_object_masks_torch
 
+from .hd_head import WindowTOODHead
 from .windows import (crop_windows, full_windows, instances_to_windows, results_from_windows,
-                      window_metas)
+                      suppress_margin, window_metas)
 
 HD_STRIDE = 4
 HD_CHUNK = 32  # windows per HD-head call (see AFMNet._hd_forward)
@@ -76,10 +77,10 @@ class AFMNet(TOOD):
         affm: AFFM; needs mask_estimator. Without it the HD head is dense on P2, and so it is
             when the k windows would cover more cells than the whole map (small inputs).
         irfi: IRFI on the HD head's windows.
-        hd_head: a TOODHead with strides=[4]; train_cfg/test_cfg default to the detector's.
+        hd_head: a WindowTOODHead (a TOODHead that ignores the windows' context margin) with
+            strides=[4]; train_cfg/test_cfg default to the detector's.
         mask_render: how masks are drawn from boxes when a sample carries none
             (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
-        window_min_visible: a GT box is taught in a window when this share of it is inside.
         hd_init_from_main: when a loaded checkpoint has no HD head (load_from a COCO TOOD),
             the HD head takes the main head's weights (see `hd_state_from_main`).
         merge_cfg: class-aware NMS that merges both heads' detections.
@@ -90,7 +91,6 @@ class AFMNet(TOOD):
                  irfi: dict | None = None, hd_head: dict | None = None,
                  hd_init_from_main: bool = True,
                  mask_render: dict = dict(kind='oval', small_area=32 * 32),
-                 window_min_visible: float = 0.5,
                  merge_cfg: dict = dict(iou_threshold=0.6, max_per_img=500),
                  train_cfg: dict | None = None, test_cfg: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg=None) -> None:
@@ -109,11 +109,13 @@ class AFMNet(TOOD):
             hd_head.setdefault('train_cfg', train_cfg)
             hd_head.setdefault('test_cfg', test_cfg)
             self.hd_head = MODELS.build(hd_head)
+            if affm and self.affm.margin and not isinstance(self.hd_head, WindowTOODHead):
+                raise ValueError('AFMNet: a window margin (affm.margin) needs '
+                                 "hd_head type='WindowTOODHead' to ignore the margin's priors")
         else:
             self.hd_head = None
         self.hd_init_from_main = hd_init_from_main
         self.mask_render = dict(mask_render)
-        self.window_min_visible = window_min_visible
         self.merge_cfg = dict(merge_cfg)
 
     def set_epoch(self, epoch: int) -> None:
@@ -165,7 +167,7 @@ class AFMNet(TOOD):
     def _branches(self, batch_inputs: Tensor, data_samples, training: bool):
         """Shared forward of loss and predict: main-head features, mask logits, HD crops."""
         c2, feats = self._features(batch_inputs)
-        out = dict(feats=feats, mask_logits=None, mask_targets=None, crops=None, windows=None)
+        out = dict(feats=feats, mask_logits=None, mask_targets=None, crops=None, windows=None, margin=0)
         m_s = None
         if self.mask_estimator is not None:
             out['mask_logits'] = self.mask_estimator(feats[:2])
@@ -182,13 +184,13 @@ class AFMNet(TOOD):
             p2, m_s = self.affm.enhance(p2, out['mask_logits'][0])
         if self.affm is not None and self.affm.windows_cheaper(p2.shape[-2:]):
             score = self.affm.training_score(m_s, out['mask_targets'][0]) if training else m_s
-            windows = self.affm.mine(score, valid_hw)
+            windows, margin = self.affm.mine(score, valid_hw), self.affm.margin
         else:
-            windows = full_windows(len(data_samples), p2.shape[-2:], p2.device)
-        crops = crop_windows(p2, windows)
+            windows, margin = full_windows(len(data_samples), p2.shape[-2:], p2.device), 0
+        crops = crop_windows(p2, windows, margin)
         if self.irfi is not None:
             crops = self.irfi(p2, windows, crops)
-        out.update(crops=crops, windows=windows, p2_hw=tuple(p2.shape[-2:]))
+        out.update(crops=crops, windows=windows, margin=margin, p2_hw=tuple(p2.shape[-2:]))
         return out
 
     def _hd_forward(self, crops: Tensor):
@@ -207,11 +209,11 @@ class AFMNet(TOOD):
             losses.update(self.mask_estimator.loss(out['mask_logits'], out['mask_targets']))
         if self.hd_head is not None:
             gt_instances, _, img_metas = unpack_gt_instances(batch_data_samples)
-            windows = out['windows']
+            windows, margin = out['windows'], out['margin']
             hd_losses = self.hd_head.loss_by_feat(
                 *self._hd_forward(out['crops']),
-                instances_to_windows(gt_instances, windows, HD_STRIDE, self.window_min_visible),
-                window_metas(windows, img_metas, HD_STRIDE))
+                instances_to_windows(gt_instances, windows, HD_STRIDE, margin),
+                window_metas(windows, img_metas, HD_STRIDE, margin))
             losses.update({f'hd_{name}': value for name, value in hd_losses.items()})
         return losses
 
@@ -221,12 +223,13 @@ class AFMNet(TOOD):
         results = self.bbox_head.predict(out['feats'], batch_data_samples, rescale=rescale)
         if self.hd_head is not None:
             img_metas = [s.metainfo for s in batch_data_samples]
-            windows = out['windows']
+            windows, margin = out['windows'], out['margin']
             cls_scores, bbox_preds = self._hd_forward(out['crops'])
+            # rescale inside the head, as mmdet does: min_bbox_size counts original pixels
             per_window = self.hd_head.predict_by_feat(
-                cls_scores, bbox_preds, batch_img_metas=window_metas(windows, img_metas, HD_STRIDE),
-                rescale=False)
-            hd_results = results_from_windows(per_window, windows, HD_STRIDE, img_metas, rescale)
+                [suppress_margin(cls_scores[0], margin)], bbox_preds,
+                batch_img_metas=window_metas(windows, img_metas, HD_STRIDE, margin), rescale=rescale)
+            hd_results = results_from_windows(per_window, windows, HD_STRIDE, img_metas, rescale, margin)
             results = [merge_detections(pair, **self.merge_cfg) for pair in zip(results, hd_results)]
         return self.add_pred_to_datasample(batch_data_samples, results)
 

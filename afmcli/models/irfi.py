@@ -45,18 +45,26 @@ class IRFI(BaseModule):
         nn.init.zeros_(self.modulation.bias)
 
     def forward(self, feat: Tensor, windows: Tensor, crops: Tensor) -> Tensor:
-        """feat (N, C, H, W) stride-4 map, windows (N, k, 4) cells, crops (N*k, C, wh, ww)."""
-        n, k = windows.shape[:2]
+        """feat (N, C, H, W) stride-4 map, windows (M, 5) rows (b, x0, y0, x1, y1) in cells,
+        image-major, crops (M, C, h, w). Images with fewer windows are padded and masked."""
+        n = feat.shape[0]
         h, w = feat.shape[-2:]
-        boxes = windows.reshape(-1, 4).to(feat.dtype)
-        batch_idx = torch.arange(n, device=feat.device).repeat_interleave(k).to(feat.dtype)
-        rois = torch.cat([batch_idx[:, None], boxes], dim=1)
+        rois = windows.to(feat.dtype)
+        boxes = rois[:, 1:]
         roi_feats = roi_align(feat, rois, self.roi_size, 1.0, 0, 'avg', True)
         tokens = self.token(F.adaptive_avg_pool2d(self.reduce(roi_feats), 4).flatten(1))
         tokens = tokens + self.pos_embed(boxes / boxes.new_tensor([w, h, w, h]))
-        global_token = self.global_token(feat.mean(dim=(2, 3)))
-        x = torch.cat([global_token[:, None], tokens.view(n, k, -1)], dim=1)
-        x = self.norm1(x + self.attn(x, x, x, need_weights=False)[0])
+        # slot of each window among its image's windows: (image b, 1 + its rank in b)
+        b = windows[:, 0]
+        counts = torch.bincount(b, minlength=n)
+        slot = 1 + torch.arange(len(b), device=b.device) - (counts.cumsum(0) - counts)[b]
+        x = tokens.new_zeros(n, 1 + int(counts.max()), tokens.shape[1])
+        x[:, 0] = self.global_token(feat.mean(dim=(2, 3)))
+        x[b, slot] = tokens
+        padding = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        padding[:, 0] = False
+        padding[b, slot] = False
+        x = self.norm1(x + self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0])
         x = self.norm2(x + self.ffn(x))
-        scale, shift = self.modulation(x[:, 1:].reshape(n * k, -1)).chunk(2, dim=1)
+        scale, shift = self.modulation(x[b, slot]).chunk(2, dim=1)
         return crops * (1 + scale[..., None, None]) + shift[..., None, None]

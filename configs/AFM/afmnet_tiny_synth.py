@@ -22,10 +22,10 @@ model = dict(
                         feat_channels=32, num_convs=1,
                         norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
                         loss_dice=dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)),
-    affm=dict(type='AFFM', topk=4, window=24),
+    affm=dict(type='AFFM', topk=4, window=24, margin=2),
     irfi=dict(type='IRFI', in_channels=64, roi_size=8, reduce_channels=16, num_heads=4),
     hd_head=dict(
-        type='TOODHead', num_classes=10, in_channels=64, stacked_convs=2, feat_channels=64,
+        type='WindowTOODHead', num_classes=10, in_channels=64, stacked_convs=2, feat_channels=64,
         anchor_type='anchor_free',
         anchor_generator=dict(type='AnchorGenerator', ratios=[1.0], octave_base_scale=8,
                               scales_per_octave=1, strides=[4]),

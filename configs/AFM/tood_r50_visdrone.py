@@ -89,3 +89,6 @@ model = dict(
 # from the mmdet model zoo and set the path here or with --cfg-options load_from=PATH.
 # The 80-class tood_cls / cls_prob layers do not match 10 classes and stay freshly initialised.
 load_from = 'checkpoints/tood_r50_fpn_mstrain_2x_coco_20211210_144231-3b23174c.pth'
+
+# The authors' train.py seeds every run with 3407.
+randomness = dict(seed=3407)
