@@ -320,3 +320,44 @@ def test_hd_head_ignores_priors_in_the_window_margin(epoch):
     cls3 = cls.clone()
     cls3[..., 5, 5] = 0.99
     assert loss(cls3, boxes)['loss_cls'] != pytest.approx(base['loss_cls'], rel=1e-6)
+
+
+def test_p2_conv_on_windows_equals_the_whole_map_conv(monkeypatch):
+    """P2's 3x3 conv on the window crops and IRFI's context from P2Feature.weighted_mean give
+    the whole-map computation's losses and gradients up to float rounding."""
+    import afmcli.models.afmnet as afmnet
+
+    model = build(tiny_model_cfg())
+    torch.nn.init.normal_(model.irfi.modulation.weight, std=0.05)  # IRFI reads the context
+    inputs, samples = make_batch()
+    runs = []
+    for on_windows in (True, False):
+        monkeypatch.setattr(afmnet, 'P2_ON_WINDOWS', on_windows)
+        model.zero_grad()
+        losses = model.loss(inputs, samples)
+        total(losses).backward()
+        runs.append(({k: torch.as_tensor(v[0] if isinstance(v, list) else v).item() for k, v in losses.items()},
+                     [p.grad.clone() for p in model.p2_neck.parameters()]))
+    (fast, fast_grads), (full, full_grads) = runs
+    assert fast == pytest.approx(full, rel=1e-5, abs=1e-6)
+    for a, b in zip(fast_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_p2_weighted_mean_is_the_mean_of_the_weighted_conv():
+    from afmcli.models.necks import P2Feature
+
+    p2 = P2Feature(in_channels=4, out_channels=6, upsample_cfg=dict(type='nearest'))
+    p2.init_weights()
+    torch.nn.init.normal_(p2.fpn_conv.conv.bias)
+    gen = torch.Generator().manual_seed(0)
+    merged, weight = torch.randn(2, 6, 7, 9, generator=gen), torch.rand(2, 1, 7, 9, generator=gen)
+    want = (p2.fpn_conv(merged) * weight).mean(dim=(2, 3))
+    torch.testing.assert_close(p2.weighted_mean(merged, weight), want, rtol=1e-5, atol=1e-6)
+    # inside the map, the conv on crops is the whole-map conv (the window at 0, 0 has a
+    # margin cell beyond the map, where the conv alone would not be zero)
+    from afmcli.models.windows import crop_windows
+    windows = torch.tensor([[0, 0, 0, 4, 4], [1, 5, 3, 9, 7]])
+    inside = crop_windows(torch.ones(2, 1, 7, 9), windows, 1).expand(-1, 6, -1, -1).bool()
+    got, want = p2.conv_windows(merged, windows, 1), crop_windows(p2.fpn_conv(merged), windows, 1)
+    torch.testing.assert_close(got[inside], want[inside], rtol=1e-5, atol=1e-6)

@@ -142,20 +142,24 @@ def test_irfi_starts_as_identity_and_mixes_windows_once_trained():
     irfi.init_weights()
     feat = torch.randn(2, 16, 20, 24)
     windows = torch.tensor([[0, 0, 0, 8, 8], [0, 10, 6, 18, 14], [1, 4, 4, 12, 12], [1, 16, 12, 24, 20]])
-    crops = crop_windows(feat, windows)
-    assert torch.equal(irfi(feat, windows, crops), crops)
+
+    def run(f, w=windows, margin=0):
+        return irfi(crop_windows(f, w, margin), w, f.mean(dim=(2, 3)), f.shape[-2:], margin)
+
+    assert torch.equal(run(feat), crop_windows(feat, windows))
     torch.nn.init.normal_(irfi.modulation.weight, std=0.1)
-    out = irfi(feat, windows, crops)
-    assert out.shape == crops.shape and not torch.allclose(out, crops)
+    out = run(feat)
+    assert out.shape == (4, 16, 8, 8) and not torch.allclose(out, crop_windows(feat, windows))
     # interaction: changing window 1 of image 0 changes window 0's modulation, not image 1's
     feat2 = feat.clone()
     feat2[0, :, 6:14, 10:18] += 1.0
-    out2 = irfi(feat2, windows, crop_windows(feat2, windows))
+    out2 = run(feat2)
     assert not torch.allclose(out2[0], out[0]) and torch.allclose(out2[2:], out[2:], atol=1e-6)
     # an image with fewer windows (padded, masked) gets what it would get alone
-    ragged = windows[[0, 1, 2]]
-    alone = irfi(feat[1:], torch.tensor([[0, 4, 4, 12, 12]]), crops[2:3])
-    assert torch.allclose(irfi(feat, ragged, crops[:3])[2:], alone, atol=1e-6)
+    assert torch.allclose(run(feat, windows[[0, 1, 2]])[2:], run(feat[1:], torch.tensor([[0, 4, 4, 12, 12]])),
+                          atol=1e-6)
+    # crops with a context margin: the window's tokens are the same, the margin is modulated too
+    assert torch.allclose(run(feat, margin=2)[..., 2:-2, 2:-2], out, atol=1e-6)
 
 
 def test_mask_estimator_shapes_losses_and_names():

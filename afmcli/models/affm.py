@@ -41,10 +41,16 @@ class AFFM(BaseModule):
     @staticmethod
     def enhance(feat: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
         """(feat * (1 + m), m) with m the sigmoid mask bilinearly resized to feat."""
-        m = logits.sigmoid()
-        if m.shape[-2:] != feat.shape[-2:]:
-            m = F.interpolate(m, size=feat.shape[-2:], mode='bilinear', align_corners=False)
+        m = AFFM.mask_at(logits, feat.shape[-2:])
         return feat * (1 + m), m
+
+    @staticmethod
+    def mask_at(logits: Tensor, hw: Sequence[int]) -> Tensor:
+        """The sigmoid mask bilinearly resized to `hw`."""
+        m = logits.sigmoid()
+        if tuple(m.shape[-2:]) != tuple(hw):
+            m = F.interpolate(m, size=tuple(hw), mode='bilinear', align_corners=False)
+        return m
 
     @staticmethod
     def training_score(m: Tensor, gt_small: Tensor) -> Tensor:

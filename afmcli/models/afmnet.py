@@ -33,6 +33,7 @@ from .windows import (crop_windows, full_windows, instances_to_windows, results_
 
 HD_STRIDE = 4
 HD_CHUNK = 32  # windows per HD-head call (see AFMNet._hd_forward)
+P2_ON_WINDOWS = True  # P2's 3x3 conv on the window crops only (see AFMNet._p2_crops)
 MASK_STRIDES = (8, 16)  # P3 (small objects), P4 (large objects)
 
 
@@ -177,21 +178,41 @@ class AFMNet(TOOD):
                 feats[1], _ = self.affm.enhance(feats[1], out['mask_logits'][1])
         if self.hd_head is None:
             return out
-        p2 = self.p2_neck(c2, feats[0])
+        merged = self.p2_neck.merge(c2, feats[0])  # P2 before its 3x3 conv
+        hw = tuple(merged.shape[-2:])
         valid_hw = [(-(-s.metainfo['img_shape'][0] // HD_STRIDE), -(-s.metainfo['img_shape'][1] // HD_STRIDE))
                     for s in data_samples]
-        if self.affm is not None:
-            p2, m_s = self.affm.enhance(p2, out['mask_logits'][0])
-        if self.affm is not None and self.affm.windows_cheaper(p2.shape[-2:]):
+        m_s = self.affm.mask_at(out['mask_logits'][0], hw) if self.affm is not None else None
+        windowed = self.affm is not None and self.affm.windows_cheaper(hw)
+        if windowed:
             score = self.affm.training_score(m_s, out['mask_targets'][0]) if training else m_s
             windows, margin = self.affm.mine(score, valid_hw), self.affm.margin
         else:
-            windows, margin = full_windows(len(data_samples), p2.shape[-2:], p2.device), 0
-        crops = crop_windows(p2, windows, margin)
+            windows, margin = full_windows(len(data_samples), hw, merged.device), 0
+        crops, context = self._p2_crops(merged, m_s, windows, margin, windowed)
         if self.irfi is not None:
-            crops = self.irfi(p2, windows, crops)
-        out.update(crops=crops, windows=windows, margin=margin, p2_hw=tuple(p2.shape[-2:]))
+            crops = self.irfi(crops, windows, context, hw, margin)
+        out.update(crops=crops, windows=windows, margin=margin, p2_hw=hw)
         return out
+
+    def _p2_crops(self, merged: Tensor, m_s: Tensor | None, windows: Tensor, margin: int,
+                  windowed: bool) -> tuple[Tensor, Tensor]:
+        """Window crops of P2' = conv3x3(merged) * (1 + m_s), and the mean of P2' per image
+        (IRFI's global context).
+
+        On windows the 3x3 conv runs on the crops alone (13 windows are a fifth of the
+        stride-4 map at 1333x800) and the mean comes from `P2Feature.weighted_mean`: the
+        whole-map numbers up to float rounding, without the whole-map conv. Beyond the map
+        the crops are zero, as when a whole map is cropped: so is the crop of (1 + m_s).
+        """
+        if windowed and P2_ON_WINDOWS and self.p2_neck.conv_is_local:
+            scale = 1 + m_s
+            crops = self.p2_neck.conv_windows(merged, windows, margin) * crop_windows(scale, windows, margin)
+            return crops, self.p2_neck.weighted_mean(merged, scale)
+        p2 = self.p2_neck.fpn_conv(merged)
+        if m_s is not None:
+            p2 = p2 * (1 + m_s)
+        return crop_windows(p2, windows, margin), p2.mean(dim=(2, 3))
 
     def _hd_forward(self, crops: Tensor):
         """The HD head on all windows of the batch, in chunks of at most
