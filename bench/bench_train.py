@@ -125,7 +125,10 @@ def run(kind: str, args) -> dict:
            '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
            '--threads', str(args.threads)]
     cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:  # one failed measurement must not hide the others, nor its cause
+        print(f"{kind} failed (exit {out.returncode}):\n{out.stderr[-3000:]}", file=sys.stderr)
+        return dict(kind=kind, seconds=float('nan'), peak_mib=float('nan'), cells=float('nan'))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
