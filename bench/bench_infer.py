@@ -1,7 +1,7 @@
 """Sliced inference: ours (true batches) beside SAHI, and slicing vs full image alone.
 
     .venv/bin/python bench/bench_infer.py [--val-images 4] [--size 1600x1000] [--slice 512]
-        [--train-iters 200] [--work /tmp/afm_bench_infer]
+        [--batch-sizes 8] [--train-iters 200] [--work /tmp/afm_bench_infer] [--device cuda:0]
 
 In one run, on `afm synth` data:
 1. trains the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py) for --train-iters
@@ -10,7 +10,7 @@ In one run, on `afm synth` data:
    pass and fusion (class-aware NMS, IoU 0.6) through
    - SAHI: sahi.models.mmdet.MmdetDetectionModel + sahi.predict.get_sliced_prediction
      (one tile per forward pass, mmdet's DetInferencer pipeline), and
-   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at --batch-size;
+   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at each of --batch-sizes;
    and reports images/s, the ratio, and whether the detections are the same
    (matched count, max box / score difference);
 3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
@@ -62,7 +62,7 @@ def make_data(work: Path, val_images: int, size: tuple[int, int]) -> None:
         quiet("convert-visdrone", work / "synth_val", work / "Datasets", "--split", "val")
 
 
-def train(work: Path, iters: int) -> Path:
+def train(work: Path, iters: int, device: str = "cpu") -> Path:
     """A short AdamW run of the tiny TOOD (batch 2); the checkpoint is cached per iteration count."""
     ckpt = work / f"tiny_tood_{iters}.pth"
     if ckpt.is_file():
@@ -80,6 +80,7 @@ def train(work: Path, iters: int) -> Path:
     random.seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
+    model.to(device)  # the data preprocessor moves each batch to the model's device
     dataset = CocoDataset(
         data_root=str(work / "Datasets"), ann_file="labels/annotations/train_labels.json",
         data_prefix=dict(img="images/train/"), metainfo=dict(classes=cfg.classes),
@@ -102,7 +103,8 @@ def train(work: Path, iters: int) -> Path:
         losses = model.train_step(pseudo_collate([dataset[random.randrange(len(dataset))] for _ in range(2)]), optim)
         if it % 50 == 0 or it == iters - 1:
             print(f"train {it + 1}/{iters}: loss {float(losses['loss']):.3f} ({time.perf_counter() - start:.0f} s)")
-    torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": {"classes": cfg.classes}}}, ckpt)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "meta": {"dataset_meta": {"classes": cfg.classes}}}, ckpt)
     return ckpt
 
 
@@ -169,13 +171,19 @@ def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str)
             "VisDrone AP": vd.stats["AP"], "VisDrone AP50": vd.stats["AP50"]}
 
 
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--val-images", type=int, default=4)
     parser.add_argument("--size", default="1600x1000")
     parser.add_argument("--slice", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8], help="tiles per forward pass")
     parser.add_argument("--score-thr", type=float, default=0.01)
     parser.add_argument("--train-iters", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
@@ -185,7 +193,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
 
     make_data(args.work, args.val_images, size)
-    ckpt = train(args.work, args.train_iters)
+    ckpt = train(args.work, args.train_iters, args.device)
     gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
     image_ids = [img["id"] for img in gt["images"]]
     images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
@@ -193,10 +201,10 @@ def main() -> None:
     predictor = Predictor(model, cfg, args.score_thr)
 
     sahi = sahi_model(ckpt, args)
-    runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args),
-            "ours, batch 1": lambda im: ours_one(predictor, im, args, 1),
-            f"ours, batch {args.batch_size}": lambda im: ours_one(predictor, im, args, args.batch_size),
-            "ours, full image only": lambda im: ours_one(predictor, im, args, 1, slices=False)}
+    batch_sizes = sorted({1, *args.batch_sizes})
+    runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args)}
+    runs.update({f"ours, batch {b}": (lambda im, b=b: ours_one(predictor, im, args, b)) for b in batch_sizes})
+    runs["ours, full image only"] = lambda im: ours_one(predictor, im, args, 1, slices=False)
     for run in runs.values():  # warm-up (allocator, thread pools)
         run(images[0])
     # Interleaved per image, so that load from other processes hits every pipeline alike.
@@ -211,7 +219,7 @@ def main() -> None:
     t_sahi = secs[sahi_name]
     n = len(images)
     speed = Table(title=f"{n} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
-                        f"score >= {args.score_thr}, NMS 0.6 (CPU, {torch.get_num_threads()} threads)")
+                        f"score >= {args.score_thr}, NMS 0.6 ({device_name(args.device)})")
     for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "detections", "matched to SAHI",
                 "max box diff (px)", "max score diff"):
         speed.add_column(col, justify="right")
@@ -224,16 +232,16 @@ def main() -> None:
         speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
                       str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
     # Before fusion (SAHI's NMS at IoU > 1 keeps everything): the raw tile + full-image boxes.
-    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, args.batch_size)
+    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, batch_sizes[-1])
     raw_ours = Detections.concat([s.relabel(range(1, 11)), f.relabel(range(1, 11))])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
     speed.add_row("raw, before fusion (image 1)", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
                   f"{box_diff:.4f}", f"{score_diff:.2e}")
     accuracy = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
-    results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full"),
-               "slices + full, fused (ours)": evaluate(args.work, image_ids,
-                                                       dets[f"ours, batch {args.batch_size}"], "ours"),
-               "SAHI": evaluate(args.work, image_ids, dets[sahi_name], "sahi")}
+    results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full")}
+    results.update({f"slices + full, fused (ours, batch {b})": evaluate(
+        args.work, image_ids, dets[f"ours, batch {b}"], f"ours_b{b}") for b in batch_sizes})
+    results["SAHI"] = evaluate(args.work, image_ids, dets[sahi_name], "sahi")
     accuracy.add_column("detections")
     for key in next(iter(results.values())):
         accuracy.add_column(key, justify="right")

@@ -134,8 +134,11 @@ def run(kind: str, args) -> dict:
            '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
            '--threads', str(args.threads)]
     cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny + ['--profile'] * args.profile
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=None if args.profile else subprocess.PIPE,
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.profile else subprocess.PIPE,
                          text=True, cwd=ROOT)
+    if out.returncode:  # one failed measurement must not hide the others, nor its cause
+        print(f"{kind} failed (exit {out.returncode}):\n{(out.stderr or '')[-3000:]}", file=sys.stderr)
+        return dict(kind=kind, seconds=float('nan'), peak_mib=float('nan'), cells=float('nan'))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

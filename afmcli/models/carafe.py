@@ -105,7 +105,14 @@ def carafe_torch(features: Tensor, masks: Tensor, kernel_size: int, group_size: 
 
 def carafe_any(features: Tensor, masks: Tensor, kernel_size: int, group_size: int,
                scale_factor: int) -> Tensor:
-    """mmcv's CUDA kernel where it exists, the PyTorch one elsewhere."""
+    """mmcv's CUDA kernel where it exists, the PyTorch one elsewhere.
+
+    Both take one dtype. Under autocast the mask (a softmax) comes out float32 while the
+    features are half, so mixed inputs run in the wider of the two.
+    """
+    if features.dtype != masks.dtype:
+        dtype = torch.promote_types(features.dtype, masks.dtype)
+        features, masks = features.to(dtype), masks.to(dtype)
     if features.is_cuda:
         return carafe(features, masks, kernel_size, group_size, scale_factor)
     return carafe_torch(features, masks, kernel_size, group_size, scale_factor)

@@ -53,10 +53,10 @@ model = dict(
             target_means=[.0, .0, .0, .0],
             target_stds=[0.1, 0.1, 0.2, 0.2]),
         initial_loss_cls=dict(
-            type='FocalLoss', use_sigmoid=True, activated=True, gamma=2.0, alpha=0.25,
+            type='FocalLossFP32', use_sigmoid=True, activated=True, gamma=2.0, alpha=0.25,
             loss_weight=1.0),
         loss_cls=dict(
-            type='QualityFocalLoss', use_sigmoid=True, activated=True, beta=2.0, loss_weight=1.0),
+            type='QualityFocalLossFP32', use_sigmoid=True, activated=True, beta=2.0, loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
         test_cfg=hd_test_cfg),
     # The HD head starts from the main head's weights when load_from has no hd_head keys.
