@@ -2,7 +2,8 @@
 against the same head dense on the whole stride-4 map. One run, side by side, with ratios.
 
 Each measurement runs in its own process, so peak memory is its own (CPU: peak RSS growth
-during the iterations; CUDA: torch.cuda.max_memory_allocated).
+during the iterations; CUDA: torch.cuda.max_memory_allocated). On a shared CPU box compare
+the CPU-time ratio (the process's own CPU seconds): wall time moves with the other load.
 
     .venv/bin/python bench/bench_train.py                       # CPU, R50 configs, 512x384, batch 2
     .venv/bin/python bench/bench_train.py --tiny                # the tiny synth configs
@@ -105,7 +106,7 @@ def worker(args) -> dict:
         if i == args.warmup:
             if cuda:
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
         if amp is not None:
             with amp:
                 step()
@@ -115,6 +116,8 @@ def worker(args) -> dict:
     if cuda:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / args.iters
+    # CPU time of this process: on a shared box it moves far less with the load than wall time
+    cpu_seconds = (time.process_time() - cpu_start) / args.iters
     if cuda:
         peak = torch.cuda.max_memory_allocated()
     else:  # ru_maxrss is the process's lifetime peak, in KiB
@@ -126,7 +129,7 @@ def worker(args) -> dict:
         model.zero_grad(set_to_none=True)
         sort = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
         print(f'--- {kind} ---\n' + prof.key_averages().table(sort_by=sort, row_limit=20), file=sys.stderr)
-    return dict(kind=kind, seconds=seconds, peak_mib=peak / 2 ** 20, **extra)
+    return dict(kind=kind, seconds=seconds, cpu_seconds=cpu_seconds, peak_mib=peak / 2 ** 20, **extra)
 
 
 def run(kind: str, args) -> dict:
@@ -138,7 +141,8 @@ def run(kind: str, args) -> dict:
                          text=True, cwd=ROOT)
     if out.returncode:  # one failed measurement must not hide the others, nor its cause
         print(f"{kind} failed (exit {out.returncode}):\n{(out.stderr or '')[-3000:]}", file=sys.stderr)
-        return dict(kind=kind, seconds=float('nan'), peak_mib=float('nan'), cells=float('nan'))
+        return dict(kind=kind, seconds=float('nan'), cpu_seconds=float('nan'), peak_mib=float('nan'),
+                    cells=float('nan'))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -169,15 +173,17 @@ def main() -> None:
     table = Table(title=f"train iteration, {args.device}, {args.size}, batch {args.batch}"
                         f"{', amp' if args.amp else ''}{', tiny' if args.tiny else ', R50'}"
                         f"{f', {args.threads} thread(s)' if args.device == 'cpu' else ''}")
-    for col in ('what', 's / iter', mem, 'time ratio', 'memory ratio'):
+    for col in ('what', 's / iter', 'CPU s / iter', mem, 'time ratio', 'CPU time ratio', 'memory ratio'):
         table.add_column(col, justify='right' if col != 'what' else 'left')
     rows = [('TOOD', 'tood', None), ('AFMNet', 'afmnet', 'tood'),
             ('HD head dense (stride-4 map)', 'hd_dense', None), ('HD head on windows', 'hd_windows', 'hd_dense')]
     for label, kind, ref in rows:
         r = res[kind]
         ratio_t = f"{r['seconds'] / res[ref]['seconds']:.2f}x" if ref else ''
+        ratio_c = f"{r['cpu_seconds'] / res[ref]['cpu_seconds']:.2f}x" if ref else ''
         ratio_m = f"{r['peak_mib'] / max(res[ref]['peak_mib'], 1e-9):.2f}x" if ref else ''
-        table.add_row(label, f"{r['seconds']:.3f}", f"{r['peak_mib']:.0f}", ratio_t, ratio_m)
+        table.add_row(label, f"{r['seconds']:.3f}", f"{r['cpu_seconds']:.3f}", f"{r['peak_mib']:.0f}",
+                      ratio_t, ratio_c, ratio_m)
     console = Console()
     console.print(table)
     console.print(f"HD head cells on windows / dense: {res['hd_windows']['cells'] / res['hd_dense']['cells']:.3f}")

@@ -94,9 +94,11 @@ class P2Feature(BaseModule):
         conv's taps applied to 9 weighted sums of the shifted input."""
         conv = self.fpn_conv.conv
         h, w = merged.shape[-2:]
-        padded = F.pad(merged, (1, 1, 1, 1))
-        sums = torch.stack([torch.einsum('nchw,nhw->nc', padded[..., i:i + h, j:j + w], weight[:, 0])
-                            for i in range(3) for j in range(3)], dim=-1)  # (N, C_in, 9)
+        # tap (i, j) reads the input at cell + (i - 1, j - 1): its weighted sum is the input
+        # against the weight map shifted the other way (zeros beyond), one matrix product
+        padded = F.pad(weight[:, 0], (1, 1, 1, 1))
+        shifted = torch.stack([padded[:, 2 - i:2 - i + h, 2 - j:2 - j + w] for i in range(3) for j in range(3)], 1)
+        sums = torch.bmm(merged.flatten(2), shifted.flatten(2).transpose(1, 2))  # (N, C_in, 9)
         out = torch.einsum('oik,nik->no', conv.weight.flatten(2), sums)
         if conv.bias is not None:
             out = out + conv.bias * weight.sum(dim=(1, 2, 3))[:, None]

@@ -80,11 +80,38 @@ def full_windows(n: int, feat_hw: Sequence[int], device=None) -> Tensor:
 def crop_windows(feat: Tensor, windows: Tensor, margin: int = 0) -> Tensor:
     """Stack the crops (window + `margin` cells each side, zeros outside) of feat (N, C, H, W)
     into (M, C, wh + 2 margin, ww + 2 margin)."""
-    if margin:
-        feat = F.pad(feat, (margin, margin, margin, margin))
-    crops = [feat[b, :, y0:y1 + 2 * margin, x0:x1 + 2 * margin]  # padded index = cell + margin
-             for b, x0, y0, x1, y1 in windows.tolist()]
-    return torch.stack(crops)
+    return _CropWindows.apply(feat, [tuple(row) for row in windows.tolist()], margin)
+
+
+class _CropWindows(torch.autograd.Function):
+    """Crops with one gradient buffer: autograd's slice backward would fill a zero map of the
+    whole input for every crop (13 per image), and a padded copy of the map would cost one
+    more; here only the parts inside the map are copied, and added back."""
+
+    @staticmethod
+    def forward(ctx, feat: Tensor, rows: list, margin: int) -> Tensor:
+        spans = [_crop_span(row, margin, feat.shape[-2:]) for row in rows]
+        _, x0, y0, x1, y1 = rows[0]
+        out = feat.new_zeros(len(rows), feat.shape[1], y1 - y0 + 2 * margin, x1 - x0 + 2 * margin)
+        for i, (b, src, dst) in enumerate(spans):
+            out[i, :, dst[0], dst[1]] = feat[b, :, src[0], src[1]]
+        ctx.spans, ctx.shape = spans, feat.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        grad_feat = grad.new_zeros(ctx.shape)
+        for i, (b, src, dst) in enumerate(ctx.spans):
+            grad_feat[b, :, src[0], src[1]] += grad[i, :, dst[0], dst[1]]
+        return grad_feat, None, None
+
+
+def _crop_span(row, margin: int, hw) -> tuple[int, tuple[slice, slice], tuple[slice, slice]]:
+    """(image, (rows, cols) in the map, (rows, cols) in the crop) of the crop's part inside the map."""
+    b, x0, y0, x1, y1 = row
+    top, left, bottom, right = y0 - margin, x0 - margin, y1 + margin, x1 + margin
+    sy0, sx0, sy1, sx1 = max(top, 0), max(left, 0), min(bottom, int(hw[0])), min(right, int(hw[1]))
+    return b, (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - top, sy1 - top), slice(sx0 - left, sx1 - left))
 
 
 def window_metas(windows: Tensor, img_metas: Sequence[dict], stride: int, margin: int = 0) -> list[dict]:
