@@ -100,6 +100,7 @@ def amp_train_step(config: str, size=(640, 512)) -> dict:
     """One training step through mmengine's AmpOptimWrapper (fp16 autocast + loss scaling)."""
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
+    from mmengine import MessageHub
     from mmengine.config import Config
     from mmengine.optim import AmpOptimWrapper
     from mmengine.structures import InstanceData
@@ -123,6 +124,7 @@ def amp_train_step(config: str, size=(640, 512)) -> dict:
         s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
                                       labels=torch.randint(0, 10, (40,), generator=gen))
         samples.append(s)
+    MessageHub.get_current_instance().update_info('epoch', 5)  # TOOD's TaskAligned phase (the Runner sets it)
     optim = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     log_vars = model.train_step(dict(inputs=inputs, data_samples=samples), optim)
