@@ -19,6 +19,7 @@ from afmcli.errors import AfmError
 from afmcli.io import read_json
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
+_NUMBER = (int, float)
 
 
 def _is_int(v) -> bool:
@@ -144,18 +145,24 @@ def check_coco_results(results, source) -> Results:
     if not isinstance(results, list):
         raise AfmError(f"{source}: not a COCO results json (a list of {{image_id, category_id, bbox, "
                        f"score}}), got {type(results).__name__}")
-    n = len(results)
-    ids = np.empty((n, 2), dtype=np.int64)
-    values = np.empty((n, 5), dtype=np.float64)
+    ids, values = [], []
     for i, r in enumerate(results):
         try:
-            image_id, category, (x, y, w, h), score = r["image_id"], r["category_id"], r["bbox"], r["score"]
-            ids[i] = image_id, category
-            values[i] = x, y, w, h, score
-        except (KeyError, TypeError, ValueError, OverflowError):
+            image_id, category, box, score = r["image_id"], r["category_id"], r["bbox"], r["score"]
+            x, y, w, h = box
+        except (KeyError, TypeError, ValueError):
             raise AfmError(f"{source}: results[{i}]: {_result_problem(r)}") from None
-        if not (_is_int(image_id) and _is_int(category)):
+        # Exact types: json gives int/float; a bool or a string that numpy would convert is refused.
+        if not (type(image_id) is int and type(category) is int and type(score) in _NUMBER
+                and type(x) in _NUMBER and type(y) in _NUMBER and type(w) in _NUMBER and type(h) in _NUMBER):
             raise AfmError(f"{source}: results[{i}]: {_result_problem(r)}")
+        ids.append((image_id, category))
+        values.append((x, y, w, h, score))
+    try:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1, 2)
+    except OverflowError:
+        raise AfmError(f"{source}: an image_id or category_id is too large for an integer id") from None
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
     bad = ~np.isfinite(values).all(axis=1) | (values[:, 2] < 0) | (values[:, 3] < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -108,16 +108,22 @@ def read_image(path: str | os.PathLike, flags: int | None = None) -> np.ndarray:
     return img
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the header, after checking that the file is complete
-    (no pixel decoding); a header that cannot be read falls back to decoding."""
+def image_size(path: str | os.PathLike, complete: bool = True) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels; a header that
+    cannot be read falls back to decoding.
+
+    ``complete``: also check that the file is whole (it will be decoded later, as
+    by convert's crops and training); False where only the size matters.
+    """
     import imagesize
 
     path = Path(path)
-    data = _read_bytes(path)
-    problem = _truncation(path, data)
-    if problem:
-        raise AfmError(f"{path}: {problem}; the file is damaged")
+    if complete:
+        problem = _truncation(path, _read_bytes(path))
+        if problem:
+            raise AfmError(f"{path}: {problem}; the file is damaged")
+    elif not path.is_file():
+        raise AfmError(f"{path}: no such image")
     try:
         width, height = imagesize.get(path)
     except Exception:  # imagesize raises assorted errors on damaged headers

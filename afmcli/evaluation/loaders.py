@@ -70,7 +70,7 @@ def _image_sizes(images_dir: Path, names: list[str]) -> tuple[list[int], list[in
     for name in names:
         if name not in by_key:
             raise AfmError(f"{images_dir}: no image for annotation {name}.txt")
-        width, height = image_size(by_key[name])
+        width, height = image_size(by_key[name], complete=False)  # the pixels are never used here
         heights.append(height)
         widths.append(width)
     return heights, widths
