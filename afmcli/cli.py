@@ -96,8 +96,9 @@ def _quiet_libraries() -> None:
     """OpenCV's own log lines ([ WARN:0@...]) and library warnings off: afm reports
     what matters itself, as one line."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
-    if "cv2" in sys.modules:
-        sys.modules["cv2"].setLogLevel(0)
+    if "cv2" in sys.modules:  # already imported: the variable is read only at import
+        cv2 = sys.modules["cv2"]
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy's divide/invalid/empty-slice
     warnings.filterwarnings("ignore", module=NOISY_LIBRARIES)
 

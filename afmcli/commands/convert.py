@@ -84,7 +84,7 @@ def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:
         raise AfmError(f"{src}: no detections for any of the {len(images)} images of {gt}")
     without = [img["file_name"] for img in images if img["id"] not in covered]
     cut = images_over_cap(results, MAX_DETS_PER_IMAGE)
-    for message in (coverage_message(without, len(images), src, "detections") if without else None,
+    for message in (coverage_message(without, len(images), f"images have no detections in {src}") if without else None,
                     category_warning(results.category_ids, src),
                     f"{cut} images have more than {MAX_DETS_PER_IMAGE} detections: kept the best "
                     f"{MAX_DETS_PER_IMAGE} of each (the VisDrone toolkit reads no more)" if cut else None):

@@ -138,8 +138,12 @@ def load_predictions(pred: Path, gt: GroundTruth) -> tuple[list[np.ndarray], lis
                     if (pred / "visdrone").is_dir() else "")
             raise AfmError(f"{pred}: no result file for any of the {len(gt.names)} images "
                            f"(expected {missing[0]}, ...){hint}")
-        warnings = [coverage_message(missing, len(gt.names), pred, "result file (scored as no detections)")
+        warnings = [coverage_message(missing, len(gt.names), f"result files missing in {pred} (no detections)")
                     ] if missing else []
+        cut = sum(len(r) > MAX_DETS_PER_IMAGE for r in rows)
+        if cut:
+            warnings.append(f"{pred}: {cut} result files have more than {MAX_DETS_PER_IMAGE} lines; only the "
+                            f"first {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
     elif pred.is_file():
         if gt.coco_images is None:
             raise AfmError(f"{pred}: COCO results name images by id: give the COCO json as --gt")
@@ -150,7 +154,7 @@ def load_predictions(pred: Path, gt: GroundTruth) -> tuple[list[np.ndarray], lis
         if not covered:
             raise AfmError(f"{pred}: no detections for any of the {len(gt.names)} images")
         without = [img["file_name"] for img in gt.coco_images if img["id"] not in covered]
-        warnings = [coverage_message(without, len(gt.names), pred, "detections")] if without else []
+        warnings = [coverage_message(without, len(gt.names), f"images have no detections in {pred}")] if without else []
         cut = images_over_cap(results, MAX_DETS_PER_IMAGE)
         if cut:
             warnings.append(f"{pred}: {cut} images have more than {MAX_DETS_PER_IMAGE} detections; only "

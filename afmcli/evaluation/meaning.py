@@ -84,6 +84,7 @@ def box_form_warning(boxes_xywh: Sequence[np.ndarray], sizes: Sequence[tuple[int
     return None
 
 
-def coverage_message(without: Sequence[str], total: int, source, what: str) -> str:
+def coverage_message(without: Sequence[str], total: int, what: str) -> str:
+    """``"3 of 5 <what>: a.jpg, b.jpg, c.jpg"`` (the first few named)."""
     shown = ", ".join(without[:SHOW]) + (", ..." if len(without) > SHOW else "")
-    return f"{source}: {len(without)} of {total} images have no {what}: {shown}"
+    return f"{len(without)} of {total} {what}: {shown}"

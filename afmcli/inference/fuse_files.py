@@ -50,7 +50,7 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
             raise AfmError(f"no detections for any of the {len(images)} images of {gt} in "
                            f"{', '.join(map(str, preds))}")
         if without:
-            warn(coverage_message(without, len(images), gt, "detections in any input"))
+            warn(coverage_message(without, len(images), f"images of {gt} have no detections in any input"))
     fused, cut = apply_cap(fuse_predictions(sources, method, iou, match, class_agnostic, weights, None, sizes),
                            max_per_img)
     if cut:
