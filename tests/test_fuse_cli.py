@@ -82,4 +82,4 @@ def test_malformed_result_names_file_and_entry(files, capsys):
     with pytest.raises(SystemExit):
         main(["fuse", c, "--out", str(tmp / "x.json")])
     err = capsys.readouterr().err
-    assert f"{c}: result #1:" in err and "non-negative width and height" in err
+    assert f"{c}: results[1]: bbox has a negative width or height: [0, 0, -1, 1]" in err
