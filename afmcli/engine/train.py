@@ -26,17 +26,25 @@ def parse_cfg_options(options: list[str] | None) -> dict:
     return parser.parse_args(["--cfg-options", *options]).cfg_options
 
 
-def set_data_root(cfg, data_root: str) -> None:
-    """Point every dataloader's dataset (and the evaluators' ann_file) at ``data_root``."""
-    old = cfg.get("data_root")
-    cfg.data_root = data_root
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+def inner_datasets(cfg, loaders) -> list[tuple[str, object]]:
+    """(loader key, its innermost dataset config) for each of ``loaders`` the config has."""
+    out = []
+    for key in loaders:
         loader = cfg.get(key)
         if loader is None:
             continue
         dataset = loader.dataset
         while "dataset" in dataset:  # wrappers such as RepeatDataset
             dataset = dataset.dataset
+        out.append((key, dataset))
+    return out
+
+
+def set_data_root(cfg, data_root: str) -> None:
+    """Point every dataloader's dataset (and the evaluators' ann_file) at ``data_root``."""
+    old = cfg.get("data_root")
+    cfg.data_root = data_root
+    for _key, dataset in inner_datasets(cfg, ("train_dataloader", "val_dataloader", "test_dataloader")):
         dataset.data_root = data_root
     for key in ("val_evaluator", "test_evaluator"):
         evaluator = cfg.get(key)
@@ -111,13 +119,7 @@ def check_data_files(cfg) -> None:
     """Fail before the Runner creates the work dir when a dataset's json or image
     folder is missing (a wrong --data-root, say): one line naming the path."""
     loaders = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
-    for key in loaders:
-        loader = cfg.get(key)
-        if loader is None:
-            continue
-        dataset = loader.dataset
-        while "dataset" in dataset:  # wrappers such as RepeatDataset
-            dataset = dataset.dataset
+    for key, dataset in inner_datasets(cfg, loaders):
         root = Path(str(dataset.get("data_root") or ""))
         ann_file = dataset.get("ann_file")
         if ann_file and not (root / ann_file).is_file():
