@@ -408,11 +408,13 @@ def test_many_tiles_are_announced(tmp_path, capsys):
     code, _, err = run(capsys, "infer", tmp_path / "no.py", tmp_path / "no.pth", tmp_path, "--out", tmp_path / "o",
                        "--overlap", "0.99")
     assert code == 2
-    assert "afm: warning: --slice 640 --overlap 0.99 makes 24,180 tiles for a 2000x1500 image; the usual overlap " \
+    # step 640 - int(0.99 * 640) = 7 px: 196 columns (the last flush with the edge) x 124 rows
+    assert "afm: warning: --slice 640 --overlap 0.99 makes 24,304 tiles for a 2000x1500 image; the usual overlap " \
            "is 0.2 to 0.25" in " ".join(err.split())
-    src = split(tmp_path, stems=("a",), size=(320, 240))
-    code, _, err = run(capsys, "convert-visdrone", src, tmp_path / "D", "--slice", "64", "--overlap", "0.99")
-    assert code == 0 and "makes 60,736 tiles for a 320x240 image" in " ".join(err.split())
+    src = split(tmp_path, stems=("a",), size=(96, 80))
+    code, _, err = run(capsys, "convert-visdrone", src, tmp_path / "D", "--slice", "16", "--overlap", "0.9")
+    # step 16 - int(0.9 * 16) = 2 px: 41 columns x 33 rows
+    assert code == 0 and "makes 1,353 tiles for a 96x80 image" in " ".join(err.split())
 
 
 def test_output_paths_that_are_files(tmp_path, capsys):
@@ -431,7 +433,7 @@ def test_output_paths_that_are_files(tmp_path, capsys):
 
 
 def test_train_with_a_bad_data_root_leaves_no_work_dir(tmp_path, capsys):
-    config = REPO / "tests" / "fixtures" / "tiny_tood.py"
+    config = REPO / "configs" / "AFM" / "tood_tiny_synth.py"
     msg = error(capsys, "train", config, "--data-root", tmp_path / "nowhere", "--work-dir", tmp_path / "wd")
     assert msg.startswith(f"train_dataloader: annotation file {tmp_path / 'nowhere'}/")
     assert msg.endswith("not found (data_root " + str(tmp_path / "nowhere") + "/; set it with --data-root)")

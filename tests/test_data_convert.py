@@ -190,11 +190,11 @@ def test_corrupt_image_and_skip_bad(tmp_path, capsys):
     src = _split(tmp_path, {"a": "1,1,5,5,1,4,0,0\n", "b": "1,1,5,5,1,4,0,0\n", "c": "1,1,x\n"})
     (src / "images/b.png").write_bytes(b"not an image at all")
     code, out = _run(capsys, "convert-visdrone", str(src), str(tmp_path / "D"))
-    assert code == 2 and "b.png: unreadable or corrupt image" in out.err
+    assert code == 2 and "b.png: not a readable image (corrupt or unsupported format)" in out.err
     assert not (tmp_path / "D/labels/annotations/train_labels.json").exists()
     stats = convert_split(src, tmp_path / "D", "train", skip_bad=True)
     assert stats.images == 1 and len(stats.skipped) == 2
-    assert sorted(os.listdir(tmp_path / "D/images/train")) == ["a.png"]
+    assert sorted(os.listdir(tmp_path / "D/images/train")) == [".afm-written", "a.png"]
 
 
 def test_no_usable_image_is_an_error(tmp_path):
