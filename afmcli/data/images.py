@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -29,6 +29,7 @@ _JPEG = (".jpg", ".jpeg")
 # stuffed, so neither marker can appear there by chance.
 _SOS, _EOI = b"\xff\xda", b"\xff\xd9"
 _PNG_END = b"IEND\xaeB`\x82"
+_TAIL = 64
 
 
 def is_image_file(path: Path) -> bool:
@@ -63,19 +64,39 @@ def check_unique_keys(names: Iterable[str], source: str | os.PathLike, key_of=im
         seen[key] = name
 
 
-def _truncation(path: Path, data: bytes) -> str | None:
-    """Why ``data`` is an incomplete image file, or None."""
-    suffix = path.suffix.lower()
-    if suffix in _JPEG and data[:2] == b"\xff\xd8":
+def _truncation(suffix: str, head: bytes, tail: bytes, size: int, whole: Callable[[], bytes]) -> str | None:
+    """Why a file (its first and last _TAIL bytes, its size, and ``whole()`` giving all
+    of it, only called when the ends do not settle it) is an incomplete image, or None."""
+    if suffix in _JPEG and head[:2] == b"\xff\xd8":
+        if tail.rstrip(b"\x00").endswith(_EOI):
+            return None  # the usual case; otherwise a trailer may follow the end marker
+        data = whole()
         if data.rfind(_EOI) < data.rfind(_SOS):
             return "truncated JPEG (no end marker after the image data)"
-    elif suffix == ".png" and data[:4] == b"\x89PNG":
-        if _PNG_END not in data[-64:]:
+    elif suffix == ".png" and head[:4] == b"\x89PNG":
+        if _PNG_END not in tail:
             return "truncated PNG (no IEND chunk)"
-    elif suffix == ".bmp" and data[:2] == b"BM" and len(data) >= 6:
-        if len(data) < int.from_bytes(data[2:6], "little"):
+    elif suffix == ".bmp" and head[:2] == b"BM" and len(head) >= 6:
+        if size < int.from_bytes(head[2:6], "little"):
             return "truncated BMP (shorter than its header says)"
     return None
+
+
+def _file_truncation(path: Path) -> str | None:
+    """:func:`_truncation` of a file, reading its two ends (all of it only when needed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_TAIL)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except FileNotFoundError:
+        raise AfmError(f"{path}: no such image") from None
+    except OSError as exc:
+        raise AfmError(f"{path}: cannot read ({exc.strerror})") from None
+    if not size:
+        raise AfmError(f"{path}: empty file, not an image")
+    return _truncation(path.suffix.lower(), head, tail, size, lambda: _read_bytes(path))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -99,7 +120,7 @@ def read_image(path: str | os.PathLike, flags: int | None = None) -> np.ndarray:
 
     path = Path(path)
     data = _read_bytes(path)
-    problem = _truncation(path, data)
+    problem = _truncation(path.suffix.lower(), data[:_TAIL], data[-_TAIL:], len(data), lambda: data)
     if problem:
         raise AfmError(f"{path}: {problem}; the file is damaged")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if flags is None else flags)
@@ -119,7 +140,7 @@ def image_size(path: str | os.PathLike, complete: bool = True) -> tuple[int, int
 
     path = Path(path)
     if complete:
-        problem = _truncation(path, _read_bytes(path))
+        problem = _file_truncation(path)
         if problem:
             raise AfmError(f"{path}: {problem}; the file is damaged")
     elif not path.is_file():
