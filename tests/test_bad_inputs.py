@@ -371,6 +371,15 @@ def test_fuse_says_when_the_cap_cut_detections(tmp_path, capsys):
     assert [d["score"] for d in fused if d["image_id"] == 1] == [0.7, 0.6]
 
 
+def test_fuse_never_replaces_a_result_with_an_empty_one(tmp_path, capsys):
+    good = results_json(tmp_path / "f.json", [det(1, [1, 2, 3, 4])])
+    empty = results_json(tmp_path / "e.json", [])
+    before = snapshot(tmp_path)
+    assert error(capsys, "fuse", empty, "--out", good) == f"no detections in {empty}: nothing to fuse; {good} is " \
+                                                          "left as it was"
+    assert snapshot(tmp_path) == before
+
+
 def test_results_covering_one_of_five_images_are_flagged(tmp_path, capsys):
     images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 80} for i in range(1, 6)]
     anns = [{"id": i, "image_id": i, "category_id": 4, "bbox": [5, 5, 10, 10], "iscrowd": 0} for i in range(1, 6)]

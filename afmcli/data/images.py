@@ -14,9 +14,10 @@ per-image outputs (``<key>.txt``, ``<key>.png``) would collide.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -82,30 +83,32 @@ def _truncation(suffix: str, head: bytes, tail: bytes, size: int, whole: Callabl
     return None
 
 
-def _file_truncation(path: Path) -> str | None:
-    """:func:`_truncation` of a file, reading its two ends (all of it only when needed)."""
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn OS errors while reading ``path`` into one-line AfmErrors."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(_TAIL)
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - _TAIL))
-            tail = f.read()
+        yield
     except FileNotFoundError:
         raise AfmError(f"{path}: no such image") from None
     except OSError as exc:
         raise AfmError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _file_truncation(path: Path) -> str | None:
+    """:func:`_truncation` of a file, reading its two ends (all of it only when needed)."""
+    with _reading(path), open(path, "rb") as f:
+        head = f.read(_TAIL)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
     if not size:
         raise AfmError(f"{path}: empty file, not an image")
     return _truncation(path.suffix.lower(), head, tail, size, lambda: _read_bytes(path))
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
+    with _reading(path):
         data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise AfmError(f"{path}: no such image") from None
-    except OSError as exc:
-        raise AfmError(f"{path}: cannot read ({exc.strerror})") from None
     if not data:
         raise AfmError(f"{path}: empty file, not an image")
     return data

@@ -39,6 +39,10 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     if visdrone_dir is not None:
         check_replaceable(visdrone_dir, "--visdrone-dir")
     sources = [results_to_detections(read_json(p), str(p)) for p in preds]
+    if not any(len(d) for s in sources for d in s.values()):
+        # Never replace a good result with an empty one.
+        raise AfmError(f"no detections in {', '.join(map(str, preds))}: nothing to fuse"
+                       + (f"; {out} is left as it was" if out.exists() else ""))
     images, sizes = None, None
     if gt is not None:
         images = load_coco_gt(gt, need_sizes=False, need_annotations=False)["images"]
