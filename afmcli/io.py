@@ -122,6 +122,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp.is_dir():
             files = _written_files(tmp)
             (tmp / MARKER).write_text("".join(f"{f}\n" for f in sorted(files)))
+            if path.exists() and not path.is_dir():
+                raise AfmError(f"{path}: exists and is a file; cannot write a folder there")
             if path.is_dir():
                 check_replaceable(path)  # again: something may have appeared meanwhile
                 # os.replace cannot replace a non-empty folder: move the old one aside first.

@@ -100,3 +100,14 @@ def test_failure_keeps_the_old_result(tmp_path):
             raise RuntimeError("boom")
     assert (tmp_path / "out/a.txt").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_folder_is_not_written_over_a_file_nor_a_file_over_a_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(AfmError, match=r"f: exists and is a file; cannot write a folder there$"):
+        _write_folder(tmp_path / "f", {"a.txt": "1"})
+    (tmp_path / "d").mkdir()
+    with pytest.raises(AfmError, match=r"d: is a folder; cannot write a file there$"):
+        with atomic_path(tmp_path / "d") as tmp:
+            tmp.write_text("y")
+    assert (tmp_path / "f").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]
