@@ -334,8 +334,10 @@ def test_duplicate_image_ids_in_ground_truth_are_refused_by_every_subcommand(tmp
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c.pop("images"), "not a COCO json (needs an 'images' list)"),
-    (lambda c: c["annotations"][0].update(image_id=999), "annotations[0] (id 1): image_id 999 is not an id in 'images'"),
-    (lambda c: c["images"][0].update(width=0), "images[0] (seq0/frame001.jpg): width must be a positive integer, got 0"),
+    (lambda c: c["annotations"][0].update(image_id=999),
+     "annotations[0] (id 1): image_id 999 is not an id in 'images'"),
+    (lambda c: c["images"][0].update(width=0),
+     "images[0] (seq0/frame001.jpg): width must be a positive integer, got 0"),
 ])
 def test_make_masks_on_malformed_json_names_the_problem_and_leaves_no_folders(tmp_path, capsys, edit, message):
     ann = tmp_path / "D" / "labels" / "annotations" / "train_labels.json"

@@ -19,7 +19,8 @@ def convert_visdrone(
     src: Path = typer.Argument(..., help="Official split folder (with images/ and annotations/), "
                                "or with --to-visdrone a COCO results json."),
     out: Path = typer.Argument(..., help="The Datasets/ root, or with --to-visdrone the result folder."),
-    split: str = typer.Option("train", "--split", help="Split name: train, val or test-dev (names the output folders)."),
+    split: str = typer.Option("train", "--split", help="Split name: train, val or test-dev (names the "
+                              "output folders)."),
     to_visdrone: bool = typer.Option(False, "--to-visdrone",
                                      help="Reverse: COCO results json -> VisDrone result txt folder "
                                      "(one file per image of --gt, the best 500 lines each)."),
@@ -66,7 +67,8 @@ def convert_visdrone(
 
 def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:
     """COCO results json -> one VisDrone result txt per ground-truth image."""
-    from afmcli.data.coco import MAX_DETS_PER_IMAGE, coco_results_to_visdrone, images_over_cap, write_visdrone_folder
+    from afmcli.data.coco import (MAX_DETS_PER_IMAGE, coco_results_to_visdrone, images_over_cap,
+                                  write_visdrone_folder)
     from afmcli.data.coco_check import load_coco_gt, load_coco_results
     from afmcli.data.report import print_summary
     from afmcli.errors import AfmError, warn
