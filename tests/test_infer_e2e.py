@@ -50,7 +50,7 @@ def test_batched_tiles_give_the_same_detections_as_one_at_a_time(setup):
     root, images, ckpt = setup
     model, cfg, _ = load_detector(CONFIG, ckpt)
     predictor = Predictor(model, cfg, score_thr=0.01)
-    image = cv2.imread(str(sorted(images.iterdir())[0]))
+    image = cv2.imread(str(sorted(images.glob("*.jpg"))[0]))
     crops = [image[0:320, 0:320], image[100:420, 200:520], image[180:500, 380:700]]
     for batch, single in zip(predictor(crops), [predictor([c])[0] for c in crops]):
         assert len(batch) == len(single) > 0
@@ -81,8 +81,8 @@ def test_infer_writes_every_output(setup, tmp_path):
     main(["fuse", str(out / "sources" / "slices.json"), str(out / "sources" / "full.json"),
           "--out", str(refused), "--max-per-img", "200"])
     assert json.loads(refused.read_text()) == fused
-    names = sorted(p.stem for p in images.iterdir())
-    assert sorted(p.stem for p in (out / "visdrone").iterdir()) == names
+    names = sorted(p.stem for p in images.glob("*.jpg"))
+    assert sorted(p.stem for p in (out / "visdrone").glob("*.txt")) == names
     rows = read_visdrone_file(out / "visdrone" / f"{names[0]}.txt")
     first = sorted((r for r in fused if r["image_id"] == 1), key=lambda r: -r["score"])
     assert len(rows) == len(first)
@@ -99,7 +99,7 @@ def test_unreadable_image_is_skipped_listed_and_exits_2(setup, tmp_path, capsys)
     root, images, ckpt = setup
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    good = sorted(images.iterdir())[0]
+    good = sorted(images.glob("*.jpg"))[0]
     (mixed / good.name).write_bytes(good.read_bytes())
     (mixed / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "pred"
@@ -108,7 +108,7 @@ def test_unreadable_image_is_skipped_listed_and_exits_2(setup, tmp_path, capsys)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "1 image(s) could not be read" in err and "broken.jpg" in err
-    assert sorted(p.name for p in (out / "visdrone").iterdir()) == [f"{good.stem}.txt"]
+    assert sorted(p.name for p in (out / "visdrone").glob("*.txt")) == [f"{good.stem}.txt"]
     assert {r["image_id"] for r in json.loads((out / "predictions.json").read_text())} == {2}
 
 
@@ -118,7 +118,7 @@ def test_coco_json_source_maps_categories_by_name(setup, tmp_path):
     ann.parent.mkdir(parents=True)
     from afmcli.data.visdrone_format import CLASSES
 
-    first = sorted(images.iterdir())[0]
+    first = sorted(images.glob("*.jpg"))[0]
     ann.write_text(json.dumps({"images": [{"id": 42, "file_name": first.name, "width": 700, "height": 500}],
                                "categories": [{"id": 100 + i, "name": n} for i, n in enumerate(CLASSES)]}))
     out = tmp_path / "pred"

@@ -31,7 +31,7 @@ def test_single_image_and_missing_source(tmp_path):
 def test_same_stem_twice_is_refused(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "a.png").write_bytes(b"x")
-    with pytest.raises(AfmError, match="a.jpg and a.png would write the same"):
+    with pytest.raises(AfmError, match=r"a.jpg and a.png are two images with one name \(a\)"):
         resolve_source(tmp_path)
 
 

@@ -8,8 +8,14 @@ from typing import Optional
 
 import typer
 
+EXAMPLES = """Examples:
+
+  afm evaluate --gt Datasets/labels/annotations/val_labels.json --pred results/val/visdrone
+
+  afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
+"""
+
 VIEWS = ("visdrone", "coco", "both")
-SHOW_MISSING = 5
 CLASS_COLUMNS = ("AP", "AP50", "AP75", "AR100", "AR500", "images", "gt")
 
 
@@ -18,12 +24,18 @@ def _json_number(v: float) -> float | None:
 
 
 def evaluate(
-    gt: Path = typer.Option(..., "--gt", help="VisDrone annotations folder or our COCO json."),
-    pred: Path = typer.Option(..., "--pred", help="VisDrone results folder or COCO results json."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Images folder (sizes), with a txt --gt."),
-    view: str = typer.Option("both", "--view", help="visdrone, coco or both."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers (percent, unrounded) as json."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PR curves at IoU 0.5 (PNG)."),
+    gt: Path = typer.Option(..., "--gt", help="Ground truth: a VisDrone annotations folder "
+                          "(with --images) or the COCO json of `afm convert-visdrone`."),
+    pred: Path = typer.Option(..., "--pred", help="Detections: a VisDrone results folder "
+                            "(<image>.txt each, e.g. results/val/visdrone) or a COCO results json."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Images folder, for the image "
+                                           "sizes of a txt --gt."),
+    view: str = typer.Option("both", "--view", help="Which numbers: visdrone (the official "
+                          "toolkit's), coco, or both."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers "
+                                              "(percent, unrounded) to this json file."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Also write PR curves at IoU 0.5 "
+                                           "(PNG) into this folder (replaced only when afm wrote it)."),
     classwise: bool = typer.Option(False, "--classwise", help="Also print per-class results."),
 ) -> None:
     """Evaluate detections: the VisDrone toolkit's numbers and the COCO view.
@@ -32,19 +44,21 @@ def evaluate(
     """
     from rich.console import Console
 
-    from afmcli.errors import AfmError
+    from afmcli.errors import AfmError, warn
     from afmcli.evaluation.loaders import load_images
     from afmcli.evaluation.visdrone import evaluate_visdrone
-    from afmcli.io import write_json
+    from afmcli.io import check_output_file, check_replaceable, write_json
     from afmcli.progress import console as err_console
 
     if view not in VIEWS:
         raise AfmError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
-    rows, missing = load_images(gt, pred, images)
-    if missing:
-        shown = ", ".join(missing[:SHOW_MISSING]) + (", ..." if len(missing) > SHOW_MISSING else "")
-        err_console.print(f"afm: warning: {len(missing)} of {len(rows)} result files missing in {pred} "
-                          f"(no detections): {shown}", markup=False, highlight=False)
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    if plots is not None:
+        check_replaceable(plots, "--plots")
+    rows, warnings = load_images(gt, pred, images)
+    for message in warnings:
+        warn(message)
     report: dict = {}
     per_class: dict = {}
     visdrone = None

@@ -7,35 +7,60 @@ from typing import Optional
 
 import typer
 
+# Tile-count warnings before any image is read assume VisDrone's largest image size.
+REFERENCE_SIZE = (2000, 1500)
+
+EXAMPLES = """Examples:
+
+  afm infer configs/AFM/AFMNet-tood_r50_k13.py work_dirs/run1/epoch_12.pth Datasets/labels/annotations/val_labels.json --out results/val
+
+  afm infer configs/AFM/AFMNet-tood_r50_k13.py model.pth photo.jpg --out results/photo --viz --device cuda
+"""
+
 
 def infer(
-    config: Path = typer.Argument(...),
-    checkpoint: Path = typer.Argument(...),
+    config: Path = typer.Argument(..., help="The mmdet config the model was trained with."),
+    checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
     source: Path = typer.Argument(..., help="An image, a folder of images, or a COCO json."),
     out: Path = typer.Option(..., "--out", help="Output folder (replaced as a whole when done)."),
-    slice_size: int = typer.Option(640, "--slice"),
-    overlap: float = typer.Option(0.25, "--overlap"),
+    slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring tiles, a ratio "
+                                  "of --slice in [0, 1)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass."),
-    no_full_image: bool = typer.Option(False, "--no-full-image"),
-    no_slices: bool = typer.Option(False, "--no-slices"),
-    score_thr: float = typer.Option(0.01, "--score-thr"),
-    device: str = typer.Option("cpu", "--device"),
+    no_full_image: bool = typer.Option(False, "--no-full-image", help="Skip the full-image pass "
+                                       "(tiles only)."),
+    no_slices: bool = typer.Option(False, "--no-slices", help="Skip the tiles (full image only)."),
+    score_thr: float = typer.Option(0.01, "--score-thr", help="Drop detections scored below this "
+                                    "(0 to 1) before fusion."),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda or cuda:N."),
     viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png)."),
-    viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score drawn with --viz."),
+    viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score (0 to 1) drawn with --viz."),
     method: str = typer.Option("nms", "--method", help="Fusion: nms, soft-nms, wbf or greedy-nmm."),
-    iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold."),
+    iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold in (0, 1]."),
     match: str = typer.Option("iou", "--match", help="iou or ios (nms, greedy-nmm)."),
-    max_per_img: int = typer.Option(500, "--max-per-img"),
+    max_per_img: int = typer.Option(500, "--max-per-img", help="Keep at most this many fused "
+                                    "detections per image (the best; VisDrone's toolkit reads 500)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder of a COCO json "
                                           "source (default: <json dir>/../../images/<split>/)."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
+                                          "checkpoint (runs code from it: only for files you trust)."),
 ) -> None:
     """Detect on images with overlapping tiles and a full-image pass."""
     from rich.console import Console
     from rich.table import Table
 
-    from afmcli.errors import AfmError
+    from afmcli.data.slicing import check_overlap, tile_count_warning
+    from afmcli.errors import AfmError, warn
+    from afmcli.inference.fusion import check_fusion_options
     from afmcli.inference.run import InferSettings, run_inference
+
+    # Options first, before the model or any image is loaded.
+    check_overlap(overlap)
+    check_fusion_options(method, iou, match, False, None, 2, max_per_img)
+    if not no_slices and slice_size >= 1:
+        message = tile_count_warning([REFERENCE_SIZE], slice_size, overlap)
+        if message:
+            warn(message)
 
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from afmcli.data.coco_check import load_coco_gt
+from afmcli.data.images import IMAGE_SUFFIXES, check_unique_keys, image_stem, list_images
 from afmcli.errors import AfmError
-from afmcli.io import read_json
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABELS_SUFFIX = "_labels.json"
 
 
@@ -36,18 +35,13 @@ def resolve_source(source: Path, images_dir: Path | None = None) -> tuple[list[I
     """
     source = Path(source)
     if source.suffix.lower() == ".json":
-        coco = read_json(source)
-        if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
-            raise AfmError(f"{source}: not a COCO json (no 'images' list)")
+        # Checked: integer ids without duplicates, relative file names, one name per image.
+        coco = load_coco_gt(source, need_sizes=False, need_annotations=False)
         root = images_dir or json_images_dir(source)
-        try:
-            items = [ImageItem(int(img["id"]), root / img["file_name"], str(img["file_name"]))
-                     for img in coco["images"]]
-        except (KeyError, TypeError, ValueError):
-            raise AfmError(f"{source}: every image record needs an integer id and a file_name") from None
+        items = [ImageItem(img["id"], root / img["file_name"], img["file_name"]) for img in coco["images"]]
         return check_unique_stems(items, source), list(coco.get("categories") or [])
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(source)
         if not files:
             raise AfmError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     elif source.is_file():
@@ -58,13 +52,10 @@ def resolve_source(source: Path, images_dir: Path | None = None) -> tuple[list[I
 
 
 def check_unique_stems(items: list[ImageItem], source: Path) -> list[ImageItem]:
-    """Per-image outputs are named by file stem: two images may not share one."""
-    seen: dict[str, str] = {}
-    for item in items:
-        stem = Path(item.file_name).stem
-        if stem in seen:
-            raise AfmError(f"{source}: {seen[stem]} and {item.file_name} would write the same <name>.txt")
-        seen[stem] = item.file_name
+    """Per-image outputs (visdrone/<stem>.txt, viz/<stem>.png) are named by file stem:
+    two images may not share one. (Once they are named by
+    afmcli.data.images.image_key, the json's own check is enough.)"""
+    check_unique_keys((item.file_name for item in items), source, image_stem)
     return items
 
 
