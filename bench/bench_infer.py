@@ -1,7 +1,7 @@
 """Sliced inference: ours (true batches) beside SAHI, and slicing vs full image alone.
 
     .venv/bin/python bench/bench_infer.py [--val-images 4] [--size 1600x1000] [--slice 512]
-        [--train-iters 200] [--work /tmp/afm_bench_infer]
+        [--batch-sizes 1 8 32] [--workers 2] [--device cuda:0] [--train-iters 200] [--work /tmp/afm_bench_infer]
 
 In one run, on `afm synth` data:
 1. trains the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py) for --train-iters
@@ -10,9 +10,11 @@ In one run, on `afm synth` data:
    pass and fusion (class-aware NMS, IoU 0.6) through
    - SAHI: sahi.models.mmdet.MmdetDetectionModel + sahi.predict.get_sliced_prediction
      (one tile per forward pass, mmdet's DetInferencer pipeline), and
-   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at --batch-size;
-   and reports images/s, the ratio, and whether the detections are the same
-   (matched count, max box / score difference);
+   - ours: afmcli.inference (the `afm infer` path) at each of --batch-sizes;
+   - with --workers N: `afm infer` itself, files to files (decoding in N workers, pinned
+     memory on CUDA), at each batch size; its time includes decoding and writing;
+   and reports images/s, the ratio, the COCO AP of each, and whether the detections
+   are the same (matched count, max box / score difference);
 3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
    toolkit's AP) slicing + fusion vs the full-image pass alone vs SAHI.
 Timings exclude model loading; images are read before timing.
@@ -155,18 +157,38 @@ def compare(ours: list[Detections], theirs: list[Detections]) -> tuple[int, int,
     return n_ours, n_theirs, matched, box_diff, score_diff
 
 
-def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
+def evaluate_file(work: Path, pred: Path) -> dict[str, float]:
     from afmcli.evaluation.coco_view import evaluate_coco
     from afmcli.evaluation.loaders import load_images
     from afmcli.evaluation.visdrone import evaluate_visdrone
 
-    pred = work / f"pred_{tag}.json"
-    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
     rows, _ = load_images(work / "Datasets" / "labels" / "annotations" / "val_labels.json", pred)
     coco, _ = evaluate_coco(rows)
     vd = evaluate_visdrone(rows)
     return {"AP": coco["AP"], "AP50": coco["AP50"], "AP_small": coco["AP_small"], "AP_tiny": coco["AP_tiny"],
             "VisDrone AP": vd.stats["AP"], "VisDrone AP50": vd.stats["AP50"]}
+
+
+def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
+    pred = work / f"pred_{tag}.json"
+    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
+    return evaluate_file(work, pred)
+
+
+def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
+    """`afm infer` files to files (decode in --workers processes, pinned memory on CUDA,
+    streaming records, final files): seconds without model loading, and predictions.json."""
+    from afmcli.inference.run import InferSettings, run_inference
+
+    out = args.work / f"afm_infer_b{batch_size}_w{args.workers}"
+    settings = InferSettings(slice_size=args.slice, overlap=args.overlap, batch_size=batch_size,
+                             score_thr=args.score_thr, max_per_img=500)
+    load = time.perf_counter()
+    load_detector(CONFIG, ckpt, device=args.device)  # what run_inference's own load costs, taken off below
+    load = time.perf_counter() - load
+    stats = run_inference(CONFIG, ckpt, args.work / "Datasets" / "images" / "val", out, settings,
+                          device=args.device, workers=args.workers, overwrite=True)
+    return stats.seconds - load, out / "predictions.json"
 
 
 def main() -> None:
@@ -175,7 +197,10 @@ def main() -> None:
     parser.add_argument("--size", default="1600x1000")
     parser.add_argument("--slice", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="tiles per forward pass, "
+                        "one row each (e.g. 1 8 32)")
+    parser.add_argument("--workers", type=int, default=0, help="> 0: also time `afm infer` files to files "
+                        "with this many decoding workers, at each batch size")
     parser.add_argument("--score-thr", type=float, default=0.01)
     parser.add_argument("--train-iters", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
@@ -193,11 +218,12 @@ def main() -> None:
     predictor = Predictor(model, cfg, args.score_thr)
 
     sahi = sahi_model(ckpt, args)
-    runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args),
-            "ours, batch 1": lambda im: ours_one(predictor, im, args, 1),
-            f"ours, batch {args.batch_size}": lambda im: ours_one(predictor, im, args, args.batch_size),
-            "ours, full image only": lambda im: ours_one(predictor, im, args, 1, slices=False)}
-    for run in runs.values():  # warm-up (allocator, thread pools)
+    sahi_name = "SAHI (1 tile / pass)"
+    runs = {sahi_name: lambda im: sahi_one(sahi, im, args)}
+    for b in args.batch_sizes:
+        runs[f"ours, batch {b}"] = lambda im, b=b: ours_one(predictor, im, args, b)
+    runs["ours, full image only"] = lambda im: ours_one(predictor, im, args, 1, slices=False)
+    for run in runs.values():  # warm-up (allocator, thread pools, cudnn)
         run(images[0])
     # Interleaved per image, so that load from other processes hits every pipeline alike.
     dets = {name: [] for name in runs}
@@ -207,41 +233,50 @@ def main() -> None:
             start = time.perf_counter()
             dets[name].append(run(image))
             secs[name] += time.perf_counter() - start
-    sahi_name = next(iter(runs))
     t_sahi = secs[sahi_name]
     n = len(images)
+    accuracy = {"SAHI": evaluate(args.work, image_ids, dets[sahi_name], "sahi"),
+                "full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full")}
+    for b in args.batch_sizes:
+        accuracy[f"ours, batch {b}"] = evaluate(args.work, image_ids, dets[f"ours, batch {b}"], f"ours_b{b}")
+    files = {}
+    if args.workers > 0:
+        for b in args.batch_sizes:
+            name = f"afm infer files->files, batch {b}, --workers {args.workers}"
+            files[name], pred = afm_infer_files(ckpt, args, b)
+            accuracy[name] = evaluate_file(args.work, pred)
+    device = args.device if args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
     speed = Table(title=f"{n} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
-                        f"score >= {args.score_thr}, NMS 0.6 (CPU, {torch.get_num_threads()} threads)")
-    for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "detections", "matched to SAHI",
+                        f"score >= {args.score_thr}, NMS 0.6 ({device})")
+    for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "COCO AP", "detections", "matched to SAHI",
                 "max box diff (px)", "max score diff"):
         speed.add_column(col, justify="right")
     for name in runs:
-        if name.endswith("full image only"):
-            speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
-                          str(sum(map(len, dets[name]))), "-", "-", "-")
+        ap = accuracy.get(name, accuracy.get("full image only" if name.endswith("only") else "SAHI"))["AP"]
+        cells = [name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x", f"{ap:.2f}"]
+        if name.endswith("full image only") or name == sahi_name:
+            speed.add_row(*cells, str(sum(map(len, dets[name]))), "-", "-", "-")
             continue
         n_ours, n_sahi, matched, box_diff, score_diff = compare(dets[name], dets[sahi_name])
-        speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
-                      str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
+        speed.add_row(*cells, str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
+    for name, sec in files.items():  # includes decoding and writing; SAHI's time does not
+        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", f"{accuracy[name]['AP']:.2f}",
+                      "-", "-", "-", "-")
     # Before fusion (SAHI's NMS at IoU > 1 keeps everything): the raw tile + full-image boxes.
-    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, args.batch_size)
+    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, args.batch_sizes[-1])
     raw_ours = Detections.concat([s.relabel(range(1, 11)), f.relabel(range(1, 11))])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
-    speed.add_row("raw, before fusion (image 1)", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
+    speed.add_row("raw, before fusion (image 1)", "-", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
                   f"{box_diff:.4f}", f"{score_diff:.2e}")
-    accuracy = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
-    results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full"),
-               "slices + full, fused (ours)": evaluate(args.work, image_ids,
-                                                       dets[f"ours, batch {args.batch_size}"], "ours"),
-               "SAHI": evaluate(args.work, image_ids, dets[sahi_name], "sahi")}
-    accuracy.add_column("detections")
-    for key in next(iter(results.values())):
-        accuracy.add_column(key, justify="right")
-    for name, res in results.items():
-        accuracy.add_row(name, *[f"{v:.2f}" for v in res.values()])
-    console = Console(width=160)
+    table = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
+    table.add_column("detections")
+    for key in next(iter(accuracy.values())):
+        table.add_column(key, justify="right")
+    for name, res in accuracy.items():
+        table.add_row(name, *[f"{v:.2f}" for v in res.values()])
+    console = Console(width=180)
     console.print(speed)
-    console.print(accuracy)
+    console.print(table)
 
 
 if __name__ == "__main__":

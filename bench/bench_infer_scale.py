@@ -1,0 +1,161 @@
+"""`afm infer` at scale on CPU: end to end against SAHI, --workers, 2 ranks, peak memory.
+
+    .venv/bin/python bench/bench_infer_scale.py [--images 8] [--size 1600x1000] [--slice 512]
+        [--batch-size 8] [--workers 2] [--rss-counts 200 2000] [--work /tmp/afm_bench_infer]
+
+In one run, with the tiny TOOD that bench/bench_infer.py trains (cached in --work):
+1. files to files, same model, tiles (SAHI placement), full pass and NMS 0.6:
+   SAHI (cv2.imread + get_sliced_prediction per file) against `afm infer` at
+   --batch-size with no workers and with --workers (decoding, tiling and the test
+   pipeline in worker processes). Ours includes writing every output file; model
+   loading is left out of both.
+2. 2-rank scaling: the same images through `afm infer` as one process (all cores)
+   and as two gloo ranks under torchrun (one thread each): wall time of the
+   command, and afm's own seconds (model load included, interpreter start not).
+3. Peak RSS of `afm infer` (its own process, full-image pass) over --rss-counts
+   small images (128x96, 200 distinct synth images hard-linked under more names):
+   streaming keeps it flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_infer import CONFIG, afm_infer_files, make_data, quiet, sahi_model, sahi_one, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def afm_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "afmcli", "infer", str(CONFIG), *map(str, args)]
+
+
+def afm_seconds(stdout: str) -> float:
+    """The `seconds` row of afm infer's table."""
+    return float(re.findall(r"seconds\D*([\d.]+)", stdout)[-1])
+
+
+def run_timed(cmd: list[str], env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return wall, proc.stdout
+
+
+def rss_child(source: Path, out: Path, ckpt: Path) -> None:
+    """Run afm infer in this process and print its peak RSS (MiB)."""
+    from afmcli.inference.run import InferSettings, run_inference
+
+    run_inference(CONFIG, ckpt, source, out, InferSettings(slices=False, max_per_img=500), overwrite=True)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def small_images(work: Path, counts: list[int]) -> dict[int, Path]:
+    """Folders of ``n`` small images for each count (hard links to 200 synth images)."""
+    base = work / "rss_base"
+    if not (base / "images").is_dir():
+        quiet("synth", base, "--split", "val", "--images", 200, "--width", 128, "--height", 96, "--seed", 3)
+    files = sorted((base / "images").iterdir())
+    folders = {}
+    for n in counts:
+        folder = work / f"rss_{n}"
+        if not folder.is_dir():
+            folder.mkdir()
+            for k in range(n):
+                os.link(files[k % len(files)], folder / f"{k:06d}{files[0].suffix}")
+        folders[n] = folder
+    return folders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--size", default="1600x1000")
+    parser.add_argument("--slice", type=int, default=512)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--score-thr", type=float, default=0.01)
+    parser.add_argument("--rss-counts", type=int, nargs="+", default=[200, 2000])
+    parser.add_argument("--train-iters", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
+    parser.add_argument("--rss-child", nargs=3, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        return rss_child(*args.rss_child)
+    args.device = "cpu"
+    args.work.mkdir(parents=True, exist_ok=True)
+    make_data(args.work, args.images, tuple(int(v) for v in args.size.split("x")))
+    ckpt = train(args.work, args.train_iters)
+    val = args.work / "Datasets" / "images" / "val"
+    files = sorted(val.iterdir())
+    n = len(files)
+    console = Console(width=160)
+
+    # 1. end to end against SAHI
+    sahi = sahi_model(ckpt, args)
+    sahi_one(sahi, cv2.imread(str(files[0])), args)  # warm-up
+    start = time.perf_counter()
+    for path in files:
+        sahi_one(sahi, cv2.imread(str(path)), args)
+    t_sahi = time.perf_counter() - start
+    rows = [("SAHI (imread + get_sliced_prediction)", t_sahi)]
+    for workers in (0, args.workers):
+        bench_args = argparse.Namespace(**{**vars(args), "workers": workers})
+        rows.append((f"afm infer, batch {args.batch_size}, --workers {workers}",
+                     afm_infer_files(ckpt, bench_args, args.batch_size)[0]))
+    table = Table(title=f"Files to files: {n} images {args.size}, slice {args.slice}, overlap {args.overlap}, "
+                        f"full pass, NMS 0.6 (CPU, {torch.get_num_threads()} threads)")
+    for col in ("pipeline", "seconds", "images/s", "speed vs SAHI"):
+        table.add_column(col, justify="right")
+    for name, sec in rows:
+        table.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x")
+    console.print(table)
+
+    # 2. two ranks on gloo against one process
+    common = [ckpt, val, "--slice", args.slice, "--batch-size", args.batch_size, "--overwrite"]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    one_wall, one_out = run_timed(afm_cmd(*common, "--out", args.work / "ranks1"), env)
+    two_wall, two_out = run_timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                   "--master_port", "29517", "-m", "afmcli", "infer", str(CONFIG), *map(str, common),
+                                   "--out", str(args.work / "ranks2"), "--launcher", "pytorch"],
+                                  {**env, "OMP_NUM_THREADS": "1"})
+    same = all((args.work / "ranks1" / f).read_bytes() == (args.work / "ranks2" / f).read_bytes()
+               for f in ("predictions.json", "sources/slices.json", "sources/full.json"))
+    table = Table(title=f"Ranks: {n} images, batch {args.batch_size}, {os.cpu_count()} cores "
+                        f"(outputs byte-identical: {same})")
+    for col in ("run", "command wall s", "afm seconds", "images/s (afm seconds)", "scaling"):
+        table.add_column(col, justify="right")
+    one, two = afm_seconds(one_out), afm_seconds(two_out)
+    table.add_row("1 process", f"{one_wall:.1f}", f"{one:.1f}", f"{n / one:.3f}", "1.00x")
+    table.add_row("2 gloo ranks (torchrun)", f"{two_wall:.1f}", f"{two:.1f}", f"{n / two:.3f}", f"{one / two:.2f}x")
+    console.print(table)
+
+    # 3. peak RSS against image count
+    table = Table(title="Peak RSS of afm infer (full-image pass, 128x96 images, own process)")
+    for col in ("images", "peak RSS MiB", "seconds"):
+        table.add_column(col, justify="right")
+    for count, folder in small_images(args.work, args.rss_counts).items():
+        wall, out = run_timed([sys.executable, __file__, "--rss-child", str(folder), str(args.work / f"rss_out_{count}"),
+                               str(ckpt)], env)
+        table.add_row(str(count), f"{float(out.split()[-1]):.0f}", f"{wall:.1f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
