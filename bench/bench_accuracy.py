@@ -48,7 +48,7 @@ def train_and_evaluate(name: str, config: str, data: Path, work: Path, args) -> 
     train_s = run_step(['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
                         *(arg for option in options for arg in ('--cfg-options', option))])
     run_step(['infer', str(ROOT / config), str(last_checkpoint(work_dir)), str(ann), '--out', str(infer_dir),
-              '--no-slices', '--device', args.device])
+              '--no-slices', '--device', args.device, '--overwrite'])  # a rerun retrains: a new checkpoint
     metrics_json = work / name / 'metrics.json'
     run_step(['evaluate', '--gt', str(ann), '--pred', str(infer_dir / 'predictions.json'),
               '--json', str(metrics_json)])

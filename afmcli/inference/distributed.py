@@ -69,7 +69,8 @@ def distributed(launcher: str, device: str) -> Iterator[DistContext]:
             raise AfmError(f"--device {device}: CUDA is not available on this machine")
         from mmengine.dist import init_dist
 
-        init_dist(launcher, backend="nccl", timeout=BARRIER_TIMEOUT)  # sets this rank's GPU
+        # Sets this rank's GPU; mmengine takes the timeout in seconds.
+        init_dist(launcher, backend="nccl", timeout=int(BARRIER_TIMEOUT.total_seconds()))
         device = f"cuda:{torch.cuda.current_device()}"
     elif launcher == "slurm":
         raise AfmError("--launcher slurm runs one process per GPU (nccl); on CPUs start the processes "

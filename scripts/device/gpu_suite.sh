@@ -14,4 +14,4 @@ for amp in "" --amp; do
   python3 bench/bench_train.py --device cuda --size 1333x800 --batch 4 --iters 20 --warmup 5 --threads 16 $amp 2>&1 \
     | tee "$OUT/bench_train${amp:+_amp}.log" | tail -12
 done
-python3 bench/bench_infer.py --device cuda:0 --val-images 16 2>&1 | tee "$OUT/bench_infer.log" | tail -15
+python3 bench/bench_infer.py --device cuda:0 --val-images 16 --batch-sizes 1 8 32 --workers 4 2>&1 | tee "$OUT/bench_infer.log" | tail -15
