@@ -190,6 +190,41 @@ def test_never_replaces_what_afm_did_not_write(setup, tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "keep me" and (out / "visdrone" / f"{first.stem}.txt").exists()
 
 
+def test_rerun_retries_only_the_unreadable_images(setup, tmp_path, capsys):
+    root, images, ckpt = setup
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted(images.iterdir())
+    (folder / good[0].name).write_bytes(good[0].read_bytes())
+    (folder / good[1].name).write_bytes(b"truncated")
+    out = tmp_path / "pred"
+    args = ["infer", str(CONFIG), str(ckpt), str(folder), "--out", str(out), *FAST]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "1 image(s) could not be read" in capsys.readouterr().err
+    assert {r["image_id"] for r in json.loads((out / "predictions.json").read_text())} == {1}
+    (folder / good[1].name).write_bytes(good[1].read_bytes())  # fixed
+    main(args)
+    assert capsys.readouterr().out.split("run now")[1].split()[1] == "1"
+    assert {r["image_id"] for r in json.loads((out / "predictions.json").read_text())} == {1, 2}
+
+
+def test_launcher_errors_are_one_line(setup, tmp_path, capsys, monkeypatch):
+    root, images, ckpt = setup
+    for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    base = ["infer", str(CONFIG), str(ckpt), str(images), "--out", str(tmp_path / "p")]
+    for launcher, message in (
+            ("pytorch", "--launcher pytorch: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT not set; start afm with "
+                        "torchrun"),
+            ("slurm", "--launcher slurm runs one process per GPU (nccl); on CPUs start the processes with "
+                      "torchrun and --launcher pytorch"),
+            ("mpi", "--launcher: expected none, pytorch or slurm, got 'mpi'")):
+        with pytest.raises(SystemExit):
+            main(base + ["--launcher", launcher])
+        assert capsys.readouterr().err == f"afm: error: {message}\n"
+
+
 def write_video(path: Path, frames: int, size=(192, 144)) -> list[np.ndarray]:
     """A small MJPG video of moving squares; returns the frames as OpenCV decodes them."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
