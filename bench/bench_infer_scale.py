@@ -9,12 +9,12 @@ In one run, with the tiny TOOD that bench/bench_infer.py trains (cached in --wor
    --batch-size with no workers and with --workers (decoding, tiling and the test
    pipeline in worker processes). Ours includes writing every output file; model
    loading is left out of both.
-2. 2-rank scaling: the same images through `afm infer` as one process (all cores)
-   and as two gloo ranks under torchrun (one thread each): wall time of the
+2. 2-rank scaling: the same images through `afm infer` as one process (1 thread, and
+   all cores) and as two gloo ranks under torchrun (one thread each): wall time of the
    command, and afm's own seconds (model load included, interpreter start not).
-3. Peak RSS of `afm infer` (its own process, full-image pass) over --rss-counts
-   small images (128x96, 200 distinct synth images hard-linked under more names):
-   streaming keeps it flat.
+3. Peak RSS of `afm infer` (its own process, full-image pass at a 128 px test scale)
+   over --rss-counts small images (128x96, 200 distinct synth images hard-linked
+   under more names): streaming keeps it flat.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import CONFIG, afm_infer_files, make_data, quiet, sahi_model, sahi_one, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG_128 = ROOT / "tests" / "fixtures" / "tiny_tood_128.py"  # same model, 128 px test scale
 
 
 def afm_cmd(*args) -> list[str]:
@@ -46,6 +47,14 @@ def afm_cmd(*args) -> list[str]:
 def afm_seconds(stdout: str) -> float:
     """The `seconds` row of afm infer's table."""
     return float(re.findall(r"seconds\D*([\d.]+)", stdout)[-1])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_timed(cmd: list[str], env: dict) -> tuple[float, str]:
@@ -61,7 +70,7 @@ def rss_child(source: Path, out: Path, ckpt: Path) -> None:
     """Run afm infer in this process and print its peak RSS (MiB)."""
     from afmcli.inference.run import InferSettings, run_inference
 
-    run_inference(CONFIG, ckpt, source, out, InferSettings(slices=False, max_per_img=500), overwrite=True)
+    run_inference(CONFIG_128, ckpt, source, out, InferSettings(slices=False, max_per_img=500), overwrite=True)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
@@ -130,24 +139,28 @@ def main() -> None:
     # 2. two ranks on gloo against one process
     common = [ckpt, val, "--slice", args.slice, "--batch-size", args.batch_size, "--overwrite"]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    one_wall, one_out = run_timed(afm_cmd(*common, "--out", args.work / "ranks1"), env)
-    two_wall, two_out = run_timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                   "--master_port", "29517", "-m", "afmcli", "infer", str(CONFIG), *map(str, common),
-                                   "--out", str(args.work / "ranks2"), "--launcher", "pytorch"],
-                                  {**env, "OMP_NUM_THREADS": "1"})
+    runs = {}
+    for threads in sorted({1, os.cpu_count()}):
+        runs[f"1 process, {threads} thread(s)"] = run_timed(afm_cmd(*common, "--out", args.work / "ranks1"),
+                                                            {**env, "OMP_NUM_THREADS": str(threads)})
+    runs["2 gloo ranks (torchrun), 1 thread each"] = run_timed(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         "-m", "afmcli", "infer", str(CONFIG), *map(str, common), "--out", str(args.work / "ranks2"),
+         "--launcher", "pytorch"], {**env, "OMP_NUM_THREADS": "1"})
     same = all((args.work / "ranks1" / f).read_bytes() == (args.work / "ranks2" / f).read_bytes()
                for f in ("predictions.json", "sources/slices.json", "sources/full.json"))
     table = Table(title=f"Ranks: {n} images, batch {args.batch_size}, {os.cpu_count()} cores "
-                        f"(outputs byte-identical: {same})")
-    for col in ("run", "command wall s", "afm seconds", "images/s (afm seconds)", "scaling"):
+                        f"(outputs of 1 and 2 ranks byte-identical: {same})")
+    for col in ("run", "command wall s", "afm seconds", "images/s (afm seconds)", "vs 1 process, 1 thread"):
         table.add_column(col, justify="right")
-    one, two = afm_seconds(one_out), afm_seconds(two_out)
-    table.add_row("1 process", f"{one_wall:.1f}", f"{one:.1f}", f"{n / one:.3f}", "1.00x")
-    table.add_row("2 gloo ranks (torchrun)", f"{two_wall:.1f}", f"{two:.1f}", f"{n / two:.3f}", f"{one / two:.2f}x")
+    base = afm_seconds(next(iter(runs.values()))[1])
+    for name, (wall, stdout) in runs.items():
+        sec = afm_seconds(stdout)
+        table.add_row(name, f"{wall:.1f}", f"{sec:.1f}", f"{n / sec:.3f}", f"{base / sec:.2f}x")
     console.print(table)
 
     # 3. peak RSS against image count
-    table = Table(title="Peak RSS of afm infer (full-image pass, 128x96 images, own process)")
+    table = Table(title="Peak RSS of afm infer (full-image pass, 128x96 images at 128 px, own process)")
     for col in ("images", "peak RSS MiB", "seconds"):
         table.add_column(col, justify="right")
     for count, folder in small_images(args.work, args.rss_counts).items():
