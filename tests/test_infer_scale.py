@@ -96,6 +96,26 @@ def test_balanced_shards_are_contiguous_and_even_by_weight():
     assert max(abs(w[p].sum() - w.sum() / 7) for p in parts) <= w.max()
 
 
+def test_fingerprint_names_what_changed(tmp_path):
+    from afmcli.inference.run import InferSettings
+    from afmcli.inference.sources import ImageItem
+    from afmcli.inference.state import fingerprint, fingerprint_difference
+
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    a.write_bytes(b"weights")
+    b.write_bytes(b"weights, trained on")
+    config = tmp_path / "c.py"
+    config.write_text(f"_base_ = {str(CONFIG)!r}\n")
+    items = [ImageItem(1, tmp_path / "x.jpg", "x.jpg")]
+    base = fingerprint(config, a, InferSettings(), items, "cpu")
+    assert fingerprint(config, a, InferSettings(), items, "cpu") == base
+    assert fingerprint(CONFIG, a, InferSettings(), items, "cuda:1") == {**base, "settings": {
+        **base["settings"], "device": "cuda"}}  # the same config through _base_; the GPU index is not part
+    config.write_text(f"_base_ = {str(CONFIG)!r}\nmodel = dict(test_cfg=dict(score_thr=0.05))\n")
+    changed = fingerprint(config, b, InferSettings(iou=0.5), [ImageItem(1, tmp_path / "y.jpg", "y.jpg")], "cpu")
+    assert fingerprint_difference(base, changed) == "config, checkpoint, image list, iou 0.6 -> 0.5"
+
+
 def test_killed_run_resumes_with_workers_to_the_same_bytes(setup, reference, tmp_path, monkeypatch):
     root, images, ckpt = setup
     out = tmp_path / "pred"

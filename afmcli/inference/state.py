@@ -45,7 +45,8 @@ def fingerprint(config: Path, checkpoint: Path, settings, items: Sequence, devic
     images = hashlib.sha256()
     for item in items:
         images.update(f"{item.image_id}\t{Path(item.path).resolve()}\t{item.frame}\n".encode())
-    return {"config": hashlib.sha256(Config.fromfile(str(config)).pretty_text.encode()).hexdigest(),
+    config_text = json.dumps(Config.fromfile(str(config)).to_dict(), sort_keys=True, default=repr)
+    return {"config": hashlib.sha256(config_text.encode()).hexdigest(),
             "checkpoint": file_digest(Path(checkpoint)),
             "settings": {**asdict(settings), "device": device.split(":")[0]},
             "images": images.hexdigest()}
