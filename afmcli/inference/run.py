@@ -146,7 +146,7 @@ def write_viz(path: Path, image) -> None:
 
 
 def run_shard(predictor: Predictor, shard: list[ImageItem], weights: list[int], settings: InferSettings,
-              state: RunState, ctx: DistContext, workers: int, to_category: list[int], names: dict) -> int:
+              state: RunState, ctx: DistContext, workers: int, to_category: list[int], names: dict) -> None:
     """Run this rank's images, appending each finished image to a record log."""
     from afmcli.progress import make_progress
     from afmcli.viz.draw import draw_detections
@@ -160,7 +160,6 @@ def run_shard(predictor: Predictor, shard: list[ImageItem], weights: list[int], 
     if settings.viz:
         state.viz.mkdir(parents=True, exist_ok=True)
     pending: dict[int, PendingImage] = {}
-    processed = 0
     with RecordWriter(state.records, ctx.rank) as writer, make_progress(disable=ctx.rank > 0) as progress:
         image_task = progress.add_task("images", total=len(shard))
         tile_task = progress.add_task("tiles", total=None)
@@ -179,9 +178,7 @@ def run_shard(predictor: Predictor, shard: list[ImageItem], weights: list[int], 
                 write_viz(state.viz / f"{by_id[unit.image_id].name}.png",
                           draw_detections(image.image, result.fused, names, settings.viz_score))
             writer.append(result)
-            processed += 1
             progress.advance(image_task)
-    return processed
 
 
 def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
@@ -202,7 +199,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         model, cfg, classes = load_detector(config, checkpoint, ctx.device, trust)
         to_category = category_ids(classes, plan.categories, source)
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))
-        processed = run_shard(Predictor(model, cfg, settings.score_thr), plan.shards[ctx.rank],
+        run_shard(Predictor(model, cfg, settings.score_thr), plan.shards[ctx.rank],
                               plan.weights[ctx.rank], settings, state, ctx, workers, to_category,
                               dict(zip(to_category, classes)))
         ctx.barrier()  # every shard is done before rank 0 reads the records
