@@ -1,7 +1,7 @@
 """Sliced inference: ours (true batches) beside SAHI, and slicing vs full image alone.
 
     .venv/bin/python bench/bench_infer.py [--val-images 4] [--size 1600x1000] [--slice 512]
-        [--batch-sizes 1 8 32] [--workers 2] [--device cuda:0] [--train-iters 200] [--work /tmp/afm_bench_infer]
+        [--batch-sizes 1 8 32] [--workers 4] [--train-iters 200] [--work /tmp/afm_bench_infer] [--device cuda:0]
 
 In one run, on `afm synth` data:
 1. trains the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py) for --train-iters
@@ -10,11 +10,11 @@ In one run, on `afm synth` data:
    pass and fusion (class-aware NMS, IoU 0.6) through
    - SAHI: sahi.models.mmdet.MmdetDetectionModel + sahi.predict.get_sliced_prediction
      (one tile per forward pass, mmdet's DetInferencer pipeline), and
-   - ours: afmcli.inference (the `afm infer` path) at each of --batch-sizes;
+   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at each of --batch-sizes;
    - with --workers N: `afm infer` itself, files to files (decoding in N workers, pinned
      memory on CUDA), at each batch size; its time includes decoding and writing;
-   and reports images/s, the ratio, the COCO AP of each, and whether the detections
-   are the same (matched count, max box / score difference);
+   and reports images/s, the ratio, and whether the detections are the same
+   (matched count, max box / score difference);
 3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
    toolkit's AP) slicing + fusion vs the full-image pass alone vs SAHI.
 Timings exclude model loading; images are read before timing.
@@ -64,7 +64,7 @@ def make_data(work: Path, val_images: int, size: tuple[int, int]) -> None:
         quiet("convert-visdrone", work / "synth_val", work / "Datasets", "--split", "val")
 
 
-def train(work: Path, iters: int) -> Path:
+def train(work: Path, iters: int, device: str = "cpu") -> Path:
     """A short AdamW run of the tiny TOOD (batch 2); the checkpoint is cached per iteration count."""
     ckpt = work / f"tiny_tood_{iters}.pth"
     if ckpt.is_file():
@@ -82,6 +82,7 @@ def train(work: Path, iters: int) -> Path:
     random.seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
+    model.to(device)  # the data preprocessor moves each batch to the model's device
     dataset = CocoDataset(
         data_root=str(work / "Datasets"), ann_file="labels/annotations/train_labels.json",
         data_prefix=dict(img="images/train/"), metainfo=dict(classes=cfg.classes),
@@ -104,7 +105,8 @@ def train(work: Path, iters: int) -> Path:
         losses = model.train_step(pseudo_collate([dataset[random.randrange(len(dataset))] for _ in range(2)]), optim)
         if it % 50 == 0 or it == iters - 1:
             print(f"train {it + 1}/{iters}: loss {float(losses['loss']):.3f} ({time.perf_counter() - start:.0f} s)")
-    torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": {"classes": cfg.classes}}}, ckpt)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "meta": {"dataset_meta": {"classes": cfg.classes}}}, ckpt)
     return ckpt
 
 
@@ -157,6 +159,12 @@ def compare(ours: list[Detections], theirs: list[Detections]) -> tuple[int, int,
     return n_ours, n_theirs, matched, box_diff, score_diff
 
 
+def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
+    pred = work / f"pred_{tag}.json"
+    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
+    return evaluate_file(work, pred)
+
+
 def evaluate_file(work: Path, pred: Path) -> dict[str, float]:
     from afmcli.evaluation.coco_view import evaluate_coco
     from afmcli.evaluation.loaders import load_images
@@ -169,14 +177,8 @@ def evaluate_file(work: Path, pred: Path) -> dict[str, float]:
             "VisDrone AP": vd.stats["AP"], "VisDrone AP50": vd.stats["AP50"]}
 
 
-def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
-    pred = work / f"pred_{tag}.json"
-    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
-    return evaluate_file(work, pred)
-
-
 def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
-    """`afm infer` files to files (decode in --workers processes, pinned memory on CUDA,
+    """`afm infer` files to files (decoding in --workers processes, pinned memory on CUDA,
     streaming records, final files): seconds without model loading, and predictions.json."""
     from afmcli.inference.run import InferSettings, run_inference
 
@@ -191,14 +193,19 @@ def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
     return stats.seconds - load, out / "predictions.json"
 
 
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--val-images", type=int, default=4)
     parser.add_argument("--size", default="1600x1000")
     parser.add_argument("--slice", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="tiles per forward pass, "
-                        "one row each (e.g. 1 8 32)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8], help="tiles per forward pass")
     parser.add_argument("--workers", type=int, default=0, help="> 0: also time `afm infer` files to files "
                         "with this many decoding workers, at each batch size")
     parser.add_argument("--score-thr", type=float, default=0.01)
@@ -210,7 +217,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
 
     make_data(args.work, args.val_images, size)
-    ckpt = train(args.work, args.train_iters)
+    ckpt = train(args.work, args.train_iters, args.device)
     gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
     image_ids = [img["id"] for img in gt["images"]]
     images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
@@ -218,12 +225,11 @@ def main() -> None:
     predictor = Predictor(model, cfg, args.score_thr)
 
     sahi = sahi_model(ckpt, args)
-    sahi_name = "SAHI (1 tile / pass)"
-    runs = {sahi_name: lambda im: sahi_one(sahi, im, args)}
-    for b in args.batch_sizes:
-        runs[f"ours, batch {b}"] = lambda im, b=b: ours_one(predictor, im, args, b)
+    batch_sizes = sorted({1, *args.batch_sizes})
+    runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args)}
+    runs.update({f"ours, batch {b}": (lambda im, b=b: ours_one(predictor, im, args, b)) for b in batch_sizes})
     runs["ours, full image only"] = lambda im: ours_one(predictor, im, args, 1, slices=False)
-    for run in runs.values():  # warm-up (allocator, thread pools, cudnn)
+    for run in runs.values():  # warm-up (allocator, thread pools)
         run(images[0])
     # Interleaved per image, so that load from other processes hits every pipeline alike.
     dets = {name: [] for name in runs}
@@ -233,50 +239,48 @@ def main() -> None:
             start = time.perf_counter()
             dets[name].append(run(image))
             secs[name] += time.perf_counter() - start
+    sahi_name = next(iter(runs))
     t_sahi = secs[sahi_name]
     n = len(images)
-    accuracy = {"SAHI": evaluate(args.work, image_ids, dets[sahi_name], "sahi"),
-                "full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full")}
-    for b in args.batch_sizes:
-        accuracy[f"ours, batch {b}"] = evaluate(args.work, image_ids, dets[f"ours, batch {b}"], f"ours_b{b}")
-    files = {}
-    if args.workers > 0:
-        for b in args.batch_sizes:
-            name = f"afm infer files->files, batch {b}, --workers {args.workers}"
-            files[name], pred = afm_infer_files(ckpt, args, b)
-            accuracy[name] = evaluate_file(args.work, pred)
-    device = args.device if args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
     speed = Table(title=f"{n} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
-                        f"score >= {args.score_thr}, NMS 0.6 ({device})")
-    for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "COCO AP", "detections", "matched to SAHI",
+                        f"score >= {args.score_thr}, NMS 0.6 ({device_name(args.device)})")
+    for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "detections", "matched to SAHI",
                 "max box diff (px)", "max score diff"):
         speed.add_column(col, justify="right")
     for name in runs:
-        ap = accuracy.get(name, accuracy.get("full image only" if name.endswith("only") else "SAHI"))["AP"]
-        cells = [name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x", f"{ap:.2f}"]
-        if name.endswith("full image only") or name == sahi_name:
-            speed.add_row(*cells, str(sum(map(len, dets[name]))), "-", "-", "-")
+        if name.endswith("full image only"):
+            speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
+                          str(sum(map(len, dets[name]))), "-", "-", "-")
             continue
         n_ours, n_sahi, matched, box_diff, score_diff = compare(dets[name], dets[sahi_name])
-        speed.add_row(*cells, str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
-    for name, sec in files.items():  # includes decoding and writing; SAHI's time does not
-        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", f"{accuracy[name]['AP']:.2f}",
-                      "-", "-", "-", "-")
+        speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
+                      str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
     # Before fusion (SAHI's NMS at IoU > 1 keeps everything): the raw tile + full-image boxes.
-    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, args.batch_sizes[-1])
+    files = {}
+    for b in batch_sizes if args.workers > 0 else []:  # includes decoding and writing; SAHI's time does not
+        name = f"afm infer files->files, batch {b}, --workers {args.workers}"
+        sec, pred = afm_infer_files(ckpt, args, b)
+        files[name] = evaluate_file(args.work, pred)
+        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", "-", "-", "-", "-")
+    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, batch_sizes[-1])
     raw_ours = Detections.concat([s.relabel(range(1, 11)), f.relabel(range(1, 11))])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
-    speed.add_row("raw, before fusion (image 1)", "-", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
+    speed.add_row("raw, before fusion (image 1)", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
                   f"{box_diff:.4f}", f"{score_diff:.2e}")
-    table = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
-    table.add_column("detections")
-    for key in next(iter(accuracy.values())):
-        table.add_column(key, justify="right")
-    for name, res in accuracy.items():
-        table.add_row(name, *[f"{v:.2f}" for v in res.values()])
-    console = Console(width=180)
+    accuracy = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
+    results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full")}
+    results.update({f"slices + full, fused (ours, batch {b})": evaluate(
+        args.work, image_ids, dets[f"ours, batch {b}"], f"ours_b{b}") for b in batch_sizes})
+    results["SAHI"] = evaluate(args.work, image_ids, dets[sahi_name], "sahi")
+    results.update(files)
+    accuracy.add_column("detections")
+    for key in next(iter(results.values())):
+        accuracy.add_column(key, justify="right")
+    for name, res in results.items():
+        accuracy.add_row(name, *[f"{v:.2f}" for v in res.values()])
+    console = Console(width=160)
     console.print(speed)
-    console.print(table)
+    console.print(accuracy)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ during the iterations; CUDA: torch.cuda.max_memory_allocated).
     .venv/bin/python bench/bench_train.py                       # CPU, R50 configs, 512x384, batch 2
     .venv/bin/python bench/bench_train.py --tiny                # the tiny synth configs
     .venv/bin/python bench/bench_train.py --device cuda --size 1333x800 --batch 4 --amp
+    .venv/bin/python bench/bench_train.py --size 1333x800 --batch 1 --iters 1 --warmup 1 --profile
+                                                                # + torch.profiler's top ops per model
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def worker(args) -> dict:
         head, affm = model.hd_head, model.affm
         c = head.in_channels
         ph, pw = -(-h // 32) * 8, -(-w // 32) * 8
-        wh, ww = min(affm.window, ph), min(affm.window, pw)
+        wh, ww = min(affm.window, ph) + 2 * affm.margin, min(affm.window, pw) + 2 * affm.margin
         windowed = kind == 'hd_windows' and affm.windows_cheaper((ph, pw))  # as AFMNet decides
         shape = (args.batch * affm.topk, c, wh, ww) if windowed else (args.batch, c, ph, pw)
         feat = torch.randn(*shape, device=args.device)
@@ -117,6 +119,13 @@ def worker(args) -> dict:
         peak = torch.cuda.max_memory_allocated()
     else:  # ru_maxrss is the process's lifetime peak, in KiB
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
+    if args.profile:  # one more step, profiled; the table goes to stderr (stdout is the JSON line)
+        from torch.profiler import profile
+        with profile() as prof:
+            step()
+        model.zero_grad(set_to_none=True)
+        sort = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
+        print(f'--- {kind} ---\n' + prof.key_averages().table(sort_by=sort, row_limit=20), file=sys.stderr)
     return dict(kind=kind, seconds=seconds, peak_mib=peak / 2 ** 20, **extra)
 
 
@@ -124,8 +133,12 @@ def run(kind: str, args) -> dict:
     cmd = [sys.executable, __file__, '--worker', kind, '--device', args.device, '--size', args.size,
            '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
            '--threads', str(args.threads)]
-    cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny + ['--profile'] * args.profile
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.profile else subprocess.PIPE,
+                         text=True, cwd=ROOT)
+    if out.returncode:  # one failed measurement must not hide the others, nor its cause
+        print(f"{kind} failed (exit {out.returncode}):\n{(out.stderr or '')[-3000:]}", file=sys.stderr)
+        return dict(kind=kind, seconds=float('nan'), peak_mib=float('nan'), cells=float('nan'))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -140,6 +153,8 @@ def main() -> None:
     parser.add_argument('--tiny', action='store_true', help='the tiny synth configs instead of R50')
     parser.add_argument('--threads', type=int, default=1,
                         help='CPU threads per measurement (1: stable timings on a shared box)')
+    parser.add_argument('--profile', action='store_true',
+                        help="also print torch.profiler's top operators of each measurement (stderr)")
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

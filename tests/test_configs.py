@@ -7,6 +7,8 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
+from afmcli.engine.train import leaf_datasets
+
 register_all_modules()
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs' / 'AFM').rglob('*.py'))
@@ -31,7 +33,7 @@ def test_config_builds(path):
     model = MODELS.build(cfg.model)
     assert model.bbox_head.num_classes == 10
     assert cfg.data_root == 'Datasets/'
-    assert cfg.train_dataloader.dataset.data_root == cfg.data_root
+    assert all(d.data_root == cfg.data_root for d in leaf_datasets(cfg.train_dataloader.dataset))
     assert cfg.val_evaluator.type == 'VisDroneMetric'
     assert cfg.val_evaluator.ann_file.startswith(cfg.data_root)
 
@@ -93,3 +95,15 @@ def test_sliced_config_trains_on_the_sliced_split_and_validates_on_full_images()
     assert cfg.train_dataloader.dataset.ann_file == 'labels/annotations/train_sliced_labels.json'
     assert cfg.train_dataloader.dataset.data_prefix.img == 'images/train_sliced/'
     assert cfg.val_dataloader.dataset.ann_file == 'labels/annotations/val_labels.json'
+    mixed = load('configs/AFM/AFMNet-tood_r50_k13_sliced_full.py').train_dataloader.dataset
+    assert mixed.type == 'ConcatDataset'
+    assert [(d.ann_file, d.data_prefix.img) for d in mixed.datasets] == [
+        ('labels/annotations/train_sliced_labels.json', 'images/train_sliced/'),
+        ('labels/annotations/train_labels.json', 'images/train/')]
+    assert mixed.datasets[0].pipeline == mixed.datasets[1].pipeline == cfg.train_dataloader.dataset.pipeline
+
+
+def test_r50_configs_seed_3407_as_the_authors_train_py():
+    for path in CONFIGS:
+        cfg = load(path)
+        assert cfg.randomness.seed == (0 if 'tiny' in path else 3407), path

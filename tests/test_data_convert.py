@@ -12,7 +12,7 @@ import pytest
 
 from afmcli.cli import main
 from afmcli.data.coco import coco_results_to_visdrone, coco_to_visdrone_rows
-from afmcli.data.convert import convert_split
+from afmcli.data.convert import convert_split, multi_scale_windows
 from afmcli.data.slicing import slice_windows
 from afmcli.data.visdrone_format import read_visdrone_file
 from afmcli.errors import AfmError
@@ -270,6 +270,22 @@ def test_sliced_set(synth_split, tmp_path):
                 and i["window"][:2] == [0, 0])
     assert any(a["bbox"] == ann["bbox"] and a["category_id"] == ann["category_id"]
                for a in coco["annotations"] if a["image_id"] == crop["id"])
+
+
+def test_multi_scale_sliced_set_from_the_cli(synth_split, tmp_path, capsys):
+    """`--slice 320 --slice 480`: the crops of both sizes in one sliced set; a tile that both
+    sizes place on the same pixels is written once."""
+    code, _ = _run(capsys, "convert-visdrone", str(synth_split.src), str(tmp_path / "D"),
+                   "--slice", "320", "--slice", "480")
+    assert code == 0
+    coco = json.loads((tmp_path / "D/labels/annotations/train_sliced_labels.json").read_text())
+    per_image = {(x2 - x1, y2 - y1) for x1, y1, x2, y2 in
+                 [*slice_windows(480, 640, 320, 320, .25, .25), *slice_windows(480, 640, 480, 480, .25, .25)]}
+    assert per_image == {(320, 320), (480, 480)}
+    sizes = [(img["width"], img["height"]) for img in coco["images"]]
+    assert sizes.count((320, 320)) == 8 * 6 and sizes.count((480, 480)) == 8 * 2  # x: 0, 160(flush)
+    assert len({img["file_name"] for img in coco["images"]}) == len(coco["images"])
+    assert multi_scale_windows(300, 400, [512, 640], 0.25).tolist() == [[0, 0, 400, 300]]
 
 
 def test_results_malformed_entry_is_an_error():

@@ -72,8 +72,23 @@ def test_metric_through_mmengine_evaluator(ann_file):
     evaluator.process([sample(2, [[5, 5, 35, 25]], [0.8], [3])])
     out = evaluator.evaluate(1)
     assert set(out) == {f"val/coco/{k}" for k in ("AP", "AP50", "AP75", "AP_tiny", "AP_small", "AP_medium",
-                                                   "AP_large", "AR1", "AR10", "AR100", "AR500")}
+                                                   "AP_large", "AR1", "AR10", "AR100", "AR500",
+                                                   "bbox_mAP", "bbox_mAP_50")}
     assert 0 < out["val/coco/AP50"] < 100
+
+
+def test_bbox_map_counts_100_detections_per_image(ann_file):
+    """mmdet's coco/bbox_mAP keeps the best 100 detections per image and class, our coco/AP
+    500: a true positive ranked 120th counts in AP only."""
+    metric = VisDroneMetric(ann_file=str(ann_file), view="coco")
+    decoys = [[40 + i % 15, 26 + i // 15, 42 + i % 15, 28 + i // 15] for i in range(119)]  # no object there
+    metric.process({}, [sample(2, [*decoys, [5, 5, 35, 25]], [0.9] * 119 + [0.5], [3] * 120)])
+    out = metric.compute_metrics(metric.results)
+    assert out["coco/AP50"] > 0 and out["coco/bbox_mAP_50"] == 0 and out["coco/bbox_mAP"] == 0
+    metric.results = []
+    metric.process({}, [sample(2, [[5, 5, 35, 25]], [0.8], [3])])
+    out = metric.compute_metrics(metric.results)
+    assert out["coco/bbox_mAP"] == out["coco/AP"] > 0  # under 100 detections the two agree
 
 
 def test_bad_view(ann_file):

@@ -147,7 +147,7 @@ def hd_input_shapes(model, inputs, samples):
     ((96, 128), 24, 4, 1.0),  # 4 windows would exceed the 24x32 map: dense instead
 ])
 def test_hd_head_computes_the_claimed_fraction(hw, window, k, fraction):
-    model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=k, window=window)))
+    model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=k, window=window, margin=0)))
     inputs, samples = make_batch(*hw)
     n, c, wh, ww = hd_input_shapes(model, inputs, samples)
     assert c == 64
@@ -238,3 +238,126 @@ def test_hd_head_runs_on_more_windows_than_one_deform_conv_call_takes(monkeypatc
     losses = model.loss(inputs, samples)  # 4 x 13 windows through the real loss path
     assert torch.isfinite(losses['hd_loss_bbox'] if torch.is_tensor(losses['hd_loss_bbox'])
                           else sum(losses['hd_loss_bbox']))
+
+
+def test_hd_min_bbox_size_counts_original_pixels(monkeypatch):
+    """The HD head's min_bbox_size=3 applies after rescaling, as mmdet's heads do: with the
+    image resized 2x, a 5x5 box in network pixels is 2.5x2.5 original pixels (dropped) and
+    an 8x8 one is 4x4 (kept), in original coordinates."""
+    model = build(tiny_model_cfg())
+    model.eval()
+    model.bbox_head.test_cfg.score_thr = 2.0  # silence the main head: HD detections only
+    inputs, samples = make_batch(n=1)
+    samples[0].set_metainfo(dict(scale_factor=(2.0, 2.0), ori_shape=(128, 96)))
+    margin = model.affm.margin
+    monkeypatch.setattr(model.affm, 'mine', lambda score, valid_hw: torch.tensor([[0, 0, 0, 24, 24]]))
+
+    def hd_forward(crops):
+        m, _, h, w = crops.shape
+        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
+        cls[0, 0, 12, 10], boxes[0, :, 12, 10] = 0.9, torch.tensor([40., 40, 45, 45]) / 4
+        cls[0, 1, 12, 16], boxes[0, :, 12, 16] = 0.8, torch.tensor([60., 40, 68, 48]) / 4
+        return [cls], [boxes]
+
+    monkeypatch.setattr(model, '_hd_forward', hd_forward)
+    with torch.no_grad():
+        pred = model.predict(inputs, samples)[0].pred_instances
+    assert pred.labels.tolist() == [1]
+    origin = -margin * 4  # crop pixel 0 is image pixel -8
+    assert pred.bboxes.tolist() == [[(60 + origin) / 2, (40 + origin) / 2, (68 + origin) / 2, (48 + origin) / 2]]
+
+
+def test_hd_predictions_in_the_window_margin_are_dropped(monkeypatch):
+    model = build(tiny_model_cfg())
+    model.eval()
+    model.bbox_head.test_cfg.score_thr = 2.0
+    inputs, samples = make_batch(n=1)
+    monkeypatch.setattr(model.affm, 'mine', lambda score, valid_hw: torch.tensor([[0, 4, 4, 28, 28]]))
+
+    def hd_forward(crops):
+        m, _, h, w = crops.shape
+        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
+        for y, x in ((1, 10), (10, 10)):  # a margin cell (2 cells wide), a window cell
+            cls[0, 0, y, x], boxes[0, :, y, x] = 0.9, torch.tensor([x - 2., y - 2, x + 2, y + 2])
+        return [cls], [boxes]
+
+    monkeypatch.setattr(model, '_hd_forward', hd_forward)
+    with torch.no_grad():
+        pred = model.predict(inputs, samples)[0].pred_instances
+    assert len(pred) == 1  # only the window cell's box; crop origin (4 - 2) cells = 8 px
+    assert pred.bboxes.tolist() == [[8 + 4 * 8, 8 + 4 * 8, 8 + 4 * 12, 8 + 4 * 12]]
+
+
+@pytest.mark.parametrize('epoch', [0, 5])  # ATSS, then TaskAligned
+def test_hd_head_ignores_priors_in_the_window_margin(epoch):
+    """Priors in a crop's context margin are neither positives nor negatives: changing the
+    predictions there leaves the loss unchanged; changing them inside the window does not.
+    mmdet's plain TOODHead (no valid_box) would train the margin as negatives."""
+    MessageHub.get_current_instance().update_info('epoch', epoch)
+    head = build(tiny_model_cfg()).hd_head
+    head.epoch = epoch
+    windows = torch.tensor([[0, 0, 0, 8, 8], [0, 8, 0, 16, 8]])
+    gt = InstanceData(bboxes=torch.tensor([[6., 6, 16, 18], [40., 8, 52, 20]]), labels=torch.tensor([2, 4]))
+    from afmcli.models.windows import instances_to_windows, window_metas
+    metas = window_metas(windows, [dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))], 4, margin=2)
+    targets = instances_to_windows([gt], windows, 4, margin=2)
+    gen = torch.Generator().manual_seed(0)
+    cls = torch.rand(2, 10, 12, 12, generator=gen) * 0.5
+    boxes = torch.rand(2, 4, 12, 12, generator=gen) + torch.tensor([0., 0, 4, 4]).view(1, 4, 1, 1)
+
+    def loss(c, b):
+        out = head.loss_by_feat([c], [b], targets, metas)
+        return {k: sum(v).item() if isinstance(v, list) else v.item() for k, v in out.items()}
+
+    base = loss(cls, boxes)
+    assert base['loss_bbox'] > 0  # both objects are taught
+    margin = torch.ones(12, 12, dtype=torch.bool)
+    margin[2:10, 2:10] = False
+    cls2, boxes2 = cls.clone(), boxes.clone()
+    cls2[..., margin] = torch.rand(2, 10, int(margin.sum()), generator=gen)
+    boxes2[..., margin] += 3.0
+    assert loss(cls2, boxes2) == pytest.approx(base, rel=1e-6)
+    cls3 = cls.clone()
+    cls3[..., 5, 5] = 0.99
+    assert loss(cls3, boxes)['loss_cls'] != pytest.approx(base['loss_cls'], rel=1e-6)
+
+
+def test_p2_conv_on_windows_equals_the_whole_map_conv(monkeypatch):
+    """P2's 3x3 conv on the window crops and IRFI's context from P2Feature.weighted_mean give
+    the whole-map computation's losses and gradients up to float rounding."""
+    import afmcli.models.afmnet as afmnet
+
+    model = build(tiny_model_cfg())
+    torch.nn.init.normal_(model.irfi.modulation.weight, std=0.05)  # IRFI reads the context
+    inputs, samples = make_batch()
+    runs = []
+    for on_windows in (True, False):
+        monkeypatch.setattr(afmnet, 'P2_ON_WINDOWS', on_windows)
+        model.zero_grad()
+        losses = model.loss(inputs, samples)
+        total(losses).backward()
+        runs.append(({k: torch.as_tensor(v[0] if isinstance(v, list) else v).item() for k, v in losses.items()},
+                     [p.grad.clone() for p in model.p2_neck.parameters()]))
+    (fast, fast_grads), (full, full_grads) = runs
+    assert fast == pytest.approx(full, rel=1e-5, abs=1e-6)
+    for a, b in zip(fast_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_p2_weighted_mean_is_the_mean_of_the_weighted_conv():
+    from afmcli.models.necks import P2Feature
+
+    p2 = P2Feature(in_channels=4, out_channels=6, upsample_cfg=dict(type='nearest'))
+    p2.init_weights()
+    torch.nn.init.normal_(p2.fpn_conv.conv.bias)
+    gen = torch.Generator().manual_seed(0)
+    merged, weight = torch.randn(2, 6, 7, 9, generator=gen), torch.rand(2, 1, 7, 9, generator=gen)
+    want = (p2.fpn_conv(merged) * weight).mean(dim=(2, 3))
+    torch.testing.assert_close(p2.weighted_mean(merged, weight), want, rtol=1e-5, atol=1e-6)
+    # inside the map, the conv on crops is the whole-map conv (the window at 0, 0 has a
+    # margin cell beyond the map, where the conv alone would not be zero)
+    from afmcli.models.windows import crop_windows
+    windows = torch.tensor([[0, 0, 0, 4, 4], [1, 5, 3, 9, 7]])
+    inside = crop_windows(torch.ones(2, 1, 7, 9), windows, 1).expand(-1, 6, -1, -1).bool()
+    got, want = p2.conv_windows(merged, windows, 1), crop_windows(p2.fpn_conv(merged), windows, 1)
+    torch.testing.assert_close(got[inside], want[inside], rtol=1e-5, atol=1e-6)

@@ -48,6 +48,12 @@ def test_set_data_root_reaches_wrapped_datasets():
         type="RepeatDataset", times=2, dataset=dict(type="CocoDataset", data_root="a/")))))
     set_data_root(cfg, "b/")
     assert cfg.train_dataloader.dataset.dataset.data_root == "b/"
+    cfg = Config(dict(data_root="a/", train_dataloader=dict(dataset=dict(
+        type="ConcatDataset", datasets=[dict(type="CocoDataset", data_root="a/"),
+                                        dict(type="RepeatDataset", dataset=dict(data_root="a/"))]))))
+    set_data_root(cfg, "b/")
+    inner = cfg.train_dataloader.dataset.datasets
+    assert inner[0].data_root == inner[1].dataset.data_root == "b/"
 
 
 def test_missing_load_from_fails_fast(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -16,7 +16,8 @@ def convert_visdrone(
     to_visdrone: bool = typer.Option(False, "--to-visdrone",
                                      help="Reverse: COCO results json -> VisDrone result txt folder."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="With --to-visdrone: the COCO json that names the images."),
-    slice_size: Optional[int] = typer.Option(None, "--slice", help="Also write sliced crops of this size."),
+    slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write sliced crops of this size; "
+                                                   "repeat for multi-scale crops (--slice 512 --slice 800)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap ratio between crops."),
     min_visible: float = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least "
                                       "this fraction of it is visible."),

@@ -2,7 +2,7 @@
 
     Datasets/
       images/<split>/                         images, linked (or copied)
-      images/<split>_sliced/                  crops, with --slice
+      images/<split>_sliced/                  crops, with --slice (one size or several: multi-scale)
       labels/annotations/<split>_labels.json  our COCO json (see afmcli/data/coco.py)
       labels/annotations/<split>_sliced_labels.json
       labels/org/<split>_annotations/         the official txt, linked (or copied)
@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import imagesize
@@ -185,13 +186,18 @@ def link_or_copy(src: Path, dst: Path, copy: bool) -> None:
 
 
 def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad: bool = False,
-                  slice_size: int | None = None, overlap: float = 0.25, min_visible: float = 0.5,
-                  workers: int = 0) -> ConvertStats:
-    """Convert one official split folder into the Datasets/ root ``out``."""
+                  slice_size: int | Sequence[int] | None = None, overlap: float = 0.25,
+                  min_visible: float = 0.5, workers: int = 0) -> ConvertStats:
+    """Convert one official split folder into the Datasets/ root ``out``.
+
+    ``slice_size``: crop size, or several (multi-scale crops, all in one sliced set).
+    """
     if split not in SPLITS:
         raise AfmError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if slice_size is not None and slice_size <= 0:
-        raise AfmError(f"--slice must be a positive size, got {slice_size}")
+    slice_sizes = [slice_size] if isinstance(slice_size, int) else list(slice_size or [])
+    for size in slice_sizes:
+        if size <= 0:
+            raise AfmError(f"--slice must be a positive size, got {size}")
     if not 0 <= min_visible <= 1:
         raise AfmError(f"--min-visible must be in [0, 1], got {min_visible}")
     stats = ConvertStats()
@@ -232,20 +238,32 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
         for image_path, txt_path in track(kept, "Linking files"):
             link_or_copy(image_path, img_tmp / image_path.name, copy)
             link_or_copy(txt_path, txt_tmp / txt_path.name, copy)
-        if slice_size:
-            _write_sliced(paths, kept, records, labels, slice_size, overlap, min_visible, workers, stats)
+        if slice_sizes:
+            _write_sliced(paths, kept, records, labels, slice_sizes, overlap, min_visible, workers, stats)
         write_json(paths.ann_file, coco)
     return stats
 
 
-def _write_sliced(paths: DatasetPaths, kept, records, labels, slice_size, overlap, min_visible,
+def multi_scale_windows(height: int, width: int, sizes: Sequence[int], overlap: float) -> np.ndarray:
+    """The tiles of every size, in size order; a tile two sizes share (an image smaller than
+    both gives the whole image) is listed once."""
+    seen, out = set(), []
+    for size in sizes:
+        for window in slice_windows(height, width, size, size, overlap, overlap):
+            if tuple(window) not in seen:
+                seen.add(tuple(window))
+                out.append(window)
+    return np.array(out, dtype=np.int64).reshape(-1, 4)
+
+
+def _write_sliced(paths: DatasetPaths, kept, records, labels, slice_sizes, overlap, min_visible,
                   workers, stats: ConvertStats) -> None:
     sliced = DatasetPaths(paths.root, f"{paths.split}_sliced")
     crop_records, crop_labs, jobs = [], [], []
     with atomic_path(sliced.images) as crop_tmp:
         crop_tmp.mkdir()
         for (image_path, _), record, lab in zip(kept, records, labels):
-            windows = slice_windows(record["height"], record["width"], slice_size, slice_size, overlap, overlap)
+            windows = multi_scale_windows(record["height"], record["width"], slice_sizes, overlap)
             jobs.append((image_path, windows, crop_tmp))
             for window in windows:
                 crop_records.append({"file_name": crop_file_name(record["file_name"], window),

@@ -26,6 +26,15 @@ def parse_cfg_options(options: list[str] | None) -> dict:
     return parser.parse_args(["--cfg-options", *options]).cfg_options
 
 
+def leaf_datasets(dataset) -> list:
+    """The datasets inside wrappers (RepeatDataset's `dataset`, ConcatDataset's `datasets`)."""
+    if "datasets" in dataset:
+        return [leaf for inner in dataset.datasets for leaf in leaf_datasets(inner)]
+    if "dataset" in dataset:
+        return leaf_datasets(dataset.dataset)
+    return [dataset]
+
+
 def set_data_root(cfg, data_root: str) -> None:
     """Point every dataloader's dataset (and the evaluators' ann_file) at ``data_root``."""
     old = cfg.get("data_root")
@@ -34,10 +43,8 @@ def set_data_root(cfg, data_root: str) -> None:
         loader = cfg.get(key)
         if loader is None:
             continue
-        dataset = loader.dataset
-        while "dataset" in dataset:  # wrappers such as RepeatDataset
-            dataset = dataset.dataset
-        dataset.data_root = data_root
+        for dataset in leaf_datasets(loader.dataset):
+            dataset.data_root = data_root
     for key in ("val_evaluator", "test_evaluator"):
         evaluator = cfg.get(key)
         if evaluator and old and str(evaluator.get("ann_file", "")).startswith(old):

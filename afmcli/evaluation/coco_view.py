@@ -6,7 +6,9 @@ toolkit sees them (unclipped), all of a file's detections (COCO keeps the best
 maxDets per image and class). Evaluated with faster-coco-eval (pycocotools
 semantics: 101-point precision, per-image-class maxDets) at maxDets
 (1, 10, 100, 500). summarize() assumes maxDets (1, 10, 100): the numbers are read
-from the precision / recall arrays here instead.
+from the precision / recall arrays here instead. AP and AP50 count 500 detections per
+image (VisDrone's limit); bbox_mAP and bbox_mAP_50 count 100, the number mmdet's
+CocoMetric reports as coco/bbox_mAP and papers compare.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ COCO_MAX_DETS = (1, 10, 100, 500)
 AREA_RANGES = {"all": (0.0, 1e10), "tiny": (0.0, 16.0 ** 2), "small": (0.0, 32.0 ** 2),
                "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "AP_tiny", "AP_small", "AP_medium", "AP_large",
-                   "AR1", "AR10", "AR100", "AR500")
+                   "AR1", "AR10", "AR100", "AR500", "bbox_mAP", "bbox_mAP_50")
 
 
 def coco_view_datasets(images: Sequence[ImageRows]) -> tuple[dict, list[dict]]:
@@ -68,6 +70,10 @@ def stats_from_eval(eval_result: dict, params) -> dict[str, float]:
         stats[f"AP_{label}"] = _valid_mean(precision[:, :, :, area[label], last])
     for k, m in enumerate(params.maxDets):
         stats[f"AR{m}"] = _valid_mean(recall[:, :, area["all"], k])
+    # mmdet's CocoMetric number (COCO's 100 detections per image), under mmdet's names
+    at100 = list(params.maxDets).index(100)
+    stats["bbox_mAP"] = _valid_mean(precision[:, :, :, area["all"], at100])
+    stats["bbox_mAP_50"] = _valid_mean(precision[t50, :, :, area["all"], at100])
     return stats
 
 

@@ -3,7 +3,8 @@
     val_evaluator = dict(type='VisDroneMetric', ann_file='.../val.json', view='both')
     default_hooks = dict(checkpoint=dict(save_best='coco/AP50', rule='greater'))
 
-Keys are 'visdrone/AP', 'visdrone/AP50', ..., 'coco/AP50', ... (percent). Each
+Keys are 'visdrone/AP', 'visdrone/AP50', ..., 'coco/AP50', ... (percent), and mmdet's
+'coco/bbox_mAP' and 'coco/bbox_mAP_50' (at 100 detections per image, not 500). Each
 image's predictions are sorted by score and cut at 500 first, as our result
 writer does, so 'visdrone/*' equals the toolkit on the written files.
 """

@@ -27,11 +27,13 @@ from torch import Tensor
 
 from afmcli.data.masks import render_object_masks_torch
 
+from .hd_head import WindowTOODHead
 from .windows import (crop_windows, full_windows, instances_to_windows, results_from_windows,
-                      window_metas)
+                      suppress_margin, window_metas)
 
 HD_STRIDE = 4
 HD_CHUNK = 32  # windows per HD-head call (see AFMNet._hd_forward)
+P2_ON_WINDOWS = True  # P2's 3x3 conv on the window crops only (see AFMNet._p2_crops)
 MASK_STRIDES = (8, 16)  # P3 (small objects), P4 (large objects)
 
 
@@ -76,10 +78,10 @@ class AFMNet(TOOD):
         affm: AFFM; needs mask_estimator. Without it the HD head is dense on P2, and so it is
             when the k windows would cover more cells than the whole map (small inputs).
         irfi: IRFI on the HD head's windows.
-        hd_head: a TOODHead with strides=[4]; train_cfg/test_cfg default to the detector's.
+        hd_head: a WindowTOODHead (a TOODHead that ignores the windows' context margin) with
+            strides=[4]; train_cfg/test_cfg default to the detector's.
         mask_render: how masks are drawn from boxes when a sample carries none
             (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
-        window_min_visible: a GT box is taught in a window when this share of it is inside.
         hd_init_from_main: when a loaded checkpoint has no HD head (load_from a COCO TOOD),
             the HD head takes the main head's weights (see `hd_state_from_main`).
         merge_cfg: class-aware NMS that merges both heads' detections.
@@ -90,7 +92,6 @@ class AFMNet(TOOD):
                  irfi: dict | None = None, hd_head: dict | None = None,
                  hd_init_from_main: bool = True,
                  mask_render: dict = dict(kind='oval', small_area=32 * 32),
-                 window_min_visible: float = 0.5,
                  merge_cfg: dict = dict(iou_threshold=0.6, max_per_img=500),
                  train_cfg: dict | None = None, test_cfg: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg=None) -> None:
@@ -109,11 +110,13 @@ class AFMNet(TOOD):
             hd_head.setdefault('train_cfg', train_cfg)
             hd_head.setdefault('test_cfg', test_cfg)
             self.hd_head = MODELS.build(hd_head)
+            if affm and self.affm.margin and not isinstance(self.hd_head, WindowTOODHead):
+                raise ValueError('AFMNet: a window margin (affm.margin) needs '
+                                 "hd_head type='WindowTOODHead' to ignore the margin's priors")
         else:
             self.hd_head = None
         self.hd_init_from_main = hd_init_from_main
         self.mask_render = dict(mask_render)
-        self.window_min_visible = window_min_visible
         self.merge_cfg = dict(merge_cfg)
 
     def set_epoch(self, epoch: int) -> None:
@@ -165,7 +168,7 @@ class AFMNet(TOOD):
     def _branches(self, batch_inputs: Tensor, data_samples, training: bool):
         """Shared forward of loss and predict: main-head features, mask logits, HD crops."""
         c2, feats = self._features(batch_inputs)
-        out = dict(feats=feats, mask_logits=None, mask_targets=None, crops=None, windows=None)
+        out = dict(feats=feats, mask_logits=None, mask_targets=None, crops=None, windows=None, margin=0)
         m_s = None
         if self.mask_estimator is not None:
             out['mask_logits'] = self.mask_estimator(feats[:2])
@@ -175,21 +178,41 @@ class AFMNet(TOOD):
                 feats[1], _ = self.affm.enhance(feats[1], out['mask_logits'][1])
         if self.hd_head is None:
             return out
-        p2 = self.p2_neck(c2, feats[0])
+        merged = self.p2_neck.merge(c2, feats[0])  # P2 before its 3x3 conv
+        hw = tuple(merged.shape[-2:])
         valid_hw = [(-(-s.metainfo['img_shape'][0] // HD_STRIDE), -(-s.metainfo['img_shape'][1] // HD_STRIDE))
                     for s in data_samples]
-        if self.affm is not None:
-            p2, m_s = self.affm.enhance(p2, out['mask_logits'][0])
-        if self.affm is not None and self.affm.windows_cheaper(p2.shape[-2:]):
+        m_s = self.affm.mask_at(out['mask_logits'][0], hw) if self.affm is not None else None
+        windowed = self.affm is not None and self.affm.windows_cheaper(hw)
+        if windowed:
             score = self.affm.training_score(m_s, out['mask_targets'][0]) if training else m_s
-            windows = self.affm.mine(score, valid_hw)
+            windows, margin = self.affm.mine(score, valid_hw), self.affm.margin
         else:
-            windows = full_windows(len(data_samples), p2.shape[-2:], p2.device)
-        crops = crop_windows(p2, windows)
+            windows, margin = full_windows(len(data_samples), hw, merged.device), 0
+        crops, context = self._p2_crops(merged, m_s, windows, margin, windowed)
         if self.irfi is not None:
-            crops = self.irfi(p2, windows, crops)
-        out.update(crops=crops, windows=windows, p2_hw=tuple(p2.shape[-2:]))
+            crops = self.irfi(crops, windows, context, hw, margin)
+        out.update(crops=crops, windows=windows, margin=margin, p2_hw=hw)
         return out
+
+    def _p2_crops(self, merged: Tensor, m_s: Tensor | None, windows: Tensor, margin: int,
+                  windowed: bool) -> tuple[Tensor, Tensor]:
+        """Window crops of P2' = conv3x3(merged) * (1 + m_s), and the mean of P2' per image
+        (IRFI's global context).
+
+        On windows the 3x3 conv runs on the crops alone (13 windows are a fifth of the
+        stride-4 map at 1333x800) and the mean comes from `P2Feature.weighted_mean`: the
+        whole-map numbers up to float rounding, without the whole-map conv. Beyond the map
+        the crops are zero, as when a whole map is cropped: so is the crop of (1 + m_s).
+        """
+        if windowed and P2_ON_WINDOWS and self.p2_neck.conv_is_local:
+            scale = 1 + m_s
+            crops = self.p2_neck.conv_windows(merged, windows, margin) * crop_windows(scale, windows, margin)
+            return crops, self.p2_neck.weighted_mean(merged, scale)
+        p2 = self.p2_neck.fpn_conv(merged)
+        if m_s is not None:
+            p2 = p2 * (1 + m_s)
+        return crop_windows(p2, windows, margin), p2.mean(dim=(2, 3))
 
     def _hd_forward(self, crops: Tensor):
         """The HD head on all windows of the batch, in chunks of at most
@@ -207,11 +230,11 @@ class AFMNet(TOOD):
             losses.update(self.mask_estimator.loss(out['mask_logits'], out['mask_targets']))
         if self.hd_head is not None:
             gt_instances, _, img_metas = unpack_gt_instances(batch_data_samples)
-            windows = out['windows']
+            windows, margin = out['windows'], out['margin']
             hd_losses = self.hd_head.loss_by_feat(
                 *self._hd_forward(out['crops']),
-                instances_to_windows(gt_instances, windows, HD_STRIDE, self.window_min_visible),
-                window_metas(windows, img_metas, HD_STRIDE))
+                instances_to_windows(gt_instances, windows, HD_STRIDE, margin),
+                window_metas(windows, img_metas, HD_STRIDE, margin))
             losses.update({f'hd_{name}': value for name, value in hd_losses.items()})
         return losses
 
@@ -221,12 +244,13 @@ class AFMNet(TOOD):
         results = self.bbox_head.predict(out['feats'], batch_data_samples, rescale=rescale)
         if self.hd_head is not None:
             img_metas = [s.metainfo for s in batch_data_samples]
-            windows = out['windows']
+            windows, margin = out['windows'], out['margin']
             cls_scores, bbox_preds = self._hd_forward(out['crops'])
+            # rescale inside the head, as mmdet does: min_bbox_size counts original pixels
             per_window = self.hd_head.predict_by_feat(
-                cls_scores, bbox_preds, batch_img_metas=window_metas(windows, img_metas, HD_STRIDE),
-                rescale=False)
-            hd_results = results_from_windows(per_window, windows, HD_STRIDE, img_metas, rescale)
+                [suppress_margin(cls_scores[0], margin)], bbox_preds,
+                batch_img_metas=window_metas(windows, img_metas, HD_STRIDE, margin), rescale=rescale)
+            hd_results = results_from_windows(per_window, windows, HD_STRIDE, img_metas, rescale, margin)
             results = [merge_detections(pair, **self.merge_cfg) for pair in zip(results, hd_results)]
         return self.add_pred_to_datasample(batch_data_samples, results)
 

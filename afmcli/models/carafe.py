@@ -20,57 +20,76 @@ from torch import Tensor
 
 
 class _CarafeTorch(torch.autograd.Function):
-    """Tap-by-tap CARAFE with a hand-written backward.
+    """CARAFE in channels-last layout, one output row band at a time, hand-written backward.
 
-    Memory-aware: no unfolded (N, C*k*k, sH*sW) tensor. Each of the k*k taps reads a
-    shifted view of the zero-padded source map, broadcast over the s*s sub-pixel offsets,
-    and is accumulated in place (addcmul_) into the output. Autograd's own backward would
-    allocate a zero-filled padded map for every slice; this one accumulates into one.
+    Channels-last puts the C/G channels of a group innermost, so every product runs over
+    contiguous memory, and working one source row at a time keeps the band in cache while
+    all k*k taps accumulate into it (5-6x faster on CPU than whole-map strided passes).
+    Forward: each tap reads a shifted row of the zero-padded source, broadcast over the
+    s*s sub-pixel offsets, and is accumulated in place. Backward: per source row two
+    batched matrix products per pixel: grad_masks (s*s, k*k) = grad_out (s*s, C/G) @
+    patches^T, grad_patches (k*k, C/G) = masks (k*k, s*s) @ grad_out, the latter added
+    tap by tap into one padded buffer. Extra memory is O(output).
     """
 
     @staticmethod
     def forward(ctx, features: Tensor, masks: Tensor, k: int, g: int, s: int) -> Tensor:
         n, c, h, w = features.shape
-        padded = _pad_taps(features, k).view(n, g, c // g, h + k - 1, w + k - 1)
+        padded = _padded_channels_last(features, k, g)  # (n, g, h+k-1, w+k-1, c/g)
         taps = masks.view(n, g, k * k, h, s, w, s)
-        out = features.new_zeros(n, g, c // g, h, s, w, s)
-        for t in range(k * k):
-            i, j = divmod(t, k)
-            out.addcmul_(padded[..., i:i + h, None, j:j + w, None], taps[:, :, None, t])
+        out = features.new_empty(n, g, h, s, w, s, c // g)
+        for y in range(h):
+            row = out[:, :, y]
+            for t in range(k * k):
+                i, j = divmod(t, k)
+                source, tap = padded[:, :, y + i, None, j:j + w, None], taps[:, :, t, y, ..., None]
+                if t == 0:
+                    torch.mul(source, tap, out=row)
+                else:
+                    row.addcmul_(source, tap)
         ctx.save_for_backward(features, masks)
         ctx.params = (k, g, s)
-        # (h, s, w, s) is row-major (y = h*s + a, x = w*s + b): a plain view.
-        return out.view(n, c, h * s, w * s)
+        return out.permute(0, 1, 6, 2, 3, 4, 5).reshape(n, c, h * s, w * s)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         features, masks = ctx.saved_tensors
         k, g, s = ctx.params
         n, c, h, w = features.shape
-        padded = _pad_taps(features, k).view(n, g, c // g, h + k - 1, w + k - 1)
-        # Offset-major copies (n, g, a, b, ..., h, w): every product below is then between
-        # contiguous source-resolution maps, which is several times faster than strided ones.
-        go = grad_out.reshape(n, g, c // g, h, s, w, s).permute(0, 1, 4, 6, 2, 3, 5).contiguous()
-        taps = masks.view(n, g, k * k, h, s, w, s).permute(0, 1, 2, 4, 6, 3, 5).contiguous()
+        cg = c // g
+        padded = _padded_channels_last(features, k, g)
+        # per source pixel: grad (s*s, c/g), masks (k*k, s*s)
+        grad = grad_out.reshape(n, g, cg, h, s, w, s).permute(0, 1, 3, 5, 4, 6, 2).reshape(n, g, h, w, s * s, cg)
+        taps = masks.view(n, g, k * k, h, s, w, s).permute(0, 1, 3, 5, 2, 4, 6).reshape(n, g, h, w, k * k, s * s)
         grad_padded = torch.zeros_like(padded)
-        grad_taps = torch.empty_like(taps)
-        for t in range(k * k):
-            i, j = divmod(t, k)
-            window = padded[..., i:i + h, j:j + w]
-            for a in range(s):
-                for b in range(s):
-                    grad_padded[..., i:i + h, j:j + w].addcmul_(go[:, :, a, b], taps[:, :, t, a, b, None])
-                    grad_taps[:, :, t, a, b] = (go[:, :, a, b] * window).sum(2)
+        grad_taps = features.new_empty(n, g, h, w, s * s, k * k)
+        for y in range(h):
+            torch.matmul(grad[:, :, y], _patches(padded, y, k, w).transpose(-1, -2), out=grad_taps[:, :, y])
+            grad_patches = torch.matmul(taps[:, :, y], grad[:, :, y])  # (n, g, w, k*k, c/g)
+            for t in range(k * k):
+                i, j = divmod(t, k)
+                grad_padded[:, :, y + i, j:j + w] += grad_patches[:, :, :, t]
         r = (k - 1) // 2
-        grad_features = grad_padded[..., r:r + h, r:r + w].reshape(n, c, h, w)
-        grad_masks = grad_taps.permute(0, 1, 2, 5, 3, 6, 4).reshape(masks.shape)
+        grad_features = grad_padded[:, :, r:r + h, r:r + w].permute(0, 1, 4, 2, 3).reshape(n, c, h, w)
+        grad_masks = grad_taps.view(n, g, h, w, s, s, k * k).permute(0, 1, 6, 2, 4, 3, 5).reshape(masks.shape)
         return grad_features, grad_masks, None, None, None
 
 
-def _pad_taps(features: Tensor, k: int) -> Tensor:
-    """Zero-pad so that tap (i, j) of source pixel (y, x) is padded[y + i, x + j]."""
+def _padded_channels_last(features: Tensor, k: int, g: int) -> Tensor:
+    """(n, g, h+k-1, w+k-1, c/g) zero-padded copy: tap (i, j) of source pixel (y, x) is
+    padded[:, :, y + i, x + j]."""
+    n, c, h, w = features.shape
     r = (k - 1) // 2
-    return F.pad(features, (r, k - 1 - r, r, k - 1 - r))
+    padded = F.pad(features, (r, k - 1 - r, r, k - 1 - r))
+    return padded.view(n, g, c // g, h + k - 1, w + k - 1).permute(0, 1, 3, 4, 2).contiguous()
+
+
+def _patches(padded: Tensor, y: int, k: int, w: int) -> Tensor:
+    """(n, g, w, k*k, c/g): the k x k neighbourhood of each pixel of source row y."""
+    n, g, _, _, cg = padded.shape
+    sn, sg, sh, sw, sc = padded.stride()
+    return padded.as_strided((n, g, w, k, k, cg), (sn, sg, sw, sh, sw, sc),
+                             padded.storage_offset() + y * sh).reshape(n, g, w, k * k, cg)
 
 
 def carafe_torch(features: Tensor, masks: Tensor, kernel_size: int, group_size: int,
@@ -86,7 +105,14 @@ def carafe_torch(features: Tensor, masks: Tensor, kernel_size: int, group_size: 
 
 def carafe_any(features: Tensor, masks: Tensor, kernel_size: int, group_size: int,
                scale_factor: int) -> Tensor:
-    """mmcv's CUDA kernel where it exists, the PyTorch one elsewhere."""
+    """mmcv's CUDA kernel where it exists, the PyTorch one elsewhere.
+
+    Both take one dtype. Under autocast the mask (a softmax) comes out float32 while the
+    features are half, so mixed inputs run in the wider of the two.
+    """
+    if features.dtype != masks.dtype:
+        dtype = torch.promote_types(features.dtype, masks.dtype)
+        features, masks = features.to(dtype), masks.to(dtype)
     if features.is_cuda:
         return carafe(features, masks, kernel_size, group_size, scale_factor)
     return carafe_torch(features, masks, kernel_size, group_size, scale_factor)

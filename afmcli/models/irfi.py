@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +17,7 @@ from torch import Tensor
 class IRFI(BaseModule):
     """Windows exchange context through self-attention, then modulate their own features.
 
-    Per image: each window is RoIAligned from P2' to `roi_size`^2, encoded to a token
+    Per image: each window is RoIAligned (from its crop of P2') to `roi_size`^2, encoded to a token
     (1x1 reduce, 4x4 pool, linear: keeps a coarse layout, unlike a plain mean), plus an
     embedding of its box (normalised to the map). A global token (mean of the whole map)
     joins, the k+1 tokens pass one transformer layer, and each window token yields a
@@ -44,19 +46,31 @@ class IRFI(BaseModule):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, feat: Tensor, windows: Tensor, crops: Tensor) -> Tensor:
-        """feat (N, C, H, W) stride-4 map, windows (N, k, 4) cells, crops (N*k, C, wh, ww)."""
-        n, k = windows.shape[:2]
-        h, w = feat.shape[-2:]
-        boxes = windows.reshape(-1, 4).to(feat.dtype)
-        batch_idx = torch.arange(n, device=feat.device).repeat_interleave(k).to(feat.dtype)
-        rois = torch.cat([batch_idx[:, None], boxes], dim=1)
-        roi_feats = roi_align(feat, rois, self.roi_size, 1.0, 0, 'avg', True)
+    def forward(self, crops: Tensor, windows: Tensor, context: Tensor, map_hw: Sequence[int],
+                margin: int = 0) -> Tensor:
+        """crops (M, C, h + 2 margin, w + 2 margin) of the stride-4 map P2', windows (M, 5) rows
+        (b, x0, y0, x1, y1) in cells, image-major, context (N, C) the mean of P2' per image,
+        map_hw its size. Images with fewer windows are padded and masked."""
+        n = context.shape[0]
+        h, w = map_hw
+        boxes = windows[:, 1:].to(crops.dtype)
+        # each window RoIAligned from its own crop, where it starts at (margin, margin)
+        own = torch.arange(len(windows), device=crops.device, dtype=crops.dtype)[:, None]
+        local = torch.cat([own, boxes - boxes[:, :2].repeat(1, 2) + margin], dim=1)
+        roi_feats = roi_align(crops, local, self.roi_size, 1.0, 0, 'avg', True)
         tokens = self.token(F.adaptive_avg_pool2d(self.reduce(roi_feats), 4).flatten(1))
         tokens = tokens + self.pos_embed(boxes / boxes.new_tensor([w, h, w, h]))
-        global_token = self.global_token(feat.mean(dim=(2, 3)))
-        x = torch.cat([global_token[:, None], tokens.view(n, k, -1)], dim=1)
-        x = self.norm1(x + self.attn(x, x, x, need_weights=False)[0])
+        # slot of each window among its image's windows: (image b, 1 + its rank in b)
+        b = windows[:, 0]
+        counts = torch.bincount(b, minlength=n)
+        slot = 1 + torch.arange(len(b), device=b.device) - (counts.cumsum(0) - counts)[b]
+        x = tokens.new_zeros(n, 1 + int(counts.max()), tokens.shape[1])
+        x[:, 0] = self.global_token(context)
+        x[b, slot] = tokens
+        padding = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        padding[:, 0] = False
+        padding[b, slot] = False
+        x = self.norm1(x + self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0])
         x = self.norm2(x + self.ffn(x))
-        scale, shift = self.modulation(x[:, 1:].reshape(n * k, -1)).chunk(2, dim=1)
+        scale, shift = self.modulation(x[b, slot]).chunk(2, dim=1)
         return crops * (1 + scale[..., None, None]) + shift[..., None, None]

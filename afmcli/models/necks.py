@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmcv.ops.carafe import CARAFEPack
 from mmdet.models.necks import FPN_CARAFE
@@ -11,6 +13,7 @@ from mmengine.model import BaseModule, xavier_init
 from torch import Tensor
 
 from .carafe import CARAFEUpsample
+from .windows import crop_windows
 
 
 @MODELS.register_module()
@@ -65,6 +68,36 @@ class P2Feature(BaseModule):
             self.upsample.init_weights()
 
     def forward(self, c2: Tensor, p3: Tensor) -> Tensor:
+        return self.fpn_conv(self.merge(c2, p3))
+
+    def merge(self, c2: Tensor, p3: Tensor) -> Tensor:
+        """1x1(C2) + CARAFE(P3): P2 before its 3x3 conv."""
         lateral = self.lateral_conv(c2)
         up = self.upsample(p3)[..., :lateral.shape[-2], :lateral.shape[-1]]
-        return self.fpn_conv(lateral + up)
+        return lateral + up
+
+    @property
+    def conv_is_local(self) -> bool:
+        """The 3x3 conv has no norm layer: its output at a cell depends on the 3x3
+        neighbourhood alone (and it is affine), so it can run on window crops."""
+        return not self.fpn_conv.with_norm and not self.fpn_conv.with_activation
+
+    def conv_windows(self, merged: Tensor, windows: Tensor, margin: int) -> Tensor:
+        """The 3x3 conv on the window crops only (window + `margin` cells): each crop is cut
+        with one cell more, which the conv alone reads, then dropped. crop_windows pads
+        with zeros as the conv does, so inside the map this is the whole-map conv's output."""
+        return self.fpn_conv(crop_windows(merged, windows, margin + 1))[..., 1:-1, 1:-1]
+
+    def weighted_mean(self, merged: Tensor, weight: Tensor) -> Tensor:
+        """(N, C) mean over the map of fpn_conv(merged) * weight (N, 1, H, W), without the
+        whole-map conv: the conv is affine, so the sum over cells of weight * conv is the
+        conv's taps applied to 9 weighted sums of the shifted input."""
+        conv = self.fpn_conv.conv
+        h, w = merged.shape[-2:]
+        padded = F.pad(merged, (1, 1, 1, 1))
+        sums = torch.stack([torch.einsum('nchw,nhw->nc', padded[..., i:i + h, j:j + w], weight[:, 0])
+                            for i in range(3) for j in range(3)], dim=-1)  # (N, C_in, 9)
+        out = torch.einsum('oik,nik->no', conv.weight.flatten(2), sums)
+        if conv.bias is not None:
+            out = out + conv.bias * weight.sum(dim=(1, 2, 3))[:, None]
+        return out / (h * w)

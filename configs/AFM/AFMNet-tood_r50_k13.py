@@ -30,14 +30,16 @@ model = dict(
                         feat_channels=128, num_convs=2,
                         loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
                         loss_dice=dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)),
-    # AFFM: P2' = P2 * (1 + m_s), P4 * (1 + m_l); top-13 windows of 32x32 stride-4 cells.
-    affm=dict(type='AFFM', topk=13, window=32),
+    # AFFM: P2' = P2 * (1 + m_s), P4 * (1 + m_l); top-13 windows of 32x32 stride-4 cells,
+    # each cropped with 2 cells (8 px) of context whose priors are ignored.
+    affm=dict(type='AFFM', topk=13, window=32, margin=2),
     # IRFI: window tokens (RoIAlign 16x16) + box embedding + global token -> self-attention
     # -> channel-wise scale and shift of each window.
     irfi=dict(type='IRFI', in_channels=256, roi_size=16, num_heads=8),
-    # HD head: the main head's design at stride 4, on the mined windows only.
+    # HD head: the main head's design at stride 4, on the mined windows only (a TOODHead
+    # that ignores the priors in each window's context margin).
     hd_head=dict(
-        type='TOODHead',
+        type='WindowTOODHead',
         num_classes=10,
         in_channels=256,
         stacked_convs=6,
@@ -51,10 +53,10 @@ model = dict(
             target_means=[.0, .0, .0, .0],
             target_stds=[0.1, 0.1, 0.2, 0.2]),
         initial_loss_cls=dict(
-            type='FocalLoss', use_sigmoid=True, activated=True, gamma=2.0, alpha=0.25,
+            type='FocalLossFP32', use_sigmoid=True, activated=True, gamma=2.0, alpha=0.25,
             loss_weight=1.0),
         loss_cls=dict(
-            type='QualityFocalLoss', use_sigmoid=True, activated=True, beta=2.0, loss_weight=1.0),
+            type='QualityFocalLossFP32', use_sigmoid=True, activated=True, beta=2.0, loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
         test_cfg=hd_test_cfg),
     # The HD head starts from the main head's weights when load_from has no hd_head keys.

@@ -54,14 +54,14 @@ model = dict(
             target_means=[.0, .0, .0, .0],
             target_stds=[0.1, 0.1, 0.2, 0.2]),
         initial_loss_cls=dict(
-            type='FocalLoss',
+            type='FocalLossFP32',
             use_sigmoid=True,
             activated=True,  # probabilities, not logits
             gamma=2.0,
             alpha=0.25,
             loss_weight=1.0),
         loss_cls=dict(
-            type='QualityFocalLoss',
+            type='QualityFocalLossFP32',
             use_sigmoid=True,
             activated=True,
             beta=2.0,
@@ -89,3 +89,6 @@ model = dict(
 # from the mmdet model zoo and set the path here or with --cfg-options load_from=PATH.
 # The 80-class tood_cls / cls_prob layers do not match 10 classes and stay freshly initialised.
 load_from = 'checkpoints/tood_r50_fpn_mstrain_2x_coco_20211210_144231-3b23174c.pth'
+
+# The authors' train.py seeds every run with 3407.
+randomness = dict(seed=3407)

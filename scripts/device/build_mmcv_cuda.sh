@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Run ON THE GPU MACHINE: mmcv 2.1.0 with CUDA ops for the GPU present (sm_90 on H100/H200),
-# built from .whl/mmcv-2.1.0.tar.gz by scripts/build_mmcv.sh; the wheel is copied to $OUT
-# and to .whl/ (git-ignored), so that later runs carry it instead of rebuilding.
-# No patch is needed for CUDA 13: mmcv 2.1.0 compiled unchanged with nvcc 13.0 and
-# torch 2.11.0+cu130 for sm_90 (checked off the GPU machine, see docs/benchmarks.md).
+# Run HERE (CPU machine, network): mmcv 2.1.0 with CUDA ops for the GPU machine (python 3.12,
+# PyPI's torch 2.11.0 = CUDA 13.0, H100/H200 = sm_90), built by scripts/build_mmcv.sh in a
+# python 3.12 venv, and copied into .whl/ for gpu_suite.sh. About 25 minutes on 2 cores.
+#   PY312=/path/to/python3.12 TORCH_SPEC=torch==2.11.0 bash scripts/device/build_mmcv_cuda.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-if ls .whl/mmcv-2.1.0-*.whl >/dev/null 2>&1; then echo "mmcv wheel already built: $(ls .whl/mmcv-2.1.0-*.whl)"; exit 0; fi
-command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-command -v nvcc >/dev/null || { echo "nvcc not found: cannot build CUDA ops" >&2; exit 2; }
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/buildtools .whl/build/*.whl 2>/dev/null || true
-export PYTHONPATH=/tmp/buildtools${PYTHONPATH:+:$PYTHONPATH}
-# build_mmcv.sh logs the cores and the build time ("built in N s") to mmcv_build.log.
-wheel=$(bash scripts/build_mmcv.sh python3 /tmp/mmcv-wheels .whl/mmcv-2.1.0.tar.gz 2> >(tee "$OUT/mmcv_build.log" >&2) | tail -1)
-cp "$wheel" "$OUT"/ && cp "$wheel" .whl/
+PY312=${PY312:-/root/.pyenv/versions/3.12.1/bin/python3.12}
+VENV=${VENV312:-/tmp/afm-py312-cuda}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.11.0}
+export PATH=${CUDA_HOME:-/usr/local/cuda}/bin:$PATH TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+command -v nvcc >/dev/null || { echo "nvcc not found (set CUDA_HOME): cannot build CUDA ops" >&2; exit 2; }
+pin() { grep -E "^$1==" requirements/pins.txt | head -1; }
+[ -x "$VENV/bin/python" ] || "$PY312" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check $TORCH_SPEC "$(pin setuptools)" \
+  "$(pin wheel)" "$(pin ninja)" "$(pin numpy)"
+wheel=$(bash scripts/build_mmcv.sh "$VENV/bin/python" "${AFM_WHEEL_CACHE:-$HOME/.cache/afmcli/wheels}" | tail -1)
+# The wheel's ops must load with that torch (no GPU needed for the import).
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel"
+"$VENV/bin/python" -c "import mmcv, mmcv._ext; print('mmcv', mmcv.__version__, 'ops load')"
+mkdir -p .whl && cp "$wheel" .whl/
+ls -la "$wheel"
