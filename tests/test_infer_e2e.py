@@ -90,8 +90,8 @@ def test_infer_writes_every_output(setup, tmp_path):
     assert list(rows[:, 6]) == [-1] * len(rows) and np.all(np.diff(rows[:, 4]) <= 0)
     viz = cv2.imread(str(out / "viz" / f"{names[0]}.png"))
     assert viz.shape == (500, 700, 3)
-    # A second run may replace its own output folder.
-    run_infer(ckpt, images / f"{names[0]}.jpg", "--out", out, "--no-slices")
+    # Another run may replace its own outputs with --overwrite.
+    run_infer(ckpt, images / f"{names[0]}.jpg", "--out", out, "--no-slices", "--overwrite")
     assert not (out / "sources" / "slices.json").exists() and (out / "sources" / "full.json").exists()
 
 

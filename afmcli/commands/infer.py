@@ -21,8 +21,10 @@ EXAMPLES = """Examples:
 def infer(
     config: Path = typer.Argument(..., help="The mmdet config the model was trained with."),
     checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
-    source: Path = typer.Argument(..., help="An image, a folder of images, or a COCO json."),
-    out: Path = typer.Option(..., "--out", help="Output folder (replaced as a whole when done)."),
+    source: Path = typer.Argument(..., help="An image, a folder of images, a COCO json, a video or a "
+                                  "folder of videos."),
+    out: Path = typer.Option(..., "--out", help="Output folder; rerunning the same command resumes an "
+                             "interrupted run. Files afm did not write there are left alone."),
     slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring tiles, a ratio "
                                   "of --slice in [0, 1)."),
@@ -44,6 +46,14 @@ def infer(
                                           "source (default: <json dir>/../../images/<split>/)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
                                           "checkpoint (runs code from it: only for files you trust)."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader processes that decode and tile ahead of "
+                                "the model (0: in the main process)."),
+    launcher: str = typer.Option("none", "--launcher", help="none, pytorch (torchrun) or slurm (srun): "
+                                 "images are sharded over the ranks."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over when --out holds another run "
+                                   "(other config, checkpoint, settings or images)."),
+    frame_step: int = typer.Option(1, "--frame-step", help="Videos: every N-th frame from the first."),
+    vid: bool = typer.Option(False, "--vid", help="Videos: also DIR/vid/<video>.txt in VisDrone-VID format."),
 ) -> None:
     """Detect on images with overlapping tiles and a full-image pass."""
     from rich.console import Console
@@ -65,16 +75,20 @@ def infer(
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
                              method=method, iou=iou, match=match, max_per_img=max_per_img, viz=viz,
-                             viz_score=viz_score)
+                             viz_score=viz_score, vid=vid)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
-                          trust=trust_checkpoint)
+                          trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
+                          frame_step=frame_step)
+    if stats.rank > 0:
+        return  # rank 0 reports for all
     table = Table(title="afm infer", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
-    for name, value in (("images", stats.images), ("unreadable", len(stats.failed)), ("tiles", stats.tiles),
-                        ("tile detections", stats.slice_dets), ("full-image detections", stats.full_dets),
-                        (f"fused ({method})", stats.fused_dets), ("seconds", f"{stats.seconds:.1f}"),
-                        ("images/s", f"{stats.images / max(stats.seconds, 1e-9):.2f}"), ("output", out)):
+    for name, value in (("images", stats.images), ("run now", stats.processed), ("unreadable", len(stats.failed)),
+                        ("tiles", stats.tiles), ("tile detections", stats.slice_dets),
+                        ("full-image detections", stats.full_dets), (f"fused ({method})", stats.fused_dets),
+                        ("ranks", stats.ranks), ("seconds", f"{stats.seconds:.1f}"),
+                        ("images/s", f"{stats.processed / max(stats.seconds, 1e-9):.2f}"), ("output", out)):
         table.add_row(name, str(value))
     console = Console()
     console.print(table)
@@ -82,4 +96,4 @@ def infer(
         for path in stats.failed:
             console.print(f"[red]unreadable image[/]: {path}")
         raise AfmError(f"{len(stats.failed)} image(s) could not be read (first: {stats.failed[0]}); "
-                       f"results for the other {stats.images} are in {out}")
+                       f"results for the other {stats.images} are in {out} (rerun to retry those)")

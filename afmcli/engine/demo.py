@@ -75,7 +75,7 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
     checkpoint = last_checkpoint(work_dir)
     times["infer"] = run_step(["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
                                "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),
-                               "--batch-size", "8", "--viz"])
+                               "--batch-size", "8", "--viz", "--overwrite"])  # the demo owns its folder
     times["fuse"] = run_step(["fuse", str(infer_dir / "sources" / "slices.json"),
                               str(infer_dir / "sources" / "full.json"), "--out", str(out / "fused_wbf.json"),
                               "--method", "wbf", "--gt", str(ann / "val_labels.json")])

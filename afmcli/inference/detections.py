@@ -7,10 +7,11 @@ only the file format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -77,17 +78,28 @@ def detections_to_results(image_id: int, dets: Detections) -> list[dict]:
             for box, score, label in zip(xywh, dets.scores, dets.labels)]
 
 
-def write_results_json(path: str | os.PathLike, per_image: Mapping[int, Detections]) -> None:
-    """COCO results of many images as one JSON list, written image by image (atomically):
-    a large split never holds all its results as Python dicts at once."""
+@contextlib.contextmanager
+def results_json_writer(path: str | os.PathLike) -> Iterator[Callable[[int, Detections], None]]:
+    """Yields ``add(image_id, dets)``: COCO results of many images as one JSON list, written
+    image by image (never all as Python dicts at once), renamed into place at the end."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         sep = ""
-        f.write("[")
-        for image_id, dets in per_image.items():
+
+        def add(image_id: int, dets: Detections) -> None:
+            nonlocal sep
             for record in detections_to_results(image_id, dets):
                 f.write(sep + json.dumps(record))
                 sep = ", "
+
+        f.write("[")
+        yield add
         f.write("]")
+
+
+def write_results_json(path: str | os.PathLike, per_image: Mapping[int, Detections]) -> None:
+    with results_json_writer(path) as add:
+        for image_id, dets in per_image.items():
+            add(image_id, dets)
 
 
 def results_to_detections(results, source: str) -> dict[int, Detections]:
