@@ -278,7 +278,7 @@ def test_video_frames_are_named_stepped_and_read_without_seeking(setup, tmp_path
     out = tmp_path / "pred"
     main(["infer", str(CONFIG), str(ckpt), str(videos / "clip.avi"), "--out", str(out), "--frame-step", "3",
           "--vid", "--slice", "96", "--max-per-img", "50"])
-    assert sorted(p.name for p in (out / "visdrone").iterdir()) == [
+    assert sorted(p.name for p in (out / "visdrone").glob("*.txt")) == [
         "clip_0000001.txt", "clip_0000004.txt", "clip_0000007.txt"]
     vid = np.loadtxt(out / "vid" / "clip.txt", delimiter=",", ndmin=2)
     assert sorted(set(vid[:, 0])) == [1, 4, 7] and set(vid[:, 1]) == {-1} and set(vid[:, 8]) == {-1}

@@ -93,12 +93,12 @@ def check_images_present(items: list[ImageItem], source: Path) -> None:
 def image_weight(item: ImageItem, settings: InferSettings) -> int:
     """Forward passes of one image (its tiles, plus the full pass), from its size
     without decoding; an unreadable header counts as one."""
-    from afmcli.data.convert import read_image_size
+    from afmcli.data.images import image_size
 
     size = item.size
     if size is None:
         try:
-            size = read_image_size(item.path)
+            size = image_size(item.path, complete=False)
         except AfmError:
             return 1
     return len(plan_windows(size[1], size[0], settings.slice_size, settings.overlap, settings.slices,
