@@ -154,3 +154,13 @@ def test_nothing_to_run(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_infer(ckpt, images, "--out", tmp_path / "p", "--no-slices", "--no-full-image")
     assert "leave nothing to run" in capsys.readouterr().err
+
+
+def test_infer_says_when_the_cap_cut_detections(setup, tmp_path, capsys):
+    root, images, ckpt = setup
+    run_infer(ckpt, images, "--out", tmp_path / "capped", "--slice", "320", "--max-per-img", "5")
+    fused = json.loads((tmp_path / "capped" / "predictions.json").read_text())
+    assert [sum(r["image_id"] == i for r in fused) for i in (1, 2, 3)] == [5, 5, 5]
+    assert "afm: warning: 3 of 3 images reached --max-per-img 5" in capsys.readouterr().err
+    run_infer(ckpt, images, "--out", tmp_path / "roomy", "--slice", "320", "--max-per-img", "100000")
+    assert "reached --max-per-img" not in capsys.readouterr().err

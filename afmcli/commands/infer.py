@@ -92,6 +92,9 @@ def infer(
         table.add_row(name, str(value))
     console = Console()
     console.print(table)
+    if stats.at_cap:
+        warn(f"{stats.at_cap} of {stats.images} images reached --max-per-img {max_per_img}: their "
+             "lowest-scored fused detections may have been cut (raise it to keep more)")
     if stats.failed:
         for path in stats.failed:
             console.print(f"[red]unreadable image[/]: {path}")

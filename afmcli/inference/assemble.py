@@ -33,6 +33,7 @@ class Totals:
     slice_dets: int = 0
     full_dets: int = 0
     fused_dets: int = 0
+    at_cap: int = 0  # images whose fused detections filled --max-per-img (the cap may have cut more)
     failed: list[str] = field(default_factory=list)
 
 
@@ -96,6 +97,7 @@ def assemble(state: RunState, items: Sequence[ImageItem], settings) -> Totals:
             totals.slice_dets += len(result.slices)
             totals.full_dets += len(result.full)
             totals.fused_dets += len(result.fused)
+            totals.at_cap += len(result.fused) >= settings.max_per_img
         if settings.viz:
             viz = stack.enter_context(atomic_path(out / "viz"))
             # Kept in the state while images are left to retry, so the next start has them all.

@@ -123,7 +123,7 @@ def make_plan(config: Path, checkpoint: Path, source: Path, out: Path, settings:
         return plan
     done = set(scan_records(state.records)) if status == "resume" else set()
     todo = [item for item in items if item.image_id not in done]
-    weights = [image_weight(item, settings) for item in todo] if ranks > 1 or workers > 1 else [1] * len(todo)
+    weights = [image_weight(item, settings) for item in todo]  # header reads: fast
     for part in balanced_shards(weights, ranks):
         plan.shards.append(todo[part])
         plan.weights.append(weights[part])
@@ -162,7 +162,7 @@ def run_shard(predictor: Predictor, shard: list[ImageItem], weights: list[int], 
     pending: dict[int, PendingImage] = {}
     with RecordWriter(state.records, ctx.rank) as writer, make_progress(disable=ctx.rank > 0) as progress:
         image_task = progress.add_task("images", total=len(shard))
-        tile_task = progress.add_task("tiles", total=None)
+        tile_task = progress.add_task("tiles", total=sum(weights) - len(shard) * settings.full)
         for unit in loader:
             if unit.failed:
                 progress.advance(image_task)
