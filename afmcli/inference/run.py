@@ -5,7 +5,7 @@ Output folder (written at a temporary path, renamed into place when done):
     sources/full.json     raw full-image detections (COCO results)
     predictions.json      the fused result (COCO results)
     visdrone/<stem>.txt   the fused result in VisDrone's format, one file per image
-    viz/<stem>.png        with --viz: fused boxes drawn on the image
+    viz/<stem>.png        with --viz: fused boxes drawn on the image, with a legend (.jpg above 1 MP)
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
     """Run and write everything; unreadable images are skipped and listed in the stats."""
     from afmcli.data.coco import write_visdrone_folder
     from afmcli.progress import make_progress
-    from afmcli.viz.draw import draw_detections
+    from afmcli.viz.draw import draw_detections, write_image
 
     check_settings(settings)
     check_out_dir(out)
@@ -123,7 +123,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
             stats.full_dets += len(full)
             stats.fused_dets += len(fused)
             if settings.viz:
-                cv2.imwrite(str(tmp / "viz" / f"{Path(item.file_name).stem}.png"),
+                write_image(tmp / "viz" / Path(item.file_name).stem,
                             draw_detections(image, fused, names, settings.viz_score))
         if settings.slices:
             write_results_json(tmp / "sources" / "slices.json", slices_by_id)
