@@ -20,7 +20,7 @@ def infer(
     no_slices: bool = typer.Option(False, "--no-slices"),
     score_thr: float = typer.Option(0.01, "--score-thr"),
     device: str = typer.Option("cpu", "--device"),
-    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png, .jpg above 1 megapixel)."),
+    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png, .jpg above 0.5 megapixel)."),
     viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score drawn with --viz."),
     method: str = typer.Option("nms", "--method", help="Fusion: nms, soft-nms, wbf or greedy-nmm."),
     iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold."),

@@ -50,8 +50,8 @@ class ErrorDecomposition:
     areas: tuple[str, ...]
 
     def _slice(self, step: str, area: str, cls: str | None) -> np.ndarray:
-        k = slice(None) if cls is None else [CLASSES.index(cls)]
-        return self.precision[STEPS.index(step), :, k, self.areas.index(area)]
+        p = self.precision[STEPS.index(step), :, :, self.areas.index(area)]  # [R, K]
+        return p if cls is None else p[:, [CLASSES.index(cls)]]
 
     def curve(self, step: str, area: str = "all", cls: str | None = None) -> np.ndarray | None:
         """Precision per recall threshold, mean over the classes with objects; None without any."""

@@ -56,11 +56,15 @@ def _line_of_row(path: Path, index: int) -> int:
     return [n for n, line in enumerate(lines, start=1) if line.strip()][index]
 
 
-def _image_sizes(images_dir: Path, stems: list[str]) -> tuple[list[int], list[int]]:
-    """(heights, widths) from the image headers (no decoding)."""
+def _images_by_stem(images_dir: Path) -> dict[str, Path]:
     if not images_dir.is_dir():
         raise AfmError(f"{images_dir}: no such images folder")
-    by_stem = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    return {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _image_sizes(images_dir: Path, stems: list[str]) -> tuple[list[int], list[int]]:
+    """(heights, widths) from the image headers (no decoding)."""
+    by_stem = _images_by_stem(images_dir)
     heights, widths = [], []
     for stem in stems:
         if stem not in by_stem:
@@ -154,3 +158,23 @@ def load_images(gt_path: Path, pred_path: Path, images_dir: Path | None = None
     dets, missing = load_predictions(pred_path, gt)
     images = [ImageRows(n, h, w, r, d) for n, h, w, r, d in zip(gt.names, gt.heights, gt.widths, gt.rows, dets)]
     return images, missing
+
+
+def image_files(gt_path: Path, images_dir: Path | None, names: list[str]) -> dict[str, Path]:
+    """The image file of each evaluated image (by name), for drawing: by stem in
+    ``images_dir`` for a txt --gt; for our COCO json, its ``file_name`` under
+    ``images_dir`` or the split's images folder (Datasets/images/<split>/)."""
+    from afmcli.inference.sources import json_images_dir
+
+    if gt_path.is_dir():
+        if images_dir is None:
+            raise AfmError(f"{gt_path}: a VisDrone annotations folder needs --images to draw the images")
+        files = _images_by_stem(images_dir)
+    else:
+        root = images_dir or json_images_dir(gt_path)
+        files = {Path(img["file_name"]).stem: root / img["file_name"] for img in read_json(gt_path)["images"]}
+    for name in names:
+        if name not in files or not files[name].is_file():
+            where = files.get(name, images_dir)
+            raise AfmError(f"{where}: no image file for {name} (pass --images DIR)")
+    return {name: files[name] for name in names}

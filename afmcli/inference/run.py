@@ -5,7 +5,7 @@ Output folder (written at a temporary path, renamed into place when done):
     sources/full.json     raw full-image detections (COCO results)
     predictions.json      the fused result (COCO results)
     visdrone/<stem>.txt   the fused result in VisDrone's format, one file per image
-    viz/<stem>.png        with --viz: fused boxes drawn on the image, with a legend (.jpg above 1 MP)
+    viz/<stem>.png        with --viz: fused boxes drawn on the image, with a legend (.jpg above 0.5 MP)
 """
 
 from __future__ import annotations
