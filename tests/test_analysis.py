@@ -121,3 +121,43 @@ def test_no_detections_at_all():
     a = analyse([ImageRows("x", 50, 50, np.array([[5, 5, 10, 10, 1, CAR, 0, 0]], float), np.zeros((0, 6)))])
     assert a.decomposition.ap("C50") == 0 and a.decomposition.ap("FN") == 100
     assert a.confusion[CLASSES.index("car"), -1] == 1 and a.confusion.sum() == 1
+
+
+def _random_images(n: int, seed: int) -> list[ImageRows]:
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        k = 40
+        wh = rng.uniform(4, 80, (k, 2))
+        xy = rng.uniform(0, 400, (k, 2))
+        gt = np.c_[np.round(xy), np.round(wh), (rng.random(k) > 0.1), rng.integers(1, 11, k), np.zeros((k, 2))]
+        near = gt[rng.random(k) < 0.8]
+        det = np.c_[near[:, :4] + rng.normal(0, 4, (len(near), 4)), rng.random(len(near)),
+                    np.where(rng.random(len(near)) < 0.3, rng.integers(1, 11, len(near)), near[:, 5])]
+        bg = np.c_[rng.uniform(0, 400, (20, 2)), rng.uniform(4, 60, (20, 2)), rng.random(20), rng.integers(1, 11, 20)]
+        det = np.r_[det, bg]
+        det[:, 2:4] = np.maximum(det[:, 2:4], 1)
+        images.append(ImageRows(f"r{i}", 480, 480, gt, det))
+    return images
+
+
+def test_one_evaluation_for_all_classes_equals_one_per_class():
+    """Sim and Oth as COCO's analyze() computes them, class by class (SAHI's
+    coco_error_analysis): the objects of the other classes of the group relabelled
+    as crowd regions of the class, only that class's detections."""
+    from afmcli.evaluation.analysis import LOC_IOU, SIMILAR_CLASSES, error_decomposition
+    from afmcli.evaluation.coco_view import coco_view_datasets, run_coco_eval
+    from afmcli.data.visdrone_format import CATEGORY_IDS
+
+    dataset, results = coco_view_datasets(_random_images(4, seed=7))
+    d = error_decomposition(dataset, results)
+    for step, groups in (("Sim", SIMILAR_CLASSES), ("Oth", (CLASSES,))):
+        for k, (cid, name) in enumerate(zip(CATEGORY_IDS, CLASSES)):
+            group = next(g for g in groups if name in g)
+            others = {CATEGORY_IDS[CLASSES.index(n)] for n in group} - {cid}
+            gt = {**dataset, "annotations": [
+                {**a, "category_id": cid, "iscrowd": 1} if a["category_id"] in others else a
+                for a in dataset["annotations"]]}
+            mine = [r for r in results if r["category_id"] == cid]
+            per_class = run_coco_eval(gt, mine, (LOC_IOU,)).eval["precision"][0, :, k, :, -1]
+            np.testing.assert_array_equal(d.precision[STEPS.index(step), :, k, :], per_class, err_msg=f"{step} {name}")
