@@ -120,6 +120,15 @@ def test_json_ground_truth_without_its_images_is_one_error(data, tmp_path, capsy
     assert len(list((tmp_path / "errors").iterdir())) == 3
 
 
+def test_error_score_out_of_range_is_one_error(data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--gt", str(data / "annotations"), "--images", str(data / "images"),
+              "--pred", str(data / "results"), "--analyse", str(tmp_path / "a"), "--error-score", "1.5"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == "afm: error: --error-score must be between 0 and 1, got 1.5"
+    assert not (tmp_path / "a").exists()
+
+
 def _near(image: np.ndarray, color, tolerance: int = 3) -> int:
     return int((np.abs(image.astype(int) - color).max(axis=2) <= tolerance).sum())
 

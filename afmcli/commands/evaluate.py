@@ -49,6 +49,8 @@ def evaluate(
 
     if view not in VIEWS:
         raise AfmError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if not 0 <= error_score <= 1:
+        raise AfmError(f"--error-score must be between 0 and 1, got {error_score}")
     rows, missing = load_images(gt, pred, images)
     if report_dir is not None:
         view = "both"  # the report shows both views
