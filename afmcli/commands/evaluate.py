@@ -168,6 +168,7 @@ def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Opti
 
 def _analysis_tables(analysis) -> dict:
     """Error decomposition per size and per class, the confusion matrix, the worst images."""
+    from rich import box
     from rich.table import Table
 
     from afmcli.data.visdrone_format import CLASSES
@@ -186,11 +187,13 @@ def _analysis_tables(analysis) -> dict:
     for name in CLASSES:
         by_class.add_row(name, *(_fmt(d.ap(s, "all", name), False) for s in STEPS))
     labels = [*CLASSES, BACKGROUND]
+    # No column lines: eleven count columns then fit 80 characters.
     confusion = Table(title=f"COCO view: confusion matrix, IoU 0.5, score >= {analysis.score_thr:g} "
-                            "(rows: objects, columns: detected as)")
+                            "(rows: objects, columns: detected as)", box=box.SIMPLE_HEAD, padding=(0, 1),
+                      collapse_padding=True)
     confusion.add_column("", no_wrap=True)
     for label in labels:
-        confusion.add_column("bg" if label == BACKGROUND else label[:3], justify="right")
+        confusion.add_column("bg" if label == BACKGROUND else label[:3], justify="right", min_width=3)
     for label, counts in zip(labels, analysis.confusion):
         confusion.add_row(label, *(str(n) for n in counts))
     worst = Table(title=f"Images with the most missed objects (score >= {analysis.score_thr:g}, IoU 0.5)")
