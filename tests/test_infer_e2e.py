@@ -89,7 +89,7 @@ def test_infer_writes_every_output(setup, tmp_path):
     np.testing.assert_allclose(rows[:, :4], [r["bbox"] for r in first], atol=1e-4)
     assert list(rows[:, 6]) == [-1] * len(rows) and np.all(np.diff(rows[:, 4]) <= 0)
     viz = cv2.imread(str(out / "viz" / f"{names[0]}.png"))
-    assert viz.shape == (500, 700, 3)
+    assert viz.shape[1:] == (700, 3) and viz.shape[0] > 500  # the image, then its legend strip
     # Another run may replace its own outputs with --overwrite.
     run_infer(ckpt, images / f"{names[0]}.jpg", "--out", out, "--no-slices", "--overwrite")
     assert not (out / "sources" / "slices.json").exists() and (out / "sources" / "full.json").exists()

@@ -35,7 +35,7 @@ def infer(
     score_thr: float = typer.Option(0.01, "--score-thr", help="Drop detections scored below this "
                                     "(0 to 1) before fusion."),
     device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda or cuda:N."),
-    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png)."),
+    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png, .jpg above 0.5 megapixel)."),
     viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score (0 to 1) drawn with --viz."),
     method: str = typer.Option("nms", "--method", help="Fusion: nms, soft-nms, wbf or greedy-nmm."),
     iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold in (0, 1]."),

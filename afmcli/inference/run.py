@@ -5,7 +5,7 @@ Output folder (each file written at a temporary name, renamed into place at the 
     sources/full.json     raw full-image detections (COCO results)
     predictions.json      the fused result (COCO results)
     visdrone/<name>.txt   the fused result in VisDrone's format, one file per image
-    viz/<name>.png        with --viz: fused boxes drawn on the image
+    viz/<name>.png        with --viz: fused boxes drawn on the image, with a legend (.jpg above 0.5 MP)
     vid/<video>.txt       with --vid: VisDrone-VID result files of video sources
     .afm-infer/           run state: fingerprint, per-image records (afmcli.inference.state)
 
@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 
 from afmcli.errors import AfmError
 from afmcli.inference.assemble import Totals, assemble, output_names
@@ -139,10 +138,13 @@ def finish_image(pending: PendingImage, image_id: int, to_category: list[int], s
     return ImageResult(image_id, pending.size, n_tiles, slices, full, fused)
 
 
-def write_viz(path: Path, image) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")  # cv2 picks the format by the suffix
-    cv2.imwrite(str(tmp), image)
-    os.replace(tmp, path)
+def write_viz(stem_path: Path, image) -> None:
+    """write_image (.png, or .jpg when large) under a temporary name, then renamed: a kill
+    never leaves a half-written picture for a resumed run."""
+    from afmcli.viz.draw import write_image
+
+    tmp = write_image(stem_path.with_name(f".{stem_path.name}.tmp"), image)
+    os.replace(tmp, stem_path.with_name(stem_path.name + tmp.suffix))
 
 
 def run_shard(predictor: Predictor, shard: list[ImageItem], weights: list[int], settings: InferSettings,
@@ -175,7 +177,7 @@ def run_shard(predictor: Predictor, shard: list[ImageItem], weights: list[int], 
             del pending[unit.image_id]
             result = finish_image(image, unit.image_id, to_category, settings)
             if settings.viz:
-                write_viz(state.viz / f"{by_id[unit.image_id].name}.png",
+                write_viz(state.viz / by_id[unit.image_id].name,
                           draw_detections(image.image, result.fused, names, settings.viz_score))
             writer.append(result)
             progress.advance(image_task)
