@@ -71,7 +71,7 @@ def outputs(data):
 
 @pytest.mark.slow
 def test_analysis_folder(outputs):
-    names = sorted(p.name for p in (outputs / "analysis").iterdir())
+    names = sorted(p.name for p in (outputs / "analysis").glob("[!.]*"))
     assert names == ["analysis.json", "coco_pr.png", "confusion_matrix.png", "error_decomposition.png",
                      "error_decomposition_classes.png"]
     analysis = json.loads((outputs / "analysis" / "analysis.json").read_text())
@@ -83,7 +83,7 @@ def test_analysis_folder(outputs):
 
 @pytest.mark.slow
 def test_one_error_drawing_per_image_with_its_legend(outputs):
-    files = sorted((outputs / "errors").iterdir())
+    files = sorted((outputs / "errors").glob("[!.]*"))
     assert [f.name for f in files] == [f"{n}.png" for n in NAMES]  # 320x240: PNG
     drawn = cv2.imread(str(files[0]))
     assert drawn.shape[1] == W and drawn.shape[0] > H  # the legend strip below
@@ -117,7 +117,7 @@ def test_json_ground_truth_without_its_images_is_one_error(data, tmp_path, capsy
     assert not (tmp_path / "report").exists()
     main(["evaluate", "--gt", str(data / "labels" / "annotations" / "val_labels.json"), "--pred", str(data / "results"),
           "--images", str(data / "images"), "--draw-errors", str(tmp_path / "errors")])
-    assert len(list((tmp_path / "errors").iterdir())) == 3
+    assert len(list((tmp_path / "errors").glob("[!.]*"))) == 3
 
 
 def test_error_score_out_of_range_is_one_error(data, tmp_path, capsys):
