@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_infer.py
+	$(PY) bench/bench_infer_scale.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_accuracy.py
 

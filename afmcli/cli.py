@@ -1,14 +1,18 @@
 """The `afm` command. Thin: each subcommand lives in afmcli/commands/<name>.py.
 
-Any error prints as one line on stderr with exit code 2; `afm --debug ...` shows
-the traceback instead.
+Any error prints as one line on stderr with exit code 2; `--debug` anywhere on the
+command line shows the traceback (and the libraries' warnings) instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 
 import typer
+
+from afmcli import __version__
 
 from afmcli.commands import (convert, demo, env, evaluate, fuse, infer, masks,
                              synth, train)
@@ -17,7 +21,7 @@ app = typer.Typer(
     name="afm",
     help="AFMNet small-object detection for aerial images (mmdetection 3.3).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -25,20 +29,41 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"afm {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors "
+                                     "(allowed anywhere on the command line)."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print afm's version and exit.")) -> None:
     _state["debug"] = debug
 
 
-app.command("convert-visdrone")(convert.convert_visdrone)
-app.command("make-masks")(masks.make_masks)
-app.command("synth")(synth.synth)
-app.command("train", context_settings={"allow_extra_args": False})(train.train)
-app.command("infer")(infer.infer)
-app.command("fuse")(fuse.fuse)
-app.command("evaluate")(evaluate.evaluate)
-app.command("demo")(demo.demo)
-app.command("env")(env.env)
+# Each subcommand's help ends with its examples (EXAMPLES in its module).
+app.command("convert-visdrone", epilog=convert.EXAMPLES)(convert.convert_visdrone)
+app.command("make-masks", epilog=masks.EXAMPLES)(masks.make_masks)
+app.command("synth", epilog=synth.EXAMPLES)(synth.synth)
+app.command("train", context_settings={"allow_extra_args": False}, epilog=train.EXAMPLES)(train.train)
+app.command("infer", epilog=infer.EXAMPLES)(infer.infer)
+app.command("fuse", epilog=fuse.EXAMPLES)(fuse.fuse)
+app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate)
+app.command("demo", epilog=demo.EXAMPLES)(demo.demo)
+app.command("env", epilog=env.EXAMPLES)(env.env)
+
+
+def _flags_show_no_type() -> None:
+    """Boolean flags take no value: list them without typer's ``<bool>`` type column."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_flags_show_no_type()
 
 
 # Options that take several values after one flag, as in mmdet's tools (nargs='+').
@@ -63,27 +88,55 @@ def _mmdet_style_options(argv: list[str]) -> list[str]:
     return out
 
 
+# Libraries whose warnings are noise for a user of afm (shown with --debug).
+NOISY_LIBRARIES = r"(numpy|ensemble_boxes|mmengine|mmdet|mmcv|torch|matplotlib)(\.|$)"
+
+
+def _quiet_libraries() -> None:
+    """OpenCV's own log lines ([ WARN:0@...]) and library warnings off: afm reports
+    what matters itself, as one line."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    if "cv2" in sys.modules:  # already imported: the variable is read only at import
+        cv2 = sys.modules["cv2"]
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy's divide/invalid/empty-slice
+    warnings.filterwarnings("ignore", module=NOISY_LIBRARIES)
+
+
+def _usage_error(exc) -> str:
+    """click/typer's usage error as afm's one line."""
+    msg = exc.format_message().strip().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    return f"{msg} (see `{ctx.command_path} --help`)" if ctx is not None else msg
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = _mmdet_style_options(sys.argv[1:] if argv is None else argv)
-    _state["debug"] = "--debug" in argv
+    # --debug is a global flag but may come anywhere, e.g. after the subcommand's options.
+    end = argv.index("--") if "--" in argv else len(argv)
+    _state["debug"] = "--debug" in argv[:end]
+    argv = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+    if _state["debug"]:
+        argv = ["--debug", *argv]
+    else:
+        _quiet_libraries()
     try:
         # Non-standalone click returns exit codes (help, --version) instead of exiting.
         code = app(args=argv, prog_name="afm", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into Exit(130)
+            print("afm: interrupted", file=sys.stderr)
         if isinstance(code, int) and code:
             sys.exit(code)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("afm: interrupted", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("afm: aborted", file=sys.stderr)
-        sys.exit(130)
     except Exception as exc:  # the one place that turns any error into one line
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # typer's usage errors
-            exc.show()
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage errors
+            print(f"afm: error: {_usage_error(exc)}", file=sys.stderr)
             sys.exit(2)
         if _state["debug"]:
             raise

@@ -1,4 +1,4 @@
-"""User-facing errors: the CLI prints them as one line and exits with code 2."""
+"""User-facing errors and warnings: one line each on stderr (errors exit with code 2)."""
 
 
 class AfmError(Exception):
@@ -7,3 +7,10 @@ class AfmError(Exception):
     The message must stand alone on one line: say which file (and line, where
     there is one) and what is wrong with it.
     """
+
+
+def warn(message: str) -> None:
+    """Print ``afm: warning: message`` on stderr (between progress bars, not through them)."""
+    from afmcli.progress import console
+
+    console.print(f"afm: warning: {message}", markup=False, highlight=False, soft_wrap=True)

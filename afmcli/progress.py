@@ -13,7 +13,7 @@ T = TypeVar("T")
 console = Console(stderr=True)
 
 
-def make_progress() -> Progress:
+def make_progress(disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -22,7 +22,7 @@ def make_progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
-        disable=not console.is_terminal,
+        disable=disable or not console.is_terminal,
     )
 
 

@@ -113,7 +113,7 @@ def train_and_evaluate(name: str, config: str, data: Path, work: Path, args) -> 
                         *(arg for option in options for arg in ('--cfg-options', option))])
     slices = ['--slice', str(args.slice), '--overlap', '0.25'] if args.real else ['--no-slices']
     run_step(['infer', str(ROOT / config), str(last_checkpoint(work_dir)), str(ann), '--out', str(infer_dir),
-              *slices, '--device', args.device])
+              *slices, '--device', args.device, '--overwrite'])  # a rerun retrains: a new checkpoint
     modes = dict(full=infer_dir / 'sources' / 'full.json', sliced=infer_dir / 'predictions.json') \
         if args.real else dict(full=infer_dir / 'predictions.json')
     out = dict(config=config, train_s=train_s)

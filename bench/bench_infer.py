@@ -1,7 +1,7 @@
 """Sliced inference: ours (true batches) beside SAHI, and slicing vs full image alone.
 
     .venv/bin/python bench/bench_infer.py [--val-images 4] [--size 1600x1000] [--slice 512]
-        [--batch-sizes 8] [--train-iters 200] [--work /tmp/afm_bench_infer] [--device cuda:0]
+        [--batch-sizes 1 8 32] [--workers 4] [--train-iters 200] [--work /tmp/afm_bench_infer] [--device cuda:0]
 
 In one run, on `afm synth` data:
 1. trains the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py) for --train-iters
@@ -11,6 +11,8 @@ In one run, on `afm synth` data:
    - SAHI: sahi.models.mmdet.MmdetDetectionModel + sahi.predict.get_sliced_prediction
      (one tile per forward pass, mmdet's DetInferencer pipeline), and
    - ours: afmcli.inference (the `afm infer` path) at batch 1 and at each of --batch-sizes;
+   - with --workers N: `afm infer` itself, files to files (decoding in N workers, pinned
+     memory on CUDA), at each batch size; its time includes decoding and writing;
    and reports images/s, the ratio, and whether the detections are the same
    (matched count, max box / score difference);
 3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
@@ -158,17 +160,37 @@ def compare(ours: list[Detections], theirs: list[Detections]) -> tuple[int, int,
 
 
 def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
+    pred = work / f"pred_{tag}.json"
+    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
+    return evaluate_file(work, pred)
+
+
+def evaluate_file(work: Path, pred: Path) -> dict[str, float]:
     from afmcli.evaluation.coco_view import evaluate_coco
     from afmcli.evaluation.loaders import load_images
     from afmcli.evaluation.visdrone import evaluate_visdrone
 
-    pred = work / f"pred_{tag}.json"
-    write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
     rows, _ = load_images(work / "Datasets" / "labels" / "annotations" / "val_labels.json", pred)
     coco, _ = evaluate_coco(rows)
     vd = evaluate_visdrone(rows)
     return {"AP": coco["AP"], "AP50": coco["AP50"], "AP_small": coco["AP_small"], "AP_tiny": coco["AP_tiny"],
             "VisDrone AP": vd.stats["AP"], "VisDrone AP50": vd.stats["AP50"]}
+
+
+def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
+    """`afm infer` files to files (decoding in --workers processes, pinned memory on CUDA,
+    streaming records, final files): seconds without model loading, and predictions.json."""
+    from afmcli.inference.run import InferSettings, run_inference
+
+    out = args.work / f"afm_infer_b{batch_size}_w{args.workers}"
+    settings = InferSettings(slice_size=args.slice, overlap=args.overlap, batch_size=batch_size,
+                             score_thr=args.score_thr, max_per_img=500)
+    load = time.perf_counter()
+    load_detector(CONFIG, ckpt, device=args.device)  # what run_inference's own load costs, taken off below
+    load = time.perf_counter() - load
+    stats = run_inference(CONFIG, ckpt, args.work / "Datasets" / "images" / "val", out, settings,
+                          device=args.device, workers=args.workers, overwrite=True)
+    return stats.seconds - load, out / "predictions.json"
 
 
 def device_name(device: str) -> str:
@@ -184,6 +206,8 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8], help="tiles per forward pass")
+    parser.add_argument("--workers", type=int, default=0, help="> 0: also time `afm infer` files to files "
+                        "with this many decoding workers, at each batch size")
     parser.add_argument("--score-thr", type=float, default=0.01)
     parser.add_argument("--train-iters", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
@@ -232,6 +256,12 @@ def main() -> None:
         speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
                       str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
     # Before fusion (SAHI's NMS at IoU > 1 keeps everything): the raw tile + full-image boxes.
+    files = {}
+    for b in batch_sizes if args.workers > 0 else []:  # includes decoding and writing; SAHI's time does not
+        name = f"afm infer files->files, batch {b}, --workers {args.workers}"
+        sec, pred = afm_infer_files(ckpt, args, b)
+        files[name] = evaluate_file(args.work, pred)
+        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", "-", "-", "-", "-")
     s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, batch_sizes[-1])
     raw_ours = Detections.concat([s.relabel(range(1, 11)), f.relabel(range(1, 11))])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
@@ -242,6 +272,7 @@ def main() -> None:
     results.update({f"slices + full, fused (ours, batch {b})": evaluate(
         args.work, image_ids, dets[f"ours, batch {b}"], f"ours_b{b}") for b in batch_sizes})
     results["SAHI"] = evaluate(args.work, image_ids, dets[sahi_name], "sahi")
+    results.update(files)
     accuracy.add_column("detections")
     for key in next(iter(results.values())):
         accuracy.add_column(key, justify="right")

@@ -81,7 +81,7 @@ def test_json_schema(dataset, tmp_path, capsys):
 def test_plots_write_pngs(dataset, tmp_path):
     main(["evaluate", "--gt", str(dataset / "gt.json"), "--pred", str(dataset / "results"),
           "--view", "coco", "--plots", str(tmp_path / "pr")])
-    files = sorted(p.name for p in (tmp_path / "pr").iterdir())
+    files = sorted(p.name for p in (tmp_path / "pr").glob("*.png"))
     assert "all_classes.png" in files and "car.png" in files
     assert all((tmp_path / "pr" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
 

@@ -50,7 +50,7 @@ def test_batched_tiles_give_the_same_detections_as_one_at_a_time(setup):
     root, images, ckpt = setup
     model, cfg, _ = load_detector(CONFIG, ckpt)
     predictor = Predictor(model, cfg, score_thr=0.01)
-    image = cv2.imread(str(sorted(images.iterdir())[0]))
+    image = cv2.imread(str(sorted(images.glob("*.jpg"))[0]))
     crops = [image[0:320, 0:320], image[100:420, 200:520], image[180:500, 380:700]]
     for batch, single in zip(predictor(crops), [predictor([c])[0] for c in crops]):
         assert len(batch) == len(single) > 0
@@ -81,17 +81,17 @@ def test_infer_writes_every_output(setup, tmp_path):
     main(["fuse", str(out / "sources" / "slices.json"), str(out / "sources" / "full.json"),
           "--out", str(refused), "--max-per-img", "200"])
     assert json.loads(refused.read_text()) == fused
-    names = sorted(p.stem for p in images.iterdir())
-    assert sorted(p.stem for p in (out / "visdrone").iterdir()) == names
+    names = sorted(p.stem for p in images.glob("*.jpg"))
+    assert sorted(p.stem for p in (out / "visdrone").glob("*.txt")) == names
     rows = read_visdrone_file(out / "visdrone" / f"{names[0]}.txt")
     first = sorted((r for r in fused if r["image_id"] == 1), key=lambda r: -r["score"])
     assert len(rows) == len(first)
     np.testing.assert_allclose(rows[:, :4], [r["bbox"] for r in first], atol=1e-4)
     assert list(rows[:, 6]) == [-1] * len(rows) and np.all(np.diff(rows[:, 4]) <= 0)
     viz = cv2.imread(str(out / "viz" / f"{names[0]}.png"))
-    assert viz.shape == (500, 700, 3)
-    # A second run may replace its own output folder.
-    run_infer(ckpt, images / f"{names[0]}.jpg", "--out", out, "--no-slices")
+    assert viz.shape[1:] == (700, 3) and viz.shape[0] > 500  # the image, then its legend strip
+    # Another run may replace its own outputs with --overwrite.
+    run_infer(ckpt, images / f"{names[0]}.jpg", "--out", out, "--no-slices", "--overwrite")
     assert not (out / "sources" / "slices.json").exists() and (out / "sources" / "full.json").exists()
 
 
@@ -99,7 +99,7 @@ def test_unreadable_image_is_skipped_listed_and_exits_2(setup, tmp_path, capsys)
     root, images, ckpt = setup
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    good = sorted(images.iterdir())[0]
+    good = sorted(images.glob("*.jpg"))[0]
     (mixed / good.name).write_bytes(good.read_bytes())
     (mixed / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "pred"
@@ -108,7 +108,7 @@ def test_unreadable_image_is_skipped_listed_and_exits_2(setup, tmp_path, capsys)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "1 image(s) could not be read" in err and "broken.jpg" in err
-    assert sorted(p.name for p in (out / "visdrone").iterdir()) == [f"{good.stem}.txt"]
+    assert sorted(p.name for p in (out / "visdrone").glob("*.txt")) == [f"{good.stem}.txt"]
     assert {r["image_id"] for r in json.loads((out / "predictions.json").read_text())} == {2}
 
 
@@ -118,7 +118,7 @@ def test_coco_json_source_maps_categories_by_name(setup, tmp_path):
     ann.parent.mkdir(parents=True)
     from afmcli.data.visdrone_format import CLASSES
 
-    first = sorted(images.iterdir())[0]
+    first = sorted(images.glob("*.jpg"))[0]
     ann.write_text(json.dumps({"images": [{"id": 42, "file_name": first.name, "width": 700, "height": 500}],
                                "categories": [{"id": 100 + i, "name": n} for i, n in enumerate(CLASSES)]}))
     out = tmp_path / "pred"
@@ -154,3 +154,13 @@ def test_nothing_to_run(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_infer(ckpt, images, "--out", tmp_path / "p", "--no-slices", "--no-full-image")
     assert "leave nothing to run" in capsys.readouterr().err
+
+
+def test_infer_says_when_the_cap_cut_detections(setup, tmp_path, capsys):
+    root, images, ckpt = setup
+    run_infer(ckpt, images, "--out", tmp_path / "capped", "--slice", "320", "--max-per-img", "5")
+    fused = json.loads((tmp_path / "capped" / "predictions.json").read_text())
+    assert [sum(r["image_id"] == i for r in fused) for i in (1, 2, 3)] == [5, 5, 5]
+    assert "afm: warning: 3 of 3 images reached --max-per-img 5" in capsys.readouterr().err
+    run_infer(ckpt, images, "--out", tmp_path / "roomy", "--slice", "320", "--max-per-img", "100000")
+    assert "reached --max-per-img" not in capsys.readouterr().err

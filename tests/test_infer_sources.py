@@ -6,7 +6,7 @@ import pytest
 
 from afmcli.data.visdrone_format import CLASSES
 from afmcli.errors import AfmError
-from afmcli.inference.run import check_out_dir
+from afmcli.inference.state import RunState
 from afmcli.inference.sources import category_ids, json_images_dir, resolve_source
 
 
@@ -31,7 +31,7 @@ def test_single_image_and_missing_source(tmp_path):
 def test_same_stem_twice_is_refused(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "a.png").write_bytes(b"x")
-    with pytest.raises(AfmError, match="a.jpg and a.png would write the same"):
+    with pytest.raises(AfmError, match=r"a.jpg and a.png are two images with one name \(a\)"):
         resolve_source(tmp_path)
 
 
@@ -57,12 +57,18 @@ def test_category_ids_by_name_else_visdrone_order():
         category_ids(("car", "bus"), [{"id": 1, "name": "car"}], "gt.json")
 
 
-def test_out_dir_guard(tmp_path):
-    check_out_dir(tmp_path / "new")
-    (tmp_path / "ours").mkdir()
-    (tmp_path / "ours" / "predictions.json").write_text("[]")
-    check_out_dir(tmp_path / "ours")
-    (tmp_path / "theirs").mkdir()
-    (tmp_path / "theirs" / "thesis.tex").write_text("")
-    with pytest.raises(AfmError, match="not an `afm infer` output folder"):
-        check_out_dir(tmp_path / "theirs")
+def test_out_dir_guard_refuses_only_paths_afm_did_not_write(tmp_path):
+    targets = ["predictions.json", "visdrone"]
+    RunState(tmp_path / "new").check_targets(targets)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(AfmError, match="exists and is not a folder"):
+        RunState(tmp_path / "file").check_targets(targets)
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / "thesis.tex").write_text("")  # other files in OUT are fine: afm leaves them alone
+    RunState(out).check_targets(targets)
+    (out / "predictions.json").write_text("[]")
+    with pytest.raises(AfmError, match="predictions.json: exists and was not written by afm infer"):
+        RunState(out).check_targets(targets)
+    RunState(out).set_outputs({"predictions.json"})
+    RunState(out).check_targets(targets)

@@ -144,6 +144,7 @@ def test_carafe_torch_matches_mmcv_cuda_forward_and_backward(k, g):
         out = fn(f, m, k, g, 2)
         out.backward(grad.to(dev))
         results.append([t.detach().cpu() for t in (out, f.grad, m.grad)])
-    for cuda_t, cpu_t in zip(*results):
+    for name, cuda_t, cpu_t in zip(('output', 'grad features', 'grad masks'), *results):
+        print(f"CARAFE k={k} g={g} {name}: max |torch - mmcv CUDA| = {(cpu_t - cuda_t).abs().max():.2e}")
         torch.testing.assert_close(cpu_t, cuda_t, rtol=1e-4, atol=1e-4)
     assert carafe_any(feat.cuda(), mask.cuda(), k, g, 2).is_cuda

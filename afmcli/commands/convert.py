@@ -7,43 +7,47 @@ from typing import List, Optional
 
 import typer
 
+EXAMPLES = """Examples:
+
+  afm convert-visdrone VisDrone2019-DET-train Datasets --split train --slice 640
+
+  afm convert-visdrone results/val/predictions.json results/val/txt --to-visdrone --gt Datasets/labels/annotations/val_labels.json
+"""
+
 
 def convert_visdrone(
     src: Path = typer.Argument(..., help="Official split folder (with images/ and annotations/), "
                                "or with --to-visdrone a COCO results json."),
     out: Path = typer.Argument(..., help="The Datasets/ root, or with --to-visdrone the result folder."),
-    split: str = typer.Option("train", "--split", help="train, val or test-dev."),
+    split: str = typer.Option("train", "--split", help="Split name: train, val or test-dev (names the "
+                              "output folders)."),
     to_visdrone: bool = typer.Option(False, "--to-visdrone",
-                                     help="Reverse: COCO results json -> VisDrone result txt folder."),
+                                     help="Reverse: COCO results json -> VisDrone result txt folder "
+                                     "(one file per image of --gt, the best 500 lines each)."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="With --to-visdrone: the COCO json that names the images."),
-    slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write sliced crops of this size; "
-                                                   "repeat for multi-scale crops (--slice 512 --slice 800)."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Overlap ratio between crops."),
+    slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write square crops of this "
+                                                   "size (pixels) with their labels; repeat for multi-scale "
+                                                   "crops (--slice 512 --slice 800). Default: no crops."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring crops, a ratio "
+                                "of --slice in [0, 1)."),
     min_visible: float = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least "
-                                      "this fraction of it is visible."),
-    copy: bool = typer.Option(False, "--copy", help="Copy images instead of linking them."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad files and report counts."),
+                                      "this fraction (0 to 1) of its area is inside the crop."),
+    copy: bool = typer.Option(False, "--copy", help="Copy images and labels instead of hard- or "
+                              "sym-linking them."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unpaired, damaged or malformed files "
+                                  "and list them, instead of stopping at the first."),
     workers: int = typer.Option(0, "--workers", help="Processes for writing crops; 0 = all cores."),
 ) -> None:
-    """Convert VisDrone labels to COCO (and back with --to-visdrone)."""
+    """Convert VisDrone labels to COCO (and back with --to-visdrone).
+
+    Writes images/<split>/, labels/org/<split>_annotations/ and
+    labels/annotations/<split>_labels.json under OUT; a folder is replaced only
+    when afm wrote it (see README, Errors and safety).
+    """
     from afmcli.data.report import print_summary
 
     if to_visdrone:
-        from afmcli.data.coco import coco_results_to_visdrone, write_visdrone_folder
-        from afmcli.errors import AfmError
-        from afmcli.io import read_json
-
-        if gt is None:
-            raise AfmError("--to-visdrone needs --gt LABELS.json (the images to write files for)")
-        results = read_json(src)
-        if not isinstance(results, list):
-            raise AfmError(f"{src}: expected a COCO results list [{{image_id, category_id, bbox, score}}, ...]")
-        rows = coco_results_to_visdrone(results, read_json(gt)["images"])
-        write_visdrone_folder(rows, out)
-        print_summary("afm convert-visdrone --to-visdrone", {
-            "result files": len(rows), "empty files": sum(len(r) == 0 for r in rows.values()),
-            "detections in": len(results), "lines written": sum(len(r) for r in rows.values()),
-            "output": str(out)})
+        _to_visdrone(src, out, gt)
         return
 
     from afmcli.data.convert import convert_split
@@ -60,3 +64,37 @@ def convert_visdrone(
     if stats.skipped:
         typer.echo(f"skipped {len(stats.skipped)}: " + "; ".join(stats.skipped[:3])
                    + (" ..." if len(stats.skipped) > 3 else ""), err=True)
+
+
+def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:
+    """COCO results json -> one VisDrone result txt per ground-truth image."""
+    from afmcli.data.coco import (MAX_DETS_PER_IMAGE, coco_results_to_visdrone, images_over_cap,
+                                  write_visdrone_folder)
+    from afmcli.data.coco_check import load_coco_gt, load_coco_results
+    from afmcli.data.report import print_summary
+    from afmcli.errors import AfmError, warn
+    from afmcli.evaluation.meaning import category_warning, coverage_message
+    from afmcli.io import check_replaceable
+
+    if gt is None:
+        raise AfmError("--to-visdrone needs --gt LABELS.json (the images to write files for)")
+    check_replaceable(out, "OUT")
+    results = load_coco_results(src)
+    images = load_coco_gt(gt, need_sizes=False, need_annotations=False)["images"]
+    rows = coco_results_to_visdrone(results, images, src)
+    covered = set(results.image_ids.tolist())
+    if not covered and images:
+        raise AfmError(f"{src}: no detections for any of the {len(images)} images of {gt}")
+    without = [img["file_name"] for img in images if img["id"] not in covered]
+    cut = images_over_cap(results, MAX_DETS_PER_IMAGE)
+    for message in (coverage_message(without, len(images), f"images have no detections in {src}") if without else None,
+                    category_warning(results.category_ids, src),
+                    f"{cut} images have more than {MAX_DETS_PER_IMAGE} detections: kept the best "
+                    f"{MAX_DETS_PER_IMAGE} of each (the VisDrone toolkit reads no more)" if cut else None):
+        if message:
+            warn(message)
+    write_visdrone_folder(rows, out)
+    print_summary("afm convert-visdrone --to-visdrone", {
+        "result files": len(rows), "empty files": sum(len(r) == 0 for r in rows.values()),
+        "detections in": len(results), "lines written": sum(len(r) for r in rows.values()),
+        "images over the cap": cut, "output": str(out)})

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import typer
 
+EXAMPLES = """Examples:
 
-def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every output.")) -> None:
+  afm demo --out demo_out
+"""
+
+
+def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every output (replaced only when "
+                                              "afm wrote it).")) -> None:
     """synth -> convert-visdrone -> make-masks -> train -> infer (sliced) -> fuse -> evaluate."""
     from afmcli.engine.demo import run_demo
 

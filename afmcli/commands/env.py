@@ -5,6 +5,11 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
+EXAMPLES = """Examples:
+
+  afm env
+"""
+
 
 def collect_env() -> dict[str, str]:
     """Versions of the stack, CUDA availability and mmcv's compiled ops."""

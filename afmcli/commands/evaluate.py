@@ -8,8 +8,14 @@ from typing import Optional
 
 import typer
 
+EXAMPLES = """Examples:
+
+  afm evaluate --gt Datasets/labels/annotations/val_labels.json --pred results/val/visdrone
+
+  afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
+"""
+
 VIEWS = ("visdrone", "coco", "both")
-SHOW_MISSING = 5
 CLASS_COLUMNS = ("AP", "AP50", "AP75", "AR100", "AR500", "images", "gt")
 
 
@@ -18,13 +24,28 @@ def _json_number(v: float) -> float | None:
 
 
 def evaluate(
-    gt: Path = typer.Option(..., "--gt", help="VisDrone annotations folder or our COCO json."),
-    pred: Path = typer.Option(..., "--pred", help="VisDrone results folder or COCO results json."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Images folder (sizes), with a txt --gt."),
-    view: str = typer.Option("both", "--view", help="visdrone, coco or both."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers (percent, unrounded) as json."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PR curves at IoU 0.5 (PNG)."),
+    gt: Path = typer.Option(..., "--gt", help="Ground truth: a VisDrone annotations folder "
+                          "(with --images) or the COCO json of `afm convert-visdrone`."),
+    pred: Path = typer.Option(..., "--pred", help="Detections: a VisDrone results folder "
+                            "(<image>.txt each, e.g. results/val/visdrone) or a COCO results json."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Images folder, for the image "
+                                           "sizes of a txt --gt."),
+    view: str = typer.Option("both", "--view", help="Which numbers: visdrone (the official "
+                          "toolkit's), coco, or both."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers "
+                                              "(percent, unrounded) to this json file."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Also write PR curves at IoU 0.5 "
+                                           "(PNG) into this folder (replaced only when afm wrote it)."),
     classwise: bool = typer.Option(False, "--classwise", help="Also print per-class results."),
+    analyse_dir: Optional[Path] = typer.Option(
+        None, "--analyse", help="Folder for the error analysis (COCO view): figures and analysis.json."),
+    draw_errors: Optional[Path] = typer.Option(
+        None, "--draw-errors", help="Folder for every image with its TP, FP and FN drawn."),
+    report_dir: Optional[Path] = typer.Option(
+        None, "--report", help="Folder for a static report page, DIR/index.html (both views)."),
+    error_score: float = typer.Option(
+        0.3, "--error-score", help="Lowest score counted by the confusion matrix, the TP/FP/FN drawings "
+        "and the missed-objects table."),
 ) -> None:
     """Evaluate detections: the VisDrone toolkit's numbers and the COCO view.
 
@@ -32,19 +53,28 @@ def evaluate(
     """
     from rich.console import Console
 
-    from afmcli.errors import AfmError
+    from afmcli.errors import AfmError, warn
     from afmcli.evaluation.loaders import load_images
     from afmcli.evaluation.visdrone import evaluate_visdrone
-    from afmcli.io import write_json
+    from afmcli.io import check_output_file, check_replaceable, write_json
     from afmcli.progress import console as err_console
 
     if view not in VIEWS:
         raise AfmError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
-    rows, missing = load_images(gt, pred, images)
-    if missing:
-        shown = ", ".join(missing[:SHOW_MISSING]) + (", ..." if len(missing) > SHOW_MISSING else "")
-        err_console.print(f"afm: warning: {len(missing)} of {len(rows)} result files missing in {pred} "
-                          f"(no detections): {shown}", markup=False, highlight=False)
+    if not 0 <= error_score <= 1:
+        raise AfmError(f"--error-score must be between 0 and 1, got {error_score}")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    for folder, option in ((plots, "--plots"), (analyse_dir, "--analyse"), (draw_errors, "--draw-errors"),
+                           (report_dir, "--report")):
+        if folder is not None:
+            check_replaceable(folder, option)
+    rows, warnings = load_images(gt, pred, images)
+    for message in warnings:
+        warn(message)
+    if report_dir is not None:
+        view = "both"  # the report shows both views
+    files = _image_files(gt, images, rows, draw_errors, report_dir)
     report: dict = {}
     per_class: dict = {}
     visdrone = None
@@ -71,6 +101,9 @@ def evaluate(
 
         written = plot_pr_curves(visdrone, plots)
         err_console.print(f"PR curves: {len(written)} PNG files in {plots}", markup=False, highlight=False)
+    if analyse_dir is not None or draw_errors is not None or report_dir is not None:
+        _error_analysis(rows, files, error_score, analyse_dir, draw_errors, report_dir,
+                        _tables(report, per_class, len(rows)), visdrone, [f"ground truth: {gt}", f"detections: {pred}"])
 
 
 def _fmt(v: float | None, visdrone: bool) -> str:
@@ -109,3 +142,79 @@ def _tables(report: dict, per_class: dict, num_images: int) -> list:
             table.add_row(cls, *cells)
         tables.append(table)
     return tables
+
+
+def _image_files(gt: Path, images: Optional[Path], rows: list, draw_errors: Optional[Path],
+                 report_dir: Optional[Path]) -> dict:
+    """The image file of each image, checked before any work, when something is to be drawn."""
+    from afmcli.evaluation.loaders import image_files
+
+    if draw_errors is None and report_dir is None:
+        return {}
+    return image_files(gt, images, [r.name for r in rows])
+
+
+def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Optional[Path],
+                    draw_errors: Optional[Path], report_dir: Optional[Path], metric_tables: list,
+                    visdrone, meta: list[str]) -> None:
+    """--analyse, --draw-errors and --report: print the analysis tables, write the files."""
+    from rich.console import Console
+
+    from afmcli.evaluation.analysis import analyse
+    from afmcli.progress import console as err_console
+    from afmcli.viz.report import write_analysis_dir, write_error_drawings, write_report
+
+    analysis = analyse(rows, score_thr)
+    tables = _analysis_tables(analysis)
+    console = Console()
+    for table in tables.values():
+        console.print(table)
+    if analyse_dir is not None:
+        figures = write_analysis_dir(analysis, analyse_dir)
+        err_console.print(f"error analysis: {len(figures)} figures and analysis.json in {analyse_dir}",
+                          markup=False, highlight=False)
+    if draw_errors is not None:
+        written = write_error_drawings(analysis.images, files, draw_errors)
+        err_console.print(f"TP/FP/FN drawings: {len(written)} images in {draw_errors}", markup=False, highlight=False)
+    if report_dir is not None:
+        index = write_report(report_dir, "afm evaluation report", [*meta, f"{len(rows)} images"], metric_tables,
+                             [tables["by_size"], tables["by_class"]], tables["worst"], visdrone, analysis, files)
+        err_console.print(f"report: {index}", markup=False, highlight=False)
+
+
+def _analysis_tables(analysis) -> dict:
+    """Error decomposition per size and per class, the confusion matrix, the worst images."""
+    from rich import box
+    from rich.table import Table
+
+    from afmcli.data.visdrone_format import CLASSES
+    from afmcli.evaluation.analysis import BACKGROUND, STEPS
+    from afmcli.viz.report import TABLE_IMAGES
+
+    d = analysis.decomposition
+    by_size = Table(title="COCO view: error decomposition by size (AP %)")
+    by_class = Table(title="COCO view: error decomposition by class (AP %)")
+    for table, first in ((by_size, "objects"), (by_class, "class")):
+        table.add_column(first, no_wrap=True)
+        for step in STEPS:
+            table.add_column(step, justify="right")
+    for area, row in d.table().items():
+        by_size.add_row(area, *(_fmt(row[s], False) for s in STEPS))
+    for name in CLASSES:
+        by_class.add_row(name, *(_fmt(d.ap(s, "all", name), False) for s in STEPS))
+    labels = [*CLASSES, BACKGROUND]
+    # No column lines: eleven count columns then fit 80 characters.
+    confusion = Table(title=f"COCO view: confusion matrix, IoU 0.5, score >= {analysis.score_thr:g} "
+                            "(rows: objects, columns: detected as)", box=box.SIMPLE_HEAD, padding=(0, 1),
+                      collapse_padding=True)
+    confusion.add_column("", no_wrap=True)
+    for label in labels:
+        confusion.add_column("bg" if label == BACKGROUND else label[:3], justify="right", min_width=3)
+    for label, counts in zip(labels, analysis.confusion):
+        confusion.add_row(label, *(str(n) for n in counts))
+    worst = Table(title=f"Images with the most missed objects (score >= {analysis.score_thr:g}, IoU 0.5)")
+    for column in ("image", "objects", "TP", "FP", "FN", "FN tiny"):
+        worst.add_column(column, justify="left" if column == "image" else "right")
+    for m in analysis.worst_images(TABLE_IMAGES):
+        worst.add_row(*(str(v) for v in m.row().values()))
+    return {"by_size": by_size, "by_class": by_class, "confusion": confusion, "worst": worst}

@@ -7,23 +7,38 @@ from typing import List, Optional
 
 import typer
 
+EXAMPLES = """Examples:
+
+  afm fuse results/a/predictions.json results/b/predictions.json --method wbf --weights 2 1 --out fused.json
+
+  afm fuse results/val/sources/slices.json results/val/sources/full.json --out fused.json --gt Datasets/labels/annotations/val_labels.json --visdrone-dir fused_visdrone
+"""
+
 
 def fuse(
-    preds: List[Path] = typer.Argument(..., help="COCO results json files."),
-    out: Path = typer.Option(..., "--out"),
+    preds: List[Path] = typer.Argument(..., help="COCO results json files (from `afm infer` "
+                                   "or any detector)."),
+    out: Path = typer.Option(..., "--out", help="The fused COCO results json to write."),
     method: str = typer.Option("nms", "--method", help="nms, soft-nms, wbf or greedy-nmm."),
-    iou: float = typer.Option(0.6, "--iou"),
-    match: str = typer.Option("iou", "--match", help="iou or ios."),
-    class_agnostic: bool = typer.Option(False, "--class-agnostic"),
+    iou: float = typer.Option(0.6, "--iou", help="Overlap threshold in (0, 1] at which boxes are "
+                              "merged or suppressed."),
+    match: str = typer.Option("iou", "--match", help="Overlap measure: iou, or ios (intersection "
+                              "over the smaller box; nms and greedy-nmm)."),
+    class_agnostic: bool = typer.Option(False, "--class-agnostic", help="Fuse boxes of different "
+                                        "classes too (not with wbf)."),
     weights: Optional[List[float]] = typer.Option(None, "--weights", help="One per file, e.g. "
                                                   "--weights 2 1: WBF model weights, else score factors."),
-    max_per_img: int = typer.Option(500, "--max-per-img"),
+    max_per_img: int = typer.Option(500, "--max-per-img", help="Keep at most this many detections "
+                                     "per image (the best; VisDrone's toolkit reads 500)."),
     visdrone_dir: Optional[Path] = typer.Option(None, "--visdrone-dir", help="Also write VisDrone "
                                                 "txt files (needs --gt for the file names)."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="The COCO json of these images: checks "
                                       "image ids, gives WBF the image sizes, names VisDrone files."),
 ) -> None:
-    """Fuse prediction files into one."""
+    """Fuse prediction files into one (and optionally a VisDrone txt folder).
+
+    Both outputs are written, or neither.
+    """
     from rich.console import Console
     from rich.table import Table
 

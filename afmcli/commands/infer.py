@@ -7,54 +7,96 @@ from typing import Optional
 
 import typer
 
+# Tile-count warnings before any image is read assume VisDrone's largest image size.
+REFERENCE_SIZE = (2000, 1500)
+
+EXAMPLES = """Examples:
+
+  afm infer configs/AFM/AFMNet-tood_r50_k13.py work_dirs/run1/epoch_12.pth Datasets/labels/annotations/val_labels.json --out results/val
+
+  afm infer configs/AFM/AFMNet-tood_r50_k13.py model.pth photo.jpg --out results/photo --viz --device cuda
+"""
+
 
 def infer(
-    config: Path = typer.Argument(...),
-    checkpoint: Path = typer.Argument(...),
-    source: Path = typer.Argument(..., help="An image, a folder of images, or a COCO json."),
-    out: Path = typer.Option(..., "--out", help="Output folder (replaced as a whole when done)."),
-    slice_size: int = typer.Option(640, "--slice"),
-    overlap: float = typer.Option(0.25, "--overlap"),
+    config: Path = typer.Argument(..., help="The mmdet config the model was trained with."),
+    checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
+    source: Path = typer.Argument(..., help="An image, a folder of images, a COCO json, a video or a "
+                                  "folder of videos."),
+    out: Path = typer.Option(..., "--out", help="Output folder; rerunning the same command resumes an "
+                             "interrupted run. Files afm did not write there are left alone."),
+    slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring tiles, a ratio "
+                                  "of --slice in [0, 1)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass."),
-    no_full_image: bool = typer.Option(False, "--no-full-image"),
-    no_slices: bool = typer.Option(False, "--no-slices"),
-    score_thr: float = typer.Option(0.01, "--score-thr"),
-    device: str = typer.Option("cpu", "--device"),
-    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png)."),
-    viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score drawn with --viz."),
+    no_full_image: bool = typer.Option(False, "--no-full-image", help="Skip the full-image pass "
+                                       "(tiles only)."),
+    no_slices: bool = typer.Option(False, "--no-slices", help="Skip the tiles (full image only)."),
+    score_thr: float = typer.Option(0.01, "--score-thr", help="Drop detections scored below this "
+                                    "(0 to 1) before fusion."),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda or cuda:N."),
+    viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png, .jpg above 0.5 megapixel)."),
+    viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score (0 to 1) drawn with --viz."),
     method: str = typer.Option("nms", "--method", help="Fusion: nms, soft-nms, wbf or greedy-nmm."),
-    iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold."),
+    iou: float = typer.Option(0.6, "--iou", help="Fusion overlap threshold in (0, 1]."),
     match: str = typer.Option("iou", "--match", help="iou or ios (nms, greedy-nmm)."),
-    max_per_img: int = typer.Option(500, "--max-per-img"),
+    max_per_img: int = typer.Option(500, "--max-per-img", help="Keep at most this many fused "
+                                    "detections per image (the best; VisDrone's toolkit reads 500)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder of a COCO json "
                                           "source (default: <json dir>/../../images/<split>/)."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
+                                          "checkpoint (runs code from it: only for files you trust)."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader processes that decode and tile ahead of "
+                                "the model (0: in the main process)."),
+    launcher: str = typer.Option("none", "--launcher", help="none, pytorch (torchrun) or slurm (srun): "
+                                 "images are sharded over the ranks."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over when --out holds another run "
+                                   "(other config, checkpoint, settings or images)."),
+    frame_step: int = typer.Option(1, "--frame-step", help="Videos: every N-th frame from the first."),
+    vid: bool = typer.Option(False, "--vid", help="Videos: also DIR/vid/<video>.txt in VisDrone-VID format."),
 ) -> None:
     """Detect on images with overlapping tiles and a full-image pass."""
     from rich.console import Console
     from rich.table import Table
 
-    from afmcli.errors import AfmError
+    from afmcli.data.slicing import check_overlap, tile_count_warning
+    from afmcli.errors import AfmError, warn
+    from afmcli.inference.fusion import check_fusion_options
     from afmcli.inference.run import InferSettings, run_inference
+
+    # Options first, before the model or any image is loaded.
+    check_overlap(overlap)
+    check_fusion_options(method, iou, match, False, None, 2, max_per_img)
+    if not no_slices and slice_size >= 1:
+        message = tile_count_warning([REFERENCE_SIZE], slice_size, overlap)
+        if message:
+            warn(message)
 
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
                              method=method, iou=iou, match=match, max_per_img=max_per_img, viz=viz,
-                             viz_score=viz_score)
+                             viz_score=viz_score, vid=vid)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
-                          trust=trust_checkpoint)
+                          trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
+                          frame_step=frame_step)
+    if stats.rank > 0:
+        return  # rank 0 reports for all
     table = Table(title="afm infer", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
-    for name, value in (("images", stats.images), ("unreadable", len(stats.failed)), ("tiles", stats.tiles),
-                        ("tile detections", stats.slice_dets), ("full-image detections", stats.full_dets),
-                        (f"fused ({method})", stats.fused_dets), ("seconds", f"{stats.seconds:.1f}"),
-                        ("images/s", f"{stats.images / max(stats.seconds, 1e-9):.2f}"), ("output", out)):
+    for name, value in (("images", stats.images), ("run now", stats.processed), ("unreadable", len(stats.failed)),
+                        ("tiles", stats.tiles), ("tile detections", stats.slice_dets),
+                        ("full-image detections", stats.full_dets), (f"fused ({method})", stats.fused_dets),
+                        ("ranks", stats.ranks), ("seconds", f"{stats.seconds:.1f}"),
+                        ("images/s", f"{stats.processed / max(stats.seconds, 1e-9):.2f}"), ("output", out)):
         table.add_row(name, str(value))
     console = Console()
     console.print(table)
+    if stats.at_cap:
+        warn(f"{stats.at_cap} of {stats.images} images reached --max-per-img {max_per_img}: their "
+             "lowest-scored fused detections may have been cut (raise it to keep more)")
     if stats.failed:
         for path in stats.failed:
             console.print(f"[red]unreadable image[/]: {path}")
         raise AfmError(f"{len(stats.failed)} image(s) could not be read (first: {stats.failed[0]}); "
-                       f"results for the other {stats.images} are in {out}")
+                       f"results for the other {stats.images} are in {out} (rerun to retry those)")

@@ -7,6 +7,13 @@ from typing import List, Optional
 
 import typer
 
+EXAMPLES = """Examples:
+
+  afm train configs/AFM/AFMNet-tood_r50_k13.py --data-root Datasets/
+
+  afm train configs/AFM/AFMNet-tood_r50_k13.py --work-dir work_dirs/run1 --resume --cfg-options train_cfg.max_epochs=12
+"""
+
 
 def train(
     config: Path = typer.Argument(..., help="An mmdet config, e.g. configs/AFM/AFMNet-tood_r50_k13.py."),
@@ -16,7 +23,8 @@ def train(
                                          "checkpoint in the work dir; or a checkpoint path."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (AmpOptimWrapper)."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options",
-                                                    help="key=value config overrides (repeatable)."),
+                                                    help="key=value config overrides, as in "
+                                                    "mmdet's tools (several after one flag, or repeat it)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="The Datasets/ root for every "
                                             "dataloader and evaluator."),
     launcher: str = typer.Option("none", "--launcher", help="none, pytorch (torchrun) or slurm."),

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from afmcli.data.coco_check import Results, check_coco_results
+from afmcli.data.images import image_key
 from afmcli.data.visdrone_format import (CATEGORY_IDS, CLASSES, IGNORED_REGION, OTHERS,
                                          format_visdrone_lines)
 from afmcli.errors import AfmError
@@ -115,11 +117,13 @@ def build_coco(images: list[dict], labels: list[ImageLabels]) -> dict:
 
 
 def coco_to_visdrone_rows(coco: dict) -> dict[str, np.ndarray]:
-    """Rebuild each image's VisDrone ground-truth rows from our COCO json.
+    """Rebuild each image's VisDrone ground-truth rows from our COCO json (checked by
+    :func:`afmcli.data.coco_check.check_coco_gt`).
 
-    Returns {file stem: (N, 8) float64}: annotations in id order (unclipped boxes),
-    then category-11 rows, then ignored regions (score, truncation, occlusion 0).
-    Boxes dropped at conversion (empty once clipped) are not there.
+    Returns {image key: (N, 8) float64} (see :func:`afmcli.data.images.image_key`):
+    annotations in id order (unclipped boxes), then category-11 rows, then ignored
+    regions (score, truncation, occlusion 0). Boxes dropped at conversion (empty
+    once clipped) are not there.
     """
     per_image: dict[int, list] = {img["id"]: [] for img in coco["images"]}
     for ann in coco["annotations"]:
@@ -132,42 +136,50 @@ def coco_to_visdrone_rows(coco: dict) -> dict[str, np.ndarray]:
     out = {}
     for img in coco["images"]:
         rows = per_image[img["id"]] + [[*r, 0, IGNORED_REGION, 0, 0] for r in img.get("ignore_regions", [])]
-        out[Path(img["file_name"]).stem] = np.asarray(rows, dtype=np.float64).reshape(-1, 8)
+        out[image_key(img["file_name"])] = np.asarray(rows, dtype=np.float64).reshape(-1, 8)
     return out
 
 
-def coco_results_to_visdrone(results: list[dict], images: list[dict],
-                             max_per_image: int = MAX_DETS_PER_IMAGE) -> dict[str, np.ndarray]:
-    """COCO detection results -> VisDrone result rows per image.
+def images_over_cap(results: Results, max_per_image: int) -> int:
+    """How many images have more than ``max_per_image`` detections (the cap cuts them)."""
+    _, counts = np.unique(results.image_ids, return_counts=True)
+    return int((counts > max_per_image).sum())
 
-    ``results``: [{image_id, category_id, bbox [x, y, w, h], score}, ...];
+
+def coco_results_to_visdrone(results: Results | list, images: list[dict], source="results",
+                             max_per_image: int = MAX_DETS_PER_IMAGE) -> dict[str, np.ndarray]:
+    """COCO detection results (a list, or checked :class:`Results`) -> VisDrone result
+    rows per image.
+
     ``images``: the gt json's image records (every one gets an entry, maybe empty).
     Rows are sorted by score, descending and stable, cut at ``max_per_image``
     (the toolkit reads the first 500 lines in file order), with -1 in the last
-    two columns. Returns {file stem: (N, 8) float64}.
+    two columns. Returns {image key: (N, 8) float64}.
     """
-    stems = {img["id"]: Path(img["file_name"]).stem for img in images}
-    per_image: dict[int, list] = {image_id: [] for image_id in stems}
-    for k, det in enumerate(results):
-        try:
-            image_id, (x, y, w, h), score, category = det["image_id"], det["bbox"], det["score"], det["category_id"]
-        except (KeyError, TypeError, ValueError):
-            raise AfmError(f"result {k}: expected {{image_id, category_id, bbox: [x, y, w, h], score}}, "
-                           f"got {str(det)[:120]}") from None
-        if image_id not in per_image:
-            raise AfmError(f"result {k}: image_id {image_id} is not in the ground-truth json")
-        per_image[image_id].append([x, y, w, h, score, category, -1, -1])
+    if not isinstance(results, Results):
+        results = check_coco_results(results, source)
+    keys = {img["id"]: image_key(img["file_name"]) for img in images}
+    unknown = ~np.isin(results.image_ids, list(keys))
+    if unknown.any():
+        k = int(np.flatnonzero(unknown)[0])
+        raise AfmError(f"{source}: results[{k}]: image_id {results.image_ids[k]} is not in the "
+                       f"ground-truth json ({int(unknown.sum())} results with unknown image ids)")
+    arr = np.c_[results.boxes, results.scores, results.category_ids, -np.ones((len(results), 2))]
+    order = np.argsort(results.image_ids, kind="stable")
+    ids, starts = np.unique(results.image_ids[order], return_index=True)
+    groups = dict(zip(ids.tolist(), np.split(order, starts[1:]) if len(order) else []))
     out = {}
-    for image_id, rows in per_image.items():
-        arr = np.asarray(rows, dtype=np.float64).reshape(-1, 8)
-        order = np.argsort(-arr[:, 4], kind="stable")[:max_per_image]
-        out[stems[image_id]] = arr[order]
+    for image_id, key in keys.items():
+        rows = arr[groups.get(image_id, np.zeros(0, dtype=np.int64))]
+        out[key] = rows[np.argsort(-rows[:, 4], kind="stable")[:max_per_image]]
     return out
 
 
-def write_visdrone_folder(rows_by_stem: dict[str, np.ndarray], out_dir: str | Path) -> None:
-    """Write {stem: rows} as a VisDrone folder (<stem>.txt each, empty files too), atomically."""
+def write_visdrone_folder(rows_by_key: dict[str, np.ndarray], out_dir: str | Path) -> None:
+    """Write {image key: rows} as a VisDrone folder (<key>.txt each, empty files too), atomically."""
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        for stem, rows in rows_by_stem.items():
-            (tmp / f"{stem}.txt").write_text(format_visdrone_lines(rows))
+        for key, rows in rows_by_key.items():
+            path = tmp / f"{key}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(format_visdrone_lines(rows))

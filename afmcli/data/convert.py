@@ -16,22 +16,21 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from multiprocessing import Pool
 from pathlib import Path
 from typing import Sequence
 
 import cv2
-import imagesize
 import numpy as np
 
 from afmcli.data.coco import ImageLabels, build_coco, check_gt_rows, visdrone_rows_to_labels
-from afmcli.data.slicing import boxes_in_window, slice_windows
+from afmcli.data.images import check_unique_keys, image_size, list_images, read_image
+from afmcli.data.slicing import boxes_in_window, check_overlap, slice_windows, tile_count_warning
 from afmcli.data.visdrone_format import data_line_numbers, read_visdrone_file
-from afmcli.errors import AfmError
-from afmcli.io import atomic_path, write_json
+from afmcli.errors import AfmError, warn
+from afmcli.io import atomic_path, check_output_file, check_replaceable, write_json
+from afmcli.parallel import worker_pool
 from afmcli.progress import track
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS = ("train", "val", "test-dev")
 
 
@@ -72,35 +71,20 @@ class ConvertStats:
     crop_annotations: int = 0
 
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels.
-
-    Only when the header cannot be read is the image decoded (cv2); if that
-    fails too the image is corrupt.
-    """
-    try:
-        width, height = imagesize.get(str(path))
-    except Exception:  # imagesize raises assorted errors on damaged headers
-        width = height = -1
-    if width > 0 and height > 0:
-        return int(width), int(height)
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise AfmError(f"{path}: unreadable or corrupt image")
-    return int(img.shape[1]), int(img.shape[0])
-
-
 def pair_split_files(src: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Match images/<stem>.<ext> with annotations/<stem>.txt, sorted by image name.
 
-    Returns the pairs and one message per unmatched file.
+    Two images with one stem (a.jpg, a.png) are refused: which one a.txt labels
+    cannot be told. Returns the pairs and one message per unmatched file.
     """
     img_dir, ann_dir = src / "images", src / "annotations"
     for folder in (img_dir, ann_dir):
         if not folder.is_dir():
             raise AfmError(f"{folder}: no such folder (expected an official VisDrone split "
                            f"folder with images/ and annotations/)")
-    images = {p.stem: p for p in sorted(img_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    files = list_images(img_dir)
+    check_unique_keys([p.name for p in files], img_dir)
+    images = {p.stem: p for p in files}
     txts = {p.stem: p for p in sorted(ann_dir.glob("*.txt"))}
     problems = [f"{txts[s]}: annotation without an image ({s}.* not in {img_dir})"
                 for s in sorted(txts.keys() - images.keys())]
@@ -112,7 +96,7 @@ def pair_split_files(src: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
 
 def load_image_labels(image_path: Path, txt_path: Path) -> tuple[dict, ImageLabels]:
     """One image's COCO record (no id yet) and labels; AfmError names the bad file."""
-    width, height = read_image_size(image_path)
+    width, height = image_size(image_path)
     rows = read_visdrone_file(txt_path)
     bad = check_gt_rows(rows)
     if bad is not None:
@@ -160,9 +144,7 @@ def crop_file_name(file_name: str, window) -> str:
 
 def _write_crops(job: tuple[Path, np.ndarray, Path]) -> None:
     image_path, windows, out_dir = job
-    img = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise AfmError(f"{image_path}: unreadable or corrupt image")
+    img = read_image(image_path, cv2.IMREAD_UNCHANGED)
     for window in windows:
         x1, y1, x2, y2 = (int(v) for v in window)
         if not cv2.imwrite(str(out_dir / crop_file_name(image_path.name, window)), img[y1:y2, x1:x2]):
@@ -200,6 +182,14 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
             raise AfmError(f"--slice must be a positive size, got {size}")
     if not 0 <= min_visible <= 1:
         raise AfmError(f"--min-visible must be in [0, 1], got {min_visible}")
+    check_overlap(overlap)
+    paths = DatasetPaths(Path(out), split)
+    outputs = [(paths.images, "images/<split>"), (paths.org_labels, "labels/org/<split>_annotations")]
+    if slice_sizes:
+        outputs.append((DatasetPaths(Path(out), f"{split}_sliced").images, "images/<split>_sliced"))
+    for folder, what in outputs:
+        check_replaceable(folder, what)
+    check_output_file(paths.ann_file)
     stats = ConvertStats()
     pairs, problems = pair_split_files(Path(src))
     if problems and not skip_bad:
@@ -231,7 +221,10 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
     stats.clipped = sum(lab.clipped for lab in labels)
     stats.dropped = sum(lab.dropped for lab in labels)
 
-    paths = DatasetPaths(Path(out), split)
+    for size in slice_sizes:
+        message = tile_count_warning([(r["width"], r["height"]) for r in records], size, overlap)
+        if message:
+            warn(message)
     with atomic_path(paths.images) as img_tmp, atomic_path(paths.org_labels) as txt_tmp:
         img_tmp.mkdir()
         txt_tmp.mkdir()
@@ -270,7 +263,7 @@ def _write_sliced(paths: DatasetPaths, kept, records, labels, slice_sizes, overl
                                      "width": int(window[2] - window[0]), "height": int(window[3] - window[1]),
                                      "parent_file_name": record["file_name"], "window": [int(v) for v in window]})
                 crop_labs.append(crop_labels(lab, window, min_visible))
-        with Pool(workers or os.cpu_count()) as pool:
+        with worker_pool(workers) as pool:
             for _ in track(pool.imap_unordered(_write_crops, jobs), "Writing crops", total=len(jobs)):
                 pass
         crop_coco = build_coco(crop_records, crop_labs)

@@ -1,5 +1,8 @@
 """Mask ground-truth files for a split: labels/gt_mask_{s,l}/<split>/<image stem>.png.
 
+Two images with one stem (seq0/frame1.jpg, seq4/frame1.jpg) are refused: their
+masks would be one file.
+
 0/255 uint8 PNGs at image resolution, rendered by `render_object_masks` (stride 1)
 from the split's COCO json. Crowd (score-0) boxes are not drawn: the detector is
 not trained on them either, and a mask that marks them would reward the mask
@@ -8,17 +11,18 @@ branch for attending to what the head must ignore.
 
 from __future__ import annotations
 
-import os
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from afmcli.data.coco_check import load_coco_gt
 from afmcli.data.convert import DatasetPaths
+from afmcli.data.images import check_unique_keys, image_stem
 from afmcli.data.masks import render_object_masks, shape_radius
 from afmcli.errors import AfmError
-from afmcli.io import atomic_path, read_json
+from afmcli.io import atomic_path, check_replaceable
+from afmcli.parallel import worker_pool
 from afmcli.progress import track
 
 # Masks are mostly zeros: light compression is almost as small and much faster.
@@ -52,7 +56,11 @@ def write_mask_files(root: Path, split: str, kind: str = "oval", small_area: flo
     """Render and write both mask folders of a split atomically; returns counts."""
     shape_radius(kind, threshold)  # checks kind and threshold before any work
     paths = DatasetPaths(Path(root), split)
-    coco = read_json(paths.ann_file)
+    for size in ("s", "l"):
+        check_replaceable(paths.mask_dir(size), f"labels/gt_mask_{size}/{split}")
+    coco = load_coco_gt(paths.ann_file)
+    # LoadObjectMasks finds a mask by the image's file stem: two images may not share one.
+    check_unique_keys((img["file_name"] for img in coco["images"]), paths.ann_file, image_stem)
     boxes = boxes_by_image(coco)
     small = sum(int(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) < small_area).sum()) for b in boxes.values())
     total = sum(len(b) for b in boxes.values())
@@ -61,7 +69,7 @@ def write_mask_files(root: Path, split: str, kind: str = "oval", small_area: flo
         dir_l.mkdir()
         jobs = [(Path(img["file_name"]).stem, int(img["height"]), int(img["width"]), boxes[img["id"]],
                  (dir_s, dir_l), kind, small_area, threshold) for img in coco["images"]]
-        with Pool(workers or os.cpu_count()) as pool:
+        with worker_pool(workers) as pool:
             for _ in track(pool.imap_unordered(_write_masks, jobs, chunksize=8), "Rendering masks",
                            total=len(jobs)):
                 pass

@@ -46,6 +46,33 @@ def slice_windows(height: int, width: int, slice_h: int, slice_w: int,
     return np.array([(x1, y1, x2, y2) for y1, y2 in ys for x1, x2 in xs], dtype=np.int64).reshape(-1, 4)
 
 
+# Above this many tiles per image (2000x1500 at --slice 640 takes 12, at --overlap 0.5 20)
+# the overlap is almost surely a typo for a smaller ratio: say so before the work.
+MANY_TILES_PER_IMAGE = 200
+
+
+def check_overlap(overlap: float, option: str = "--overlap") -> None:
+    if not 0 <= overlap < 1:
+        raise AfmError(f"{option} must be a ratio in [0, 1), got {overlap}")
+
+
+def tile_count(height: int, width: int, slice_size: int, overlap: float) -> int:
+    """How many tiles :func:`slice_windows` makes, without making them."""
+    step = int(overlap * slice_size)
+    return len(_starts(int(height), slice_size, step)) * len(_starts(int(width), slice_size, step))
+
+
+def tile_count_warning(sizes: list[tuple[int, int]], slice_size: int, overlap: float) -> str | None:
+    """A warning when (width, height) ``sizes`` make more than MANY_TILES_PER_IMAGE tiles per image."""
+    counts = [tile_count(h, w, slice_size, overlap) for w, h in sizes]
+    if not counts or max(counts) <= MANY_TILES_PER_IMAGE:
+        return None
+    worst = counts.index(max(counts))
+    one = f"{max(counts):,} tiles for a {sizes[worst][0]}x{sizes[worst][1]} image"
+    total = f"{sum(counts):,} tiles for {len(counts):,} images ({one})" if len(counts) > 1 else one
+    return f"--slice {slice_size} --overlap {overlap} makes {total}; the usual overlap is 0.2 to 0.25"
+
+
 def clip_boxes_xyxy(boxes: np.ndarray, window: np.ndarray | tuple) -> np.ndarray:
     """Clip (N, 4) xyxy boxes to a window x1, y1, x2, y2 (may leave empty boxes)."""
     x1, y1, x2, y2 = (float(v) for v in window)

@@ -14,10 +14,8 @@ so output is byte-identical for a seed whatever the number of worker processes.
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -26,6 +24,7 @@ import numpy as np
 from afmcli.data.visdrone_format import format_visdrone_lines
 from afmcli.errors import AfmError
 from afmcli.io import atomic_path
+from afmcli.parallel import worker_pool
 from afmcli.progress import track
 
 # (width, height) of VisDrone-DET images and their rough shares in train.
@@ -302,6 +301,6 @@ def write_synth_split(out: Path, split: str, images: int, seed: int, width: int 
         (tmp / "images").mkdir(parents=True)
         (tmp / "annotations").mkdir()
         jobs = [(tmp, seed, split, i, width, height) for i in range(images)]
-        with Pool(min(workers or os.cpu_count(), images)) as pool:
+        with worker_pool(workers, images) as pool:
             counts = sum(track(pool.imap(_write_image, jobs), "Drawing images", total=images))
     return dict(zip(("objects", "crowd (score 0)", "ignored regions", "others (cat 11)"), map(int, counts)))

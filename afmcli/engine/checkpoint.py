@@ -76,24 +76,44 @@ def is_trusted(filename: str | os.PathLike) -> bool:
     return any(resolved == t or t in resolved.parents for t in _TRUSTED)
 
 
+def _refused_global(exc: Exception) -> str | None:
+    """The global a weights-only load refused, or None when the file is simply not a pickle."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return found.group(1) if found else None
+
+
 def load_checkpoint_file(filename: str | os.PathLike, map_location=None, trust: bool = False):
-    """Load a checkpoint file: safe first, full unpickling only when trusted."""
+    """Load a checkpoint file: safe first, full unpickling only when trusted.
+
+    An empty, truncated or foreign file is "not a checkpoint" (never a hint to
+    trust it: unpickling cannot repair a damaged file).
+    """
     filename = Path(filename).expanduser()
     if not filename.is_file():
         raise AfmError(f"{filename}: checkpoint not found")
+    if filename.stat().st_size == 0:
+        raise AfmError(f"{filename}: not a checkpoint (empty file)")
     try:
         with torch.serialization.safe_globals(safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        offender = _refused_global(exc)
+        if offender is None:
+            raise AfmError(f"{filename}: not a checkpoint (damaged or not a torch file: "
+                           f"{_first_line(exc)})") from None
         if trust or is_trusted(filename):
             return torch.load(filename, map_location=map_location, weights_only=False)
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        offender = found.group(1) if found else str(exc).strip().splitlines()[-1]
         raise AfmError(
             f"{filename}: refusing to unpickle {offender}, which is outside the checkpoint "
             f"allow-list; pass --trust-checkpoint only if you trust this file") from None
-    except (RuntimeError, EOFError) as exc:
-        raise AfmError(f"{filename}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # torch raises many kinds (IndexError, KeyError, RuntimeError...) on junk
+        raise AfmError(f"{filename}: not a checkpoint (damaged or not a torch file: "
+                       f"{type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def _mmengine_local_loader(filename, map_location):

@@ -75,14 +75,14 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
     checkpoint = last_checkpoint(work_dir)
     times["infer"] = run_step(["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
                                "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),
-                               "--batch-size", "8", "--viz"])
+                               "--batch-size", "8", "--viz", "--overwrite"])  # the demo owns its folder
     times["fuse"] = run_step(["fuse", str(infer_dir / "sources" / "slices.json"),
                               str(infer_dir / "sources" / "full.json"), "--out", str(out / "fused_wbf.json"),
                               "--method", "wbf", "--gt", str(ann / "val_labels.json")])
     metrics_json = out / "metrics.json"
     times["evaluate"] = run_step(["evaluate", "--gt", str(ann / "val_labels.json"),
                                   "--pred", str(infer_dir / "predictions.json"), "--json", str(metrics_json),
-                                  "--plots", str(out / "plots"), "--classwise"])
+                                  "--plots", str(out / "plots"), "--classwise", "--report", str(out / "report")])
 
     from afmcli.io import read_json
 
@@ -99,6 +99,7 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
         ("raw sources (slices, full image)", infer_dir / "sources"),
         ("fused with WBF", out / "fused_wbf.json"),
         ("visualisations", infer_dir / "viz"), ("PR curves", out / "plots"),
+        ("report: metrics, error analysis, worst images", out / "report" / "index.html"),
         ("metrics", metrics_json)]:
         table.add_row(what, str(where))
     console.print(table)
@@ -107,4 +108,5 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
         steps.add_column(name, justify="right")
     steps.add_row(*(f"{t:.1f}" for t in times.values()))
     console.print(steps)
+    console.print(f"Report (open in a browser): {out / 'report' / 'index.html'}", markup=False, highlight=False)
     return metrics

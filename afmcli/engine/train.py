@@ -35,16 +35,18 @@ def leaf_datasets(dataset) -> list:
     return [dataset]
 
 
+def inner_datasets(cfg, loaders) -> list[tuple[str, object]]:
+    """(loader key, each innermost dataset config) for each of ``loaders`` the config has."""
+    return [(key, leaf) for key in loaders if cfg.get(key) is not None
+            for leaf in leaf_datasets(cfg.get(key).dataset)]
+
+
 def set_data_root(cfg, data_root: str) -> None:
     """Point every dataloader's dataset (and the evaluators' ann_file) at ``data_root``."""
     old = cfg.get("data_root")
     cfg.data_root = data_root
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        loader = cfg.get(key)
-        if loader is None:
-            continue
-        for dataset in leaf_datasets(loader.dataset):
-            dataset.data_root = data_root
+    for _key, dataset in inner_datasets(cfg, ("train_dataloader", "val_dataloader", "test_dataloader")):
+        dataset.data_root = data_root
     for key in ("val_evaluator", "test_evaluator"):
         evaluator = cfg.get(key)
         if evaluator and old and str(evaluator.get("ann_file", "")).startswith(old):
@@ -114,6 +116,25 @@ def check_load_from(cfg) -> None:
                        f"or pass --cfg-options load_from=None to train without it")
 
 
+def check_data_files(cfg) -> None:
+    """Fail before the Runner creates the work dir when a dataset's json or image
+    folder is missing (a wrong --data-root, say): one line naming the path."""
+    loaders = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
+    for key, dataset in inner_datasets(cfg, loaders):
+        root = Path(str(dataset.get("data_root") or ""))
+        ann_file = dataset.get("ann_file")
+        if ann_file and not (root / ann_file).is_file():
+            raise AfmError(f"{key}: annotation file {root / ann_file} not found (data_root {root}/; "
+                           "set it with --data-root)")
+        img_dir = (dataset.get("data_prefix") or {}).get("img")
+        if img_dir and not (root / img_dir).is_dir():
+            raise AfmError(f"{key}: image folder {root / img_dir} not found (data_root {root}/)")
+    for key in ("val_evaluator",) if cfg.get("val_cfg") else ():
+        ann_file = (cfg.get(key) or {}).get("ann_file")
+        if ann_file and not Path(ann_file).is_file():
+            raise AfmError(f"{key}: annotation file {ann_file} not found")
+
+
 def _init_cpu_distributed(cfg) -> None:
     """mmengine's pytorch launcher calls torch.cuda.set_device; on a CPU-only box we
     start the gloo process group ourselves and let DDP wrap a CPU module."""
@@ -138,6 +159,7 @@ def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_
     config = Path(config)
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
                          launcher, data_root, progress)
+    check_data_files(cfg)
     _init_cpu_distributed(cfg)
     install_safe_loader()
     runner = Runner.from_cfg(cfg)

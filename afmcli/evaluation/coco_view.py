@@ -93,15 +93,23 @@ def _valid_mean(values: np.ndarray) -> float:
     return float(np.mean(values) * 100) if values.size else float("nan")
 
 
-def evaluate_coco(images: Sequence[ImageRows]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """COCO-view stats and per-class AP of ``images`` with faster-coco-eval."""
+def run_coco_eval(dataset: dict, results: list[dict], iou_thresholds: Sequence[float] | None = None):
+    """An evaluated and accumulated faster-coco-eval COCOeval with our maxDets and
+    area ranges (and IoU thresholds when given)."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    dataset, results = coco_view_datasets(images)
     gt = COCO(dataset)
     evaluator = COCOeval_faster(gt, gt.loadRes(results) if results else COCO(), "bbox",
                                 print_function=lambda *a, **k: None)
     configure(evaluator)
+    if iou_thresholds is not None:
+        evaluator.params.iouThrs = np.asarray(iou_thresholds, dtype=np.float64)
     evaluator.evaluate()
     evaluator.accumulate()
+    return evaluator
+
+
+def evaluate_coco(images: Sequence[ImageRows]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """COCO-view stats and per-class AP of ``images`` with faster-coco-eval."""
+    evaluator = run_coco_eval(*coco_view_datasets(images))
     return stats_from_eval(evaluator.eval, evaluator.params), classwise_from_eval(evaluator.eval, evaluator.params)

@@ -3,9 +3,11 @@
 Ground truth: a VisDrone annotations folder (image sizes from the image headers)
 or our COCO json (sizes, ignore regions, unclipped boxes and category-11 rows
 inside; see afmcli/data/coco.py). Predictions: a VisDrone results folder
-(<stem>.txt, file order kept) or a COCO results json (sorted per image by score,
-stable, cut at 500, as our writer does). Images are in sorted stem order, the
-order of the toolkit's `dir` listing of the annotation folder.
+(<name>.txt, file order kept) or a COCO results json (sorted per image by score,
+stable, cut at 500, as our writer does). Images are named by their relative path
+without suffix (afmcli.data.images.image_key; the stem for flat folders) and
+come in sorted name order, the order of the toolkit's `dir` listing of the
+annotation folder.
 """
 
 from __future__ import annotations
@@ -13,21 +15,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagesize
 import numpy as np
 
-from afmcli.data.coco import check_gt_rows, coco_results_to_visdrone, coco_to_visdrone_rows
+from afmcli.data.coco import (MAX_DETS_PER_IMAGE, check_gt_rows, coco_results_to_visdrone,
+                              coco_to_visdrone_rows, images_over_cap)
+from afmcli.data.coco_check import load_coco_gt, load_coco_results
+from afmcli.data.images import check_unique_keys, image_key, image_size, list_images
 from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
 from afmcli.errors import AfmError
+from afmcli.evaluation.meaning import (box_form_warning, category_warning, check_visdrone_categories,
+                                      coverage_message)
 from afmcli.evaluation.visdrone import ImageRows
-from afmcli.io import read_json
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
 class GroundTruth:
-    """Images in evaluation order: stem, height, width, raw gt rows (N, 8).
+    """Images in evaluation order: name (image key), height, width, raw gt rows (N, 8).
 
     ``coco_images`` are the json's image records (for COCO results), else None.
     """
@@ -56,20 +59,20 @@ def _line_of_row(path: Path, index: int) -> int:
     return [n for n, line in enumerate(lines, start=1) if line.strip()][index]
 
 
-def _image_sizes(images_dir: Path, stems: list[str]) -> tuple[list[int], list[int]]:
-    """(heights, widths) from the image headers (no decoding)."""
+def _image_sizes(images_dir: Path, names: list[str]) -> tuple[list[int], list[int]]:
+    """(heights, widths) from the image headers (no decoding; damaged files refused)."""
     if not images_dir.is_dir():
         raise AfmError(f"{images_dir}: no such images folder")
-    by_stem = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    files = list_images(images_dir)
+    check_unique_keys([p.name for p in files], images_dir)
+    by_key = {image_key(p.name): p for p in files}
     heights, widths = [], []
-    for stem in stems:
-        if stem not in by_stem:
-            raise AfmError(f"{images_dir}: no image for annotation {stem}.txt")
-        width, height = imagesize.get(by_stem[stem])
-        if width <= 0 or height <= 0:
-            raise AfmError(f"{by_stem[stem]}: cannot read the image size from its header")
-        heights.append(int(height))
-        widths.append(int(width))
+    for name in names:
+        if name not in by_key:
+            raise AfmError(f"{images_dir}: no image for annotation {name}.txt")
+        width, height = image_size(by_key[name], complete=False)  # the pixels are never used here
+        heights.append(height)
+        widths.append(width)
     return heights, widths
 
 
@@ -92,25 +95,22 @@ def load_txt_ground_truth(gt_dir: Path, images_dir: Path | None) -> GroundTruth:
 
 
 def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
-    coco = read_json(gt_json)
-    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or "annotations" not in coco:
-        raise AfmError(f"{gt_json}: not a COCO ground-truth json (needs 'images' and 'annotations')")
+    """Our COCO json (checked: structure, then VisDrone's category table)."""
+    coco = load_coco_gt(gt_json)
+    check_visdrone_categories(coco.get("categories", []), gt_json)
     try:
-        by_stem = coco_to_visdrone_rows(coco)
-        records = {Path(img["file_name"]).stem: img for img in coco["images"]}
-        sizes = {stem: (int(img["height"]), int(img["width"])) for stem, img in records.items()}
-    except KeyError as exc:
-        raise AfmError(f"{gt_json}: missing key or unknown image id {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise AfmError(f"{gt_json}: malformed record ({exc})") from None
-    names = sorted(by_stem)
+        by_key = coco_to_visdrone_rows(coco)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AfmError(f"{gt_json}: malformed 'others' or 'ignore_regions' record ({exc})") from None
+    records = {image_key(img["file_name"]): img for img in coco["images"]}
+    names = sorted(by_key)
     for name in names:
-        bad = _bad_gt_row(by_stem[name])
+        bad = _bad_gt_row(by_key[name])
         if bad is not None:
             raise AfmError(f"{gt_json}: image {records[name]['file_name']}: {bad[1]}: "
-                           f"{by_stem[name][bad[0]].tolist()}")
-    return GroundTruth(names, [sizes[n][0] for n in names], [sizes[n][1] for n in names],
-                       [by_stem[n] for n in names], coco_images=coco["images"])
+                           f"{by_key[name][bad[0]].tolist()}")
+    return GroundTruth(names, [records[n]["height"] for n in names], [records[n]["width"] for n in names],
+                       [by_key[n] for n in names], coco_images=coco["images"])
 
 
 def load_ground_truth(gt: Path, images_dir: Path | None = None) -> GroundTruth:
@@ -122,7 +122,8 @@ def load_ground_truth(gt: Path, images_dir: Path | None = None) -> GroundTruth:
 
 
 def load_predictions(pred: Path, gt: GroundTruth) -> tuple[list[np.ndarray], list[str]]:
-    """Result rows per gt image (in gt order), and the result files that were missing."""
+    """Result rows per gt image (in gt order), and warnings (missing results, odd
+    category ids, xyxy-looking boxes). No results for any image is an error."""
     if pred.is_dir():
         rows, missing = [], []
         for name in gt.names:
@@ -130,27 +131,68 @@ def load_predictions(pred: Path, gt: GroundTruth) -> tuple[list[np.ndarray], lis
             if path.is_file():
                 rows.append(read_visdrone_file(path))
             else:
-                missing.append(path.name)
+                missing.append(f"{name}.txt")
                 rows.append(np.zeros((0, 8)))
-        return rows, missing
-    if not pred.is_file():
+        if len(missing) == len(gt.names):
+            hint = (f"; the VisDrone files of `afm infer` are in {pred / 'visdrone'}"
+                    if (pred / "visdrone").is_dir() else "")
+            raise AfmError(f"{pred}: no result file for any of the {len(gt.names)} images "
+                           f"(expected {missing[0]}, ...){hint}")
+        warnings = [coverage_message(missing, len(gt.names), f"result files missing in {pred} (no detections)")
+                    ] if missing else []
+        cut = sum(len(r) > MAX_DETS_PER_IMAGE for r in rows)
+        if cut:
+            warnings.append(f"{pred}: {cut} result files have more than {MAX_DETS_PER_IMAGE} lines; only the "
+                            f"first {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
+    elif pred.is_file():
+        if gt.coco_images is None:
+            raise AfmError(f"{pred}: COCO results name images by id: give the COCO json as --gt")
+        results = load_coco_results(pred)
+        by_key = coco_results_to_visdrone(results, gt.coco_images, pred)
+        rows = [by_key[name] for name in gt.names]
+        covered = set(results.image_ids.tolist())
+        if not covered:
+            raise AfmError(f"{pred}: no detections for any of the {len(gt.names)} images")
+        without = [img["file_name"] for img in gt.coco_images if img["id"] not in covered]
+        warnings = [coverage_message(without, len(gt.names), f"images have no detections in {pred}")] if without else []
+        cut = images_over_cap(results, MAX_DETS_PER_IMAGE)
+        if cut:
+            warnings.append(f"{pred}: {cut} images have more than {MAX_DETS_PER_IMAGE} detections; only "
+                            f"the best {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
+    else:
         raise AfmError(f"{pred}: no such results folder or json")
-    if gt.coco_images is None:
-        raise AfmError(f"{pred}: COCO results name images by id: give the COCO json as --gt")
-    results = read_json(pred)
-    if not isinstance(results, list):
-        raise AfmError(f"{pred}: not a COCO results json (a list of detections)")
-    try:
-        by_stem = coco_results_to_visdrone(results, gt.coco_images)
-    except AfmError as exc:
-        raise AfmError(f"{pred}: {exc}") from None
-    return [by_stem[name] for name in gt.names], []
+    dets = [r for r in rows if len(r)]
+    if dets:
+        all_rows = np.concatenate(dets)
+        warnings.append(category_warning(all_rows[:, 5], pred))
+        warnings.append(box_form_warning([r[:, :4] for r in rows], list(zip(gt.widths, gt.heights)), pred))
+    return rows, [w for w in warnings if w]
 
 
 def load_images(gt_path: Path, pred_path: Path, images_dir: Path | None = None
                 ) -> tuple[list[ImageRows], list[str]]:
-    """Everything the evaluation needs, and the names of missing result files."""
+    """Everything the evaluation needs, and warnings about the predictions."""
     gt = load_ground_truth(gt_path, images_dir)
-    dets, missing = load_predictions(pred_path, gt)
+    dets, warnings = load_predictions(pred_path, gt)
     images = [ImageRows(n, h, w, r, d) for n, h, w, r, d in zip(gt.names, gt.heights, gt.widths, gt.rows, dets)]
-    return images, missing
+    return images, warnings
+
+
+def image_files(gt_path: Path, images_dir: Path | None, names: list[str]) -> dict[str, Path]:
+    """The image file of each evaluated image (by name, the image key), for drawing: in
+    ``images_dir`` for a txt --gt; for our COCO json, its ``file_name`` under
+    ``images_dir`` or the split's images folder (Datasets/images/<split>/)."""
+    from afmcli.inference.sources import json_images_dir
+
+    if gt_path.is_dir():
+        if images_dir is None:
+            raise AfmError(f"{gt_path}: a VisDrone annotations folder needs --images to draw the images")
+        files = {image_key(p.name): p for p in list_images(images_dir)}
+    else:
+        root = images_dir or json_images_dir(gt_path)
+        coco = load_coco_gt(gt_path, need_sizes=False, need_annotations=False)
+        files = {image_key(img["file_name"]): root / img["file_name"] for img in coco["images"]}
+    for name in names:
+        if name not in files or not files[name].is_file():
+            raise AfmError(f"{files.get(name, images_dir)}: no image file for {name} (pass --images DIR)")
+    return {name: files[name] for name in names}

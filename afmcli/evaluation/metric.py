@@ -19,6 +19,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
 from afmcli.data.coco import MAX_DETS_PER_IMAGE
+from afmcli.data.images import image_key
 from afmcli.errors import AfmError
 from afmcli.evaluation.coco_view import evaluate_coco
 from afmcli.evaluation.loaders import load_coco_ground_truth
@@ -51,9 +52,8 @@ class VisDroneMetric(BaseMetric):
             raise AfmError(f"VisDroneMetric: view must be one of {', '.join(VIEWS)}, got {view!r}")
         self.view = view
         self.gt = load_coco_ground_truth(Path(ann_file))
-        stems = {img["id"]: Path(img["file_name"]).stem for img in self.gt.coco_images}
-        self._position = {stem: i for i, stem in enumerate(self.gt.names)}
-        self._image_index = {image_id: self._position[stem] for image_id, stem in stems.items()}
+        position = {name: i for i, name in enumerate(self.gt.names)}
+        self._image_index = {img["id"]: position[image_key(img["file_name"])] for img in self.gt.coco_images}
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:

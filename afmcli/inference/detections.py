@@ -7,14 +7,15 @@ only the file format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from afmcli.errors import AfmError
+from afmcli.data.coco_check import check_coco_results
 from afmcli.io import atomic_path
 
 
@@ -77,41 +78,36 @@ def detections_to_results(image_id: int, dets: Detections) -> list[dict]:
             for box, score, label in zip(xywh, dets.scores, dets.labels)]
 
 
-def write_results_json(path: str | os.PathLike, per_image: Mapping[int, Detections]) -> None:
-    """COCO results of many images as one JSON list, written image by image (atomically):
-    a large split never holds all its results as Python dicts at once."""
+@contextlib.contextmanager
+def results_json_writer(path: str | os.PathLike) -> Iterator[Callable[[int, Detections], None]]:
+    """Yields ``add(image_id, dets)``: COCO results of many images as one JSON list, written
+    image by image (never all as Python dicts at once), renamed into place at the end."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         sep = ""
-        f.write("[")
-        for image_id, dets in per_image.items():
+
+        def add(image_id: int, dets: Detections) -> None:
+            nonlocal sep
             for record in detections_to_results(image_id, dets):
                 f.write(sep + json.dumps(record))
                 sep = ", "
+
+        f.write("[")
+        yield add
         f.write("]")
 
 
+def write_results_json(path: str | os.PathLike, per_image: Mapping[int, Detections]) -> None:
+    with results_json_writer(path) as add:
+        for image_id, dets in per_image.items():
+            add(image_id, dets)
+
+
 def results_to_detections(results, source: str) -> dict[int, Detections]:
-    """Group a COCO results list by image id; a malformed entry is an AfmError naming it."""
-    if not isinstance(results, list):
-        raise AfmError(f"{source}: expected a JSON list of COCO results, got {type(results).__name__}")
-    grouped: dict[int, list[tuple]] = {}
-    for i, r in enumerate(results):
-        try:
-            image_id = r["image_id"]
-            x, y, w, h = (float(v) for v in r["bbox"])
-            score = float(r["score"])
-            category = r["category_id"]
-        except (TypeError, KeyError, ValueError) as exc:
-            raise AfmError(f"{source}: result #{i}: needs image_id, bbox [x, y, w, h], score and "
-                           f"category_id ({type(exc).__name__}: {exc})") from None
-        if not isinstance(image_id, int) or not isinstance(category, int):
-            raise AfmError(f"{source}: result #{i}: image_id and category_id must be integers")
-        if not np.all(np.isfinite([x, y, w, h, score])) or w < 0 or h < 0:
-            raise AfmError(f"{source}: result #{i}: bbox {r['bbox']} / score {r['score']} "
-                           "must be finite with non-negative width and height")
-        grouped.setdefault(image_id, []).append((x, y, x + w, y + h, score, category))
-    out = {}
-    for image_id, rows in grouped.items():
-        a = np.asarray(rows, dtype=np.float64)
-        out[image_id] = Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int64))
-    return out
+    """Group a COCO results list (checked by the shared validator) by image id, file order kept."""
+    r = check_coco_results(results, source)
+    boxes = r.boxes.copy()
+    boxes[:, 2:] += boxes[:, :2]
+    order = np.argsort(r.image_ids, kind="stable")
+    ids, starts = np.unique(r.image_ids[order], return_index=True)
+    groups = np.split(order, starts[1:]) if len(order) else []
+    return {int(i): Detections(boxes[g], r.scores[g], r.category_ids[g]) for i, g in zip(ids, groups)}

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Sequence
 
-from afmcli.errors import AfmError
+from afmcli.data.coco_check import load_coco_gt
+from afmcli.data.images import image_key
+from afmcli.errors import AfmError, warn
+from afmcli.evaluation.meaning import coverage_message
 from afmcli.inference.detections import (Detections, detections_to_visdrone_rows, results_to_detections,
                                          write_results_json)
-from afmcli.inference.fusion import check_fusion_options, fuse_predictions
-from afmcli.io import read_json
-
-
-def read_gt_images(gt: Path) -> list[dict]:
-    coco = read_json(gt)
-    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
-        raise AfmError(f"{gt}: not a COCO json (no 'images' list)")
-    return coco["images"]
+from afmcli.inference.fusion import apply_cap, check_fusion_options, fuse_predictions
+from afmcli.io import atomic_path, check_output_file, check_replaceable, read_json
 
 
 def check_image_ids(sources: Sequence[dict[int, Detections]], names: Sequence[Path], gt: Path,
@@ -31,24 +28,43 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
                class_agnostic: bool = False, weights: Sequence[float] | None = None,
                max_per_img: int = 500, visdrone_dir: Path | None = None,
                gt: Path | None = None) -> list[tuple[str, int, int]]:
-    """Fuse the files and write ``out`` (and ``visdrone_dir``); returns (name, images,
-    detections) per input and for the result."""
+    """Fuse the files and write ``out`` (and ``visdrone_dir``, both or neither); returns
+    (name, images, detections) per input and for the result."""
     from afmcli.data.coco import write_visdrone_folder
 
-    check_fusion_options(method, iou, match, class_agnostic, weights, len(preds))
+    check_fusion_options(method, iou, match, class_agnostic, weights, len(preds), max_per_img)
     if visdrone_dir is not None and gt is None:
         raise AfmError("--visdrone-dir needs --gt: the VisDrone files are named after its images")
+    check_output_file(out, "--out")
+    if visdrone_dir is not None:
+        check_replaceable(visdrone_dir, "--visdrone-dir")
     sources = [results_to_detections(read_json(p), str(p)) for p in preds]
+    if not any(len(d) for s in sources for d in s.values()):
+        # Never replace a good result with an empty one.
+        raise AfmError(f"no detections in {', '.join(map(str, preds))}: nothing to fuse"
+                       + (f"; {out} is left as it was" if out.exists() else ""))
     images, sizes = None, None
     if gt is not None:
-        images = read_gt_images(gt)
-        check_image_ids(sources, preds, gt, {img.get("id") for img in images})
+        images = load_coco_gt(gt, need_sizes=False, need_annotations=False)["images"]
+        check_image_ids(sources, preds, gt, {img["id"] for img in images})
         sizes = {img["id"]: (img["width"], img["height"]) for img in images if "width" in img and "height" in img}
-    fused = fuse_predictions(sources, method, iou, match, class_agnostic, weights, max_per_img, sizes)
-    write_results_json(out, fused)
-    if visdrone_dir is not None:
-        # Every image of the gt json gets a file, an empty one where nothing was fused.
-        write_visdrone_folder({Path(img["file_name"]).stem: detections_to_visdrone_rows(
-            fused.get(img["id"], Detections.empty()), max_per_img) for img in images}, visdrone_dir)
+        covered = set().union(*[s.keys() for s in sources])
+        without = [img["file_name"] for img in images if img["id"] not in covered]
+        if without and len(without) == len(images):
+            raise AfmError(f"no detections for any of the {len(images)} images of {gt} in "
+                           f"{', '.join(map(str, preds))}")
+        if without:
+            warn(coverage_message(without, len(images), f"images of {gt} have no detections in any input"))
+    fused, cut = apply_cap(fuse_predictions(sources, method, iou, match, class_agnostic, weights, None, sizes),
+                           max_per_img)
+    if cut:
+        warn(f"--max-per-img {max_per_img} cut the fused detections of {cut} of {len(fused)} images")
+    with atomic_path(out) as tmp_json, (atomic_path(visdrone_dir) if visdrone_dir is not None
+                                        else contextlib.nullcontext()) as tmp_dir:
+        write_results_json(tmp_json, fused)
+        if visdrone_dir is not None:
+            # Every image of the gt json gets a file, an empty one where nothing was fused.
+            write_visdrone_folder({image_key(img["file_name"]): detections_to_visdrone_rows(
+                fused.get(img["id"], Detections.empty()), max_per_img) for img in images}, tmp_dir)
     summary = [(str(p), len(s), sum(len(d) for d in s.values())) for p, s in zip(preds, sources)]
     return summary + [(f"fused -> {out}", len(fused), sum(len(d) for d in fused.values()))]

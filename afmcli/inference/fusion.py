@@ -18,6 +18,7 @@ Memory: no method builds an N x N overlap matrix over an image's boxes.
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -32,8 +33,11 @@ SOFT_NMS_MIN_SCORE = 1e-3
 
 
 def check_fusion_options(method: str, iou: float, match: str, class_agnostic: bool,
-                         weights: Sequence[float] | None, n_sources: int) -> None:
+                         weights: Sequence[float] | None, n_sources: int,
+                         max_per_img: int | None = None) -> None:
     """Reject option combinations that a method cannot honour, with one clear line."""
+    if max_per_img is not None and max_per_img < 1:
+        raise AfmError(f"--max-per-img must be at least 1, got {max_per_img}")
     if method not in METHODS:
         raise AfmError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
     if match not in MATCHES:
@@ -202,10 +206,13 @@ def wbf(sources: Sequence[Detections], thr: float, weights: Sequence[float] | No
     parts = []
     for index in _by_class_and_space(pooled, class_agnostic=False):
         per_source = [index[origin[index] == s] for s in range(len(sources))]
-        boxes, scores, labels = weighted_boxes_fusion(
-            [pooled.boxes[i] / scale for i in per_source], [pooled.scores[i] for i in per_source],
-            [pooled.labels[i] for i in per_source], weights=None if weights is None else list(weights),
-            iou_thr=thr, skip_box_thr=0.0, conf_type="avg")
+        with warnings.catch_warnings():
+            # It warns for each box it clips to [0, 1] or skips as empty: nothing the user can act on.
+            warnings.simplefilter("ignore")
+            boxes, scores, labels = weighted_boxes_fusion(
+                [pooled.boxes[i] / scale for i in per_source], [pooled.scores[i] for i in per_source],
+                [pooled.labels[i] for i in per_source], weights=None if weights is None else list(weights),
+                iou_thr=thr, skip_box_thr=0.0, conf_type="avg")
         parts.append(Detections(np.asarray(boxes) * scale, scores, np.asarray(labels).astype(np.int64)))
     return Detections.concat(parts)
 
@@ -242,9 +249,15 @@ def fuse_predictions(sources: Sequence[Mapping[int, Detections]], method: str = 
                      image_sizes: Mapping[int, tuple[float, float]] | None = None) -> dict[int, Detections]:
     """Fuse sources given as ``{image_id: Detections}``; an image missing from a
     source has no detections there. Returns ``{image_id: Detections}`` sorted by id."""
-    check_fusion_options(method, iou, match, class_agnostic, weights, len(sources))
+    check_fusion_options(method, iou, match, class_agnostic, weights, len(sources), max_per_img)
     image_ids = sorted(set().union(*[s.keys() for s in sources])) if sources else []
     empty = Detections.empty()
     return {i: fuse_image([s.get(i, empty) for s in sources], method, iou, match, class_agnostic,
                           weights, max_per_img, None if image_sizes is None else image_sizes.get(i))
             for i in image_ids}
+
+
+def apply_cap(fused: Mapping[int, Detections], max_per_img: int) -> tuple[dict[int, Detections], int]:
+    """Each image's best ``max_per_img`` detections, and how many images the cap cut."""
+    cut = sum(len(d) > max_per_img for d in fused.values())
+    return {i: d.top(max_per_img) for i, d in fused.items()}, cut

@@ -16,10 +16,9 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from afmcli.data.slicing import slice_windows
 from afmcli.errors import AfmError
 from afmcli.inference.detections import Detections
-from afmcli.inference.tiles import batched, iter_crops, window_to_image
+from afmcli.inference.tiles import batched, iter_crops, plan_windows, window_to_image
 
 
 def _type_name(step: Mapping) -> str:
@@ -109,22 +108,49 @@ def load_detector(config: str | os.PathLike, checkpoint: str | os.PathLike, devi
     return model, cfg, classes
 
 
+class TilePipeline:
+    """The config's test pipeline on numpy BGR images, collated for ``model.test_step``.
+
+    Picklable (built lazily, in the process that uses it): it runs in DataLoader
+    workers, so decoding and resizing overlap the forward passes.
+    """
+
+    def __init__(self, cfg):
+        self.steps = ndarray_pipeline(cfg.test_dataloader.dataset.pipeline)
+        self.scope = cfg.get("default_scope", "mmdet")
+        self._compose = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_compose": None}
+
+    def __call__(self, images: Sequence[np.ndarray]) -> dict:
+        from mmengine.dataset import Compose, pseudo_collate
+        from mmengine.registry import DefaultScope
+        from mmdet.utils import register_all_modules
+
+        if self._compose is None:
+            register_all_modules(init_default_scope=False)
+            # Types without a scope resolve in the config's scope, in a spawned worker too.
+            with DefaultScope.overwrite_default_scope(self.scope):
+                self._compose = Compose(self.steps)
+        return pseudo_collate([self._compose(dict(img=img, img_id=i)) for i, img in enumerate(images)])
+
+
 class Predictor:
     """Runs a loaded detector on lists of numpy BGR images (one batch per call)."""
 
     def __init__(self, model, cfg, score_thr: float = 0.0):
-        from mmengine.dataset import Compose
-
         self.model = model
-        self.pipeline = Compose(ndarray_pipeline(cfg.test_dataloader.dataset.pipeline))
+        self.pipeline = TilePipeline(cfg)
         self.score_thr = score_thr
 
-    @torch.no_grad()
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detections per image in that image's pixels, labels as class indices."""
-        from mmengine.dataset import pseudo_collate
+        return self.forward(self.pipeline(images))
 
-        data = pseudo_collate([self.pipeline(dict(img=img, img_id=i)) for i, img in enumerate(images)])
+    @torch.no_grad()
+    def forward(self, data: dict) -> list[Detections]:
+        """Detections per image of a batch made by :class:`TilePipeline`."""
         out = []
         for sample in self.model.test_step(data):
             pred = sample.pred_instances
@@ -136,24 +162,17 @@ class Predictor:
 
 def predict_image(predictor: Callable[[Sequence[np.ndarray]], list[Detections]], image: np.ndarray,
                   slice_size: int, overlap: float, batch_size: int, slices: bool = True,
-                  full: bool = True, on_batch: Callable[[int], None] | None = None
-                  ) -> tuple[Detections, Detections, int]:
+                  full: bool = True) -> tuple[Detections, Detections, int]:
     """Tiles in batches plus a full-image pass, boxes in image coordinates.
 
-    Returns ``(slice_detections, full_detections, n_tiles)``. When one tile would
-    be the whole image and the full pass runs, the tile pass is skipped (it would
-    repeat the full pass), as SAHI does. ``on_batch(n)`` reports tiles done.
+    Returns ``(slice_detections, full_detections, n_tiles)``; tiles as
+    :func:`~afmcli.inference.tiles.plan_windows` places them.
     """
     height, width = image.shape[:2]
-    windows = slice_windows(height, width, slice_size, slice_size, overlap, overlap) if slices \
-        else np.zeros((0, 4), dtype=np.int64)
-    if full and len(windows) == 1:
-        windows = windows[:0]
+    windows = plan_windows(height, width, slice_size, overlap, slices, full)
     parts = []
     for batch_windows, crops in zip(batched(windows, batch_size), batched(iter_crops(image, windows), batch_size)):
         for window, dets in zip(batch_windows, predictor(crops)):
             parts.append(window_to_image(dets, window))
-        if on_batch is not None:
-            on_batch(len(crops))
     full_dets = window_to_image(predictor([image])[0], (0, 0, width, height)) if full else Detections.empty()
     return Detections.concat(parts), full_dets, len(windows)

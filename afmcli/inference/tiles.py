@@ -10,10 +10,20 @@ from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from afmcli.data.slicing import box_areas_xyxy, clip_boxes_xyxy
+from afmcli.data.slicing import box_areas_xyxy, clip_boxes_xyxy, slice_windows
 from afmcli.inference.detections import Detections
 
 T = TypeVar("T")
+
+
+def plan_windows(height: int, width: int, slice_size: int, overlap: float, slices: bool = True,
+                 full: bool = True) -> np.ndarray:
+    """The tile windows (xyxy) an image gets. When one tile would be the whole image and
+    the full pass runs, there are none (the tile would repeat the full pass), as SAHI does."""
+    if not slices:
+        return np.zeros((0, 4), dtype=np.int64)
+    windows = slice_windows(height, width, slice_size, slice_size, overlap, overlap)
+    return windows[:0] if full and len(windows) == 1 else windows
 
 
 def iter_crops(image: np.ndarray, windows: np.ndarray) -> Iterator[np.ndarray]:

@@ -41,7 +41,7 @@ for amp in "" --amp; do
     --iters $ITERS --warmup $WARM --threads 16 $amp
 done
 step bench_infer 170 "$PY" bench/bench_infer.py --device ${DEV/cuda/cuda:0} --val-images $VAL --size $IMG \
-  --batch-sizes $BS --train-iters $TRAIN_ITERS --work /tmp/afm_bench_infer
+  --batch-sizes $BS --workers 4 --train-iters $TRAIN_ITERS --work /tmp/afm_bench_infer
 # Whatever time is left: the CPU test suite on python 3.12 / torch 2.11 (-x: first failure).
 step tests 150 "$PY" -m pytest -n 12 -q -x -m "not gpu and not slow" -p no:cacheprovider tests
 echo "total $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
