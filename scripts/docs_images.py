@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     report = demo / "report"
     out.mkdir(parents=True, exist_ok=True)
     save(cv2.imread(str(report / "analysis" / "error_decomposition.png")), out / "error_analysis.png", 1400)
-    drawing = report / "worst" / argv[2] if len(argv) > 2 else sorted((report / "worst").iterdir())[0]
+    drawing = report / "worst" / argv[2] if len(argv) > 2 else sorted((report / "worst").glob("*.[pj][np]g"))[0]
     save(cv2.imread(str(drawing)), out / "tp_fp_fn.png", 1000)
     page = render(report / "index.html", demo / "report_shot.png")
     cv2.imwrite(str(demo / "page.png"), page)
