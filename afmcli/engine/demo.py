@@ -99,7 +99,7 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
         ("raw sources (slices, full image)", infer_dir / "sources"),
         ("fused with WBF", out / "fused_wbf.json"),
         ("visualisations", infer_dir / "viz"), ("PR curves", out / "plots"),
-        ("report: metrics, error analysis, worst images", out / "report" / "index.html"),
+        ("report (open in a browser)", out / "report" / "index.html"),
         ("metrics", metrics_json)]:
         table.add_row(what, str(where))
     console.print(table)
@@ -108,5 +108,5 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
         steps.add_column(name, justify="right")
     steps.add_row(*(f"{t:.1f}" for t in times.values()))
     console.print(steps)
-    console.print(f"Report (open in a browser): {out / 'report' / 'index.html'}", markup=False, highlight=False)
+    console.print(f"Report: {out / 'report' / 'index.html'}", markup=False, highlight=False)
     return metrics

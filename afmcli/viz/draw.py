@@ -97,7 +97,7 @@ def with_legend(image: np.ndarray, items: Iterable[tuple[str, tuple[int, int, in
 
 def _draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence, labels: Sequence[str | None]) -> None:
     height = text_height(image.shape)
-    thickness = max(1, round(height / 8))
+    thickness = max(2, round(height / 6))
     for box, color, label in zip(boxes, colors, labels):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness)
@@ -124,8 +124,8 @@ def draw_detections(image: np.ndarray, dets: Detections, names: Mapping[int, str
 
 def draw_errors(image: np.ndarray, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, ignored: np.ndarray,
                 names: Mapping[int, str]) -> np.ndarray:
-    """A copy of ``image`` with ignored regions shaded grey, then true positives,
-    false positives (``name score``) and missed objects (``name``) in three colours,
+    """A copy of ``image`` with ignored regions shaded grey, then false positives
+    (``name score``), true positives and missed objects (``name``) in three colours,
     and a legend with their counts.
 
     tp, fp: (N, 6) detections x1, y1, x2, y2, score, category; fn: (N, 5) ground
@@ -136,10 +136,11 @@ def draw_errors(image: np.ndarray, tp: np.ndarray, fp: np.ndarray, fn: np.ndarra
     for x1, y1, x2, y2 in np.round(ignored).astype(int):
         cv2.rectangle(shade, (x1, y1), (x2, y2), hex_to_bgr(IGNORED_HEX), -1)
     out = cv2.addWeighted(shade, 0.6, out, 0.4, 0)
-    _draw_boxes(out, tp[:, :4], [ERROR_COLORS["TP"]] * len(tp), [None] * len(tp))
-    _draw_boxes(out, fn[:, :4], [ERROR_COLORS["FN"]] * len(fn), [names.get(int(c), str(int(c))) for c in fn[:, 4]])
+    # False positives first: they often surround a hit or a miss, which must stay visible.
     _draw_boxes(out, fp[:, :4], [ERROR_COLORS["FP"]] * len(fp),
                 [f"{names.get(int(c), str(int(c)))} {s:.2f}" for s, c in fp[:, 4:6]])
+    _draw_boxes(out, tp[:, :4], [ERROR_COLORS["TP"]] * len(tp), [None] * len(tp))
+    _draw_boxes(out, fn[:, :4], [ERROR_COLORS["FN"]] * len(fn), [names.get(int(c), str(int(c))) for c in fn[:, 4]])
     items = [(f"TP {len(tp)}", ERROR_COLORS["TP"]), (f"FP {len(fp)}", ERROR_COLORS["FP"]),
              (f"FN (missed) {len(fn)}", ERROR_COLORS["FN"])]
     if len(ignored):
