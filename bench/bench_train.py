@@ -28,7 +28,7 @@ TINY = dict(tood='configs/AFM/tood_tiny_synth.py', afmnet='configs/AFM/afmnet_ti
 
 
 KINDS = ('tood', 'afmnet', 'hd_dense', 'hd_windows')
-NOT_RUN = dict(seconds=float('nan'), peak_mib=float('nan'), cells=float('nan'))
+NOT_RUN = dict(seconds=float('nan'), cpu_seconds=float('nan'), peak_mib=float('nan'), cells=float('nan'))
 
 
 def rss_bytes() -> int:
@@ -146,8 +146,7 @@ def run(kind: str, args) -> dict:
                          text=True, cwd=ROOT)
     if out.returncode:  # one failed measurement must not hide the others, nor its cause
         print(f"{kind} failed (exit {out.returncode}):\n{(out.stderr or '')[-3000:]}", file=sys.stderr)
-        return dict(kind=kind, seconds=float('nan'), cpu_seconds=float('nan'), peak_mib=float('nan'),
-                    cells=float('nan'))
+        return dict(NOT_RUN, kind=kind)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
