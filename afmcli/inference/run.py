@@ -105,7 +105,7 @@ def image_weight(item: ImageItem, settings: InferSettings) -> int:
 
 
 def make_plan(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings, device: str,
-              images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int, workers: int) -> Plan:
+              images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int) -> Plan:
     items, categories = resolve_source(source, images_dir, frame_step)
     has_frames = any(item.frame is not None for item in items)
     if frame_step != 1 and not has_frames:
@@ -194,7 +194,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
     state = RunState(out)
     with distributed(launcher, device) as ctx:
         plan = ctx.on_rank0(lambda: make_plan(config, checkpoint, source, out, settings, device, images_dir,
-                                              frame_step, overwrite, ctx.world, workers))
+                                              frame_step, overwrite, ctx.world))
         if plan.status == "complete":
             return InferStats(**state.stored_stats(), seconds=time.perf_counter() - start, ranks=ctx.world,
                               rank=ctx.rank)

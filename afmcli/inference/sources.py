@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from afmcli.data.coco_check import load_coco_gt
-from afmcli.data.images import IMAGE_SUFFIXES, check_unique_keys, list_images
-from afmcli.data.images import read_image as read_whole_image
+from afmcli.data.images import IMAGE_SUFFIXES, check_unique_keys, list_images, read_image
 from afmcli.errors import AfmError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
@@ -125,18 +124,10 @@ def category_ids(classes: Sequence[str], categories: list[dict] | None, source: 
     return [int(by_name[name]) for name in classes]
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """BGR uint8 as mmcv's LoadImageFromFile gives it, or None when missing, truncated or
-    undecodable (afm infer lists those and retries them on a rerun)."""
-    try:
-        return read_whole_image(path)
-    except AfmError:
-        return None
-
-
 class FrameReader:
-    """Decodes items in order: images by :func:`read_image` (the one place images are
-    decoded), video frames by reading the video forward with OpenCV. It never seeks
+    """Decodes items in order: images by afmcli.data.images.read_image (BGR uint8; a
+    missing, truncated or undecodable one gives None, and afm infer lists it and
+    retries it on a rerun), video frames by reading the video forward with OpenCV. It never seeks
     (frame-accurate seeking depends on the codec), so a frame's pixels do not depend
     on where reading began: a resumed or sharded run sees the same frames."""
 
@@ -147,7 +138,10 @@ class FrameReader:
 
     def read(self, item: ImageItem) -> np.ndarray | None:
         if item.frame is None:
-            return read_image(item.path)
+            try:
+                return read_image(item.path)
+            except AfmError:
+                return None
         if item.path != self._video or item.frame < self._next:
             self.close()
             self._cap, self._video, self._next = cv2.VideoCapture(str(item.path)), item.path, 1
