@@ -18,14 +18,25 @@ validation: about 80/20), linked (never copied) into the official layout under -
 Both models train on the sliced crops of the train part (`convert-visdrone --slice`) and
 are evaluated twice on the full validation images: full-image inference alone, and sliced
 inference (tiles plus the full image, fused: `afm infer`'s default).
+
+--models picks the rows: TOOD and AFMNet by default; with the tiny configs also the per-branch
+ablation of configs/AFM/ablation/ (CFPN, CFPN+HD, CFPN+HD+FPD, CFPN+HD+FPD+AFFM: AFMNet's
+config with branches set to None). --jobs trains them side by side (one process each, its log
+in WORK/NAME/log.txt): on a GPU machine, where one tiny model leaves the card mostly idle.
+
+    python3 bench/bench_accuracy.py --real --preset gpu --device cuda:0 --jobs 6 \
+        --models TOOD AFMNet CFPN CFPN+HD CFPN+HD+FPD CFPN+HD+FPD+AFFM   # scripts/device/real_bench.sh
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,16 +45,30 @@ sys.path.insert(0, str(ROOT))
 from afmcli.engine.demo import last_checkpoint, make_synthetic_split, run_step  # noqa: E402
 from afmcli.io import read_json, write_json  # noqa: E402
 
-TINY = dict(TOOD='configs/AFM/tood_tiny_synth.py', AFMNet='configs/AFM/afmnet_tiny_synth.py')
-FULL = dict(TOOD='configs/AFM/tood_r50_visdrone.py', AFMNet='configs/AFM/AFMNet-tood_r50_k13.py')
+# name -> (config, --cfg-options). The ablation rows are configs/AFM/ablation/'s steps on the
+# tiny AFMNet (the last step, + IRFI, is AFMNet itself).
+TINY_AFMNET = 'configs/AFM/afmnet_tiny_synth.py'
+TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
+        'AFMNet': (TINY_AFMNET, []),
+        'CFPN': (TINY_AFMNET, ['model.p2_neck=None', 'model.mask_estimator=None', 'model.affm=None',
+                               'model.irfi=None', 'model.hd_head=None']),
+        'CFPN+HD': (TINY_AFMNET, ['model.mask_estimator=None', 'model.affm=None', 'model.irfi=None']),
+        'CFPN+HD+FPD': (TINY_AFMNET, ['model.affm=None', 'model.irfi=None']),
+        'CFPN+HD+FPD+AFFM': (TINY_AFMNET, ['model.irfi=None'])}
+FULL = {'TOOD': ('configs/AFM/tood_r50_visdrone.py', []),
+        'AFMNet': ('configs/AFM/AFMNet-tood_r50_k13.py', [])}
 COLUMNS = [('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_small'), ('coco', 'AP_tiny'),
            ('visdrone', 'AP'), ('visdrone', 'AP50')]
 REAL = Path(os.environ.get('AFM_SHARED', ROOT.parent / 'shared')) / 'data' / 'visdrone-real' / 'VisDrone2019-DET-train'
 # Real-data presets: images taken from each part (evenly over its sorted files; None = all),
-# crop size, epochs. 'quick' takes about 15 minutes on a busy 2-core box (one thread each),
-# 'full' (all 257 / 67 images, about 2300 crops) about 60 on an idle one.
-PRESETS = dict(quick=dict(train_images=24, val_images=8, slice=512, epochs=2),
-               full=dict(train_images=None, val_images=None, slice=512, epochs=2))
+# crop size, epochs, --cfg-options for both models. 'quick' takes about 15 minutes on a busy
+# 2-core box (one thread each), 'full' (all 257 / 67 images, about 2300 crops) about 60 on an
+# idle one. 'gpu' is what fits one 9-minute call on the lent GPU machine (130 train images:
+# the device call carries at most 64 MiB), data loaded by worker processes.
+PRESETS = dict(quick=dict(train_images=24, val_images=8, slice=512, epochs=2, options=[]),
+               full=dict(train_images=None, val_images=None, slice=512, epochs=2, options=[]),
+               gpu=dict(train_images=130, val_images=None, slice=512, epochs=4,
+                        options=['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']))
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -70,14 +95,20 @@ def evenly(names: list[str], count: int | None) -> list[str]:
     return [names[i * len(names) // count] for i in range(count)]
 
 
+def real_parts(src: Path, train_images: int | None, val_images: int | None) -> dict[str, list[str]]:
+    """{'train': names, 'val': names} of the real images a preset takes. The label files name
+    the set, so a copy holding only these images (as the GPU call carries) splits the same way."""
+    names = sorted(p.with_suffix('.jpg').name for p in (src / 'annotations').glob('*.txt'))
+    if not names:
+        raise SystemExit(f'bench_accuracy: no real labels in {src / "annotations"} (set AFM_SHARED)')
+    train, val = sequence_split(names)
+    return dict(train=evenly(train, train_images), val=evenly(val, val_images))
+
+
 def make_real_split(src: Path, out: Path, train_images: int | None, val_images: int | None,
                     slice_size: int) -> tuple[Path, dict]:
     """Link the real images into train/val official-layout folders, convert (train sliced)."""
-    names = sorted(p.name for p in (src / 'images').glob('*.jpg'))
-    if not names:
-        raise SystemExit(f'bench_accuracy: no real images in {src / "images"} (set AFM_SHARED)')
-    train, val = sequence_split(names)
-    parts = dict(train=evenly(train, train_images), val=evenly(val, val_images))
+    parts = real_parts(src, train_images, val_images)
     data = out / 'Datasets'
     for split, files in parts.items():
         raw = out / 'raw' / f'VisDrone2019-DET-{split}'
@@ -97,11 +128,13 @@ def make_real_split(src: Path, out: Path, train_images: int | None, val_images: 
                       val_sequences=len({n[:7] for n in parts['val']}))
 
 
-def train_and_evaluate(name: str, config: str, data: Path, work: Path, args) -> dict:
+def train_and_evaluate(name: str, config: str, model_options: list[str], data: Path, work: Path,
+                       args) -> dict:
     """Train, infer on the val images, evaluate; returns {view: metrics} per inference mode."""
     ann = data / 'labels' / 'annotations' / 'val_labels.json'
-    options = [] if args.epochs is None else [f'train_cfg.max_epochs={args.epochs}',
-                                              f'param_scheduler.1.end={args.epochs}']
+    options = list(model_options) + list(args.options)
+    if args.epochs is not None:
+        options += [f'train_cfg.max_epochs={args.epochs}', f'param_scheduler.1.end={args.epochs}']
     if args.full:
         options += ['load_from=None', 'model.backbone.init_cfg=None']
     if args.real:  # the crops, and no validation during training (the bench evaluates after)
@@ -116,12 +149,24 @@ def train_and_evaluate(name: str, config: str, data: Path, work: Path, args) -> 
               *slices, '--device', args.device, '--overwrite'])  # a rerun retrains: a new checkpoint
     modes = dict(full=infer_dir / 'sources' / 'full.json', sliced=infer_dir / 'predictions.json') \
         if args.real else dict(full=infer_dir / 'predictions.json')
-    out = dict(config=config, train_s=train_s)
+    out = dict(config=config, options=options, train_s=train_s)
     for mode, pred in modes.items():
         metrics_json = work / name / f'metrics_{mode}.json'
         run_step(['evaluate', '--gt', str(ann), '--pred', str(pred), '--json', str(metrics_json)])
         out[mode] = read_json(metrics_json)
     return out
+
+
+def train_and_evaluate_logged(name: str, config: str, model_options: list[str], data: Path, work: Path,
+                              args) -> dict:
+    """train_and_evaluate in a worker process of --jobs, its output in WORK/NAME/log.txt and
+    its result in WORK/NAME/result.json (kept when another job fails or the run is cut off)."""
+    (work / name).mkdir(parents=True, exist_ok=True)
+    with open(work / name / 'log.txt', 'w') as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        result = train_and_evaluate(name, config, model_options, data, work, args)
+    write_json(work / name / 'result.json', result)
+    return result
 
 
 def main() -> None:
@@ -130,31 +175,46 @@ def main() -> None:
     parser.add_argument('--real', action='store_true', help=f'real VisDrone images ({REAL})')
     parser.add_argument('--preset', choices=sorted(PRESETS), default='quick',
                         help='with --real: images, crop size and epochs (see PRESETS)')
-    parser.add_argument('--train-images', type=int, default=64)
-    parser.add_argument('--val-images', type=int, default=16)
+    parser.add_argument('--train-images', type=int, help="default 64 synthetic, or the --real preset's")
+    parser.add_argument('--val-images', type=int, help="default 16 synthetic, or the --real preset's")
     parser.add_argument('--size', default='512x384', help='WxH of the synthetic images')
     parser.add_argument('--epochs', type=int, help="the same for both (default: each config's own; "
                                                     "with --real the preset's)")
     parser.add_argument('--device', default='cpu', help='for inference; training uses CUDA when present')
     parser.add_argument('--work', type=Path, default=Path('/tmp/afm_bench_accuracy'))
+    parser.add_argument('--models', nargs='+', default=['TOOD', 'AFMNet'], metavar='NAME',
+                        help=f'rows to train, in order (tiny: {", ".join(TINY)})')
+    parser.add_argument('--jobs', type=int, default=1, help='models trained side by side (processes)')
     args = parser.parse_args()
+    configs = FULL if args.full else TINY
+    unknown = [name for name in args.models if name not in configs]
+    if unknown:
+        parser.error(f'--models: unknown {", ".join(unknown)} (choose from {", ".join(configs)})')
+    args.options = []
 
     if args.real:
         preset = PRESETS[args.preset]
         args.epochs = args.epochs or preset['epochs']
-        args.slice = preset['slice']
-        data, about = make_real_split(REAL, args.work, preset['train_images'], preset['val_images'], args.slice)
+        args.slice, args.options = preset['slice'], preset['options']
+        data, about = make_real_split(REAL, args.work, args.train_images or preset['train_images'],
+                                      args.val_images or preset['val_images'], args.slice)
         title = (f"Equal budget, real VisDrone ({args.preset}): {about['train_images']} train images "
                  f"({about['train_sequences']} sequences, {about['train_crops']} crops of {args.slice}) / "
                  f"{about['val_images']} val images ({about['val_sequences']} sequences), epochs {args.epochs}")
     else:
         width, height = map(int, args.size.split('x'))
+        args.train_images, args.val_images = args.train_images or 64, args.val_images or 16
         data, _ = make_synthetic_split(args.work, args.train_images, args.val_images, width, height)
         about = {}
         title = (f"Equal budget: {args.train_images} train / {args.val_images} val synthetic images, "
                  f"{args.size}, epochs {args.epochs or 'per config'}")
-    configs = FULL if args.full else TINY
-    results = {name: train_and_evaluate(name, cfg, data, args.work, args) for name, cfg in configs.items()}
+    if args.jobs > 1:  # spawn: CUDA cannot be used in a forked child
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+            futures = {name: pool.submit(train_and_evaluate_logged, name, *configs[name], data, args.work, args)
+                       for name in args.models}
+            results = {name: future.result() for name, future in futures.items()}
+    else:
+        results = {name: train_and_evaluate(name, *configs[name], data, args.work, args) for name in args.models}
     modes = ('full', 'sliced') if args.real else ('full',)
 
     from rich.console import Console
@@ -163,12 +223,13 @@ def main() -> None:
     table = Table(title=title)
     for col in ['model', 'inference', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
         table.add_column(col, justify='right')
-    tood, afm = results['TOOD'], results['AFMNet']
+    tood, afm = results.get('TOOD'), results.get('AFMNet')
     for mode in modes:
         for name, r in results.items():
             table.add_row(name, mode, f"{r['train_s']:.0f}", *(fmt(r[mode][v][k], '.2f') for v, k in COLUMNS))
-        table.add_row('AFMNet vs TOOD', mode, f"{afm['train_s'] / tood['train_s']:.2f}x",
-                      *(fmt(difference(afm[mode][v][k], tood[mode][v][k]), '+.2f') for v, k in COLUMNS))
+        if tood and afm:
+            table.add_row('AFMNet vs TOOD', mode, f"{afm['train_s'] / tood['train_s']:.2f}x",
+                          *(fmt(difference(afm[mode][v][k], tood[mode][v][k]), '+.2f') for v, k in COLUMNS))
     Console(width=160).print(table)
     write_json(args.work / 'results.json', dict(settings=vars(args) | dict(work=str(args.work)), data=about,
                                                 results=results))
