@@ -56,11 +56,15 @@ app.command("env", epilog=env.EXAMPLES)(env.env)
 
 
 def _flags_show_no_type() -> None:
-    """Boolean flags take no value: list them without typer's ``<bool>`` type column."""
+    """Boolean flags take no value: list them without typer's ``<bool>`` type column.
+
+    The hook is typer's own (recent versions); where an installed typer has none (the GPU
+    machines' image had an older one), help keeps typer's column and afm still starts."""
     from typer.core import TyperOption
 
-    shown = TyperOption.display_type_rich
-    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is not None:
+        TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
 
 
 _flags_show_no_type()

@@ -510,6 +510,20 @@ def test_shell_completion_script(capsys):
 SUBCOMMANDS = ["convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate", "demo", "env"]
 
 
+def test_cli_starts_with_a_typer_that_has_no_flag_type_hook(monkeypatch):
+    """An older typer (the GPU machines' image) has no display_type_rich: afm must still start."""
+    import typer.core
+
+    from afmcli import cli
+
+    class OlderTyperOption:  # what typer.core.TyperOption offers there: no such hook
+        pass
+
+    monkeypatch.setattr(typer.core, "TyperOption", OlderTyperOption)
+    cli._flags_show_no_type()
+    assert not hasattr(OlderTyperOption, "display_type_rich")
+
+
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_help_documents_every_option_and_ends_with_examples(name, capsys):
     import typer.main

@@ -53,6 +53,7 @@ rm -rf /tmp/site
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${AFM_SHARED:-$PWD/.realdata} OMP_NUM_THREADS=2
 { nvidia-smi -L; nproc; date -u; } > "$OUT/machine.txt" 2>&1
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_use.csv" 2>/dev/null &
+monitor=$!
 
 # The before tree: this checkout's code with the model code and tiny AFMNet config of $BEFORE.
 rm -rf /tmp/before_tree && mkdir /tmp/before_tree && cp -r afmcli bench configs /tmp/before_tree/
@@ -67,8 +68,10 @@ bench() {  # bench NAME TREE ARGS...: one bench_accuracy run, its log and result
 }
 start=$(date +%s)
 bench after . --jobs ${#MODELS[@]} --models "${MODELS[@]}" &
+after=$!
 bench before /tmp/before_tree --models AFMNet &
-wait
+wait $after $!  # the two benches, not the monitor
+kill $monitor 2>/dev/null
 for name in after before; do cp "/tmp/real_$name/results.json" "$OUT/${name}_results.json" 2>/dev/null; done
 (cd /tmp && tar -czf "$OUT/logs.tar.gz" --exclude='*.pth' --exclude='*.jpg' --exclude='Datasets' \
   --exclude='raw' real_after real_before) 2>/dev/null
