@@ -7,7 +7,7 @@ Every step is the real `afm` command (synth, convert-visdrone, train, infer, eva
     python3 bench/bench_accuracy.py --full --device cuda:0 --train-images 400 --val-images 50 \\
         --size 1360x765 --epochs 12                          # R50 configs at VisDrone scale (GPU)
     .venv/bin/python bench/bench_accuracy.py --real --preset quick   # real VisDrone, ~15 min on 2 cores
-    .venv/bin/python bench/bench_accuracy.py --real --preset full    # real VisDrone, ~60 min on 2 cores
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --real --preset full --jobs 2  # ~45 min, 2 cores
 
 --full trains the R50 configs from scratch (no ImageNet or COCO weights: none can be
 downloaded on the GPU machine), so its absolute AP is low; the comparison is the point.
@@ -62,8 +62,8 @@ COLUMNS = [('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_small'), ('coco', 'AP_
 REAL = Path(os.environ.get('AFM_SHARED', ROOT.parent / 'shared')) / 'data' / 'visdrone-real' / 'VisDrone2019-DET-train'
 # Real-data presets: images taken from each part (evenly over its sorted files; None = all),
 # crop size, epochs, --cfg-options for both models. 'quick' takes about 15 minutes on a busy
-# 2-core box (one thread each), 'full' (all 257 / 67 images, about 2300 crops) about 60 on an
-# idle one. 'gpu' is what fits one 9-minute call on the lent GPU machine (130 train images:
+# 2-core box (one thread each), 'full' (all 257 / 67 images, 3,135 crops) about 45 with
+# --jobs 2. 'gpu' is sized for one 9-minute call on the lent GPU machine (130 train images:
 # the device call carries at most 64 MiB), data loaded by worker processes.
 PRESETS = dict(quick=dict(train_images=24, val_images=8, slice=512, epochs=2, options=[]),
                full=dict(train_images=None, val_images=None, slice=512, epochs=2, options=[]),

@@ -29,3 +29,27 @@ def test_real_split_is_80_20_by_sequence():
     train, val = bench.sequence_split(names)
     assert (len(train), len(val)) == (257, 67)
     assert not {n[:7] for n in train} & {n[:7] for n in val}
+
+
+def test_real_parts_come_from_the_label_files(tmp_path):
+    """The labels name the set: a copy that carries only the chosen images splits the same."""
+    names = [f'{seq:07d}_{i:05d}_d_0000001' for seq in range(10) for i in range(3)]
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'images').mkdir()
+    for name in names:
+        (tmp_path / 'annotations' / f'{name}.txt').write_text('')
+    parts = bench.real_parts(tmp_path, 4, None)
+    # train sequences 0-3 and 5-8 (24 names); every 6th of them; val: sequences 4 and 9
+    assert [n[:13] for n in parts['train']] == ['0000000_00000', '0000002_00000', '0000005_00000',
+                                                '0000007_00000']
+    assert sorted({n[:7] for n in parts['val']}) == ['0000004', '0000009'] and len(parts['val']) == 6
+    assert all(n.endswith('.jpg') for n in parts['train'] + parts['val'])
+
+
+def test_unknown_model_row_is_one_error_line(monkeypatch, capsys):
+    monkeypatch.setattr('sys.argv', ['bench_accuracy.py', '--models', 'TOOD', 'AFMNet+X'])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert '--models: unknown AFMNet+X (choose from TOOD, AFMNet, CFPN, CFPN+HD' in err
