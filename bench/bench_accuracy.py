@@ -145,7 +145,10 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     train_s = run_step(['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
                         *(arg for option in options for arg in ('--cfg-options', option))])
     slices = ['--slice', str(args.slice), '--overlap', '0.25'] if args.real else ['--no-slices']
-    run_step(['infer', str(ROOT / config), str(last_checkpoint(work_dir)), str(ann), '--out', str(infer_dir),
+    # The config as trained: the one the Runner wrote into the work dir, --cfg-options applied
+    # (an ablation row's branches set to None must match its checkpoint).
+    trained_config = work_dir / Path(config).name
+    run_step(['infer', str(trained_config), str(last_checkpoint(work_dir)), str(ann), '--out', str(infer_dir),
               *slices, '--device', args.device, '--overwrite'])  # a rerun retrains: a new checkpoint
     modes = dict(full=infer_dir / 'sources' / 'full.json', sliced=infer_dir / 'predictions.json') \
         if args.real else dict(full=infer_dir / 'predictions.json')
