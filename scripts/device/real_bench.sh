@@ -53,8 +53,10 @@ fi
 [ -d .realdata ] && [ -d .before ] || { echo "no .realdata/ or .before/: run with --prepare here first" >&2; exit 2; }
 rm -rf /tmp/site
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2
-# One BLAS/OpenMP thread pair per process: seven trainings share the machine's cores.
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${AFM_SHARED:-$PWD/.realdata} OMP_NUM_THREADS=2
+# One BLAS/OpenMP thread per process: the trainings share the container's cores.
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${AFM_SHARED:-$PWD/.realdata} OMP_NUM_THREADS=1
+# Fail at once, not at the time limit, where afm cannot start with the machine's packages.
+"$PY" -m afmcli --version || exit 2
 { nvidia-smi -L; nproc; date -u; } > "$OUT/machine.txt" 2>&1
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_use.csv" 2>/dev/null &
 monitor=$!
