@@ -54,7 +54,7 @@ def evaluate(
     from rich.console import Console
 
     from afmcli.errors import AfmError, warn
-    from afmcli.evaluation.loaders import load_images
+    from afmcli.evaluation.loaders import image_rows, load_ground_truth, load_predictions
     from afmcli.evaluation.visdrone import evaluate_visdrone
     from afmcli.io import check_output_file, check_replaceable, write_json
     from afmcli.progress import console as err_console
@@ -69,12 +69,14 @@ def evaluate(
                            (report_dir, "--report")):
         if folder is not None:
             check_replaceable(folder, option)
-    rows, warnings = load_images(gt, pred, images)
+    truth = load_ground_truth(gt, images)
+    dets, warnings = load_predictions(pred, truth)
+    rows = image_rows(truth, dets)
     for message in warnings:
         warn(message)
     if report_dir is not None:
         view = "both"  # the report shows both views
-    files = _image_files(gt, images, rows, draw_errors, report_dir)
+    files = _image_files(truth, gt, images, draw_errors, report_dir)
     report: dict = {}
     per_class: dict = {}
     visdrone = None
@@ -144,14 +146,14 @@ def _tables(report: dict, per_class: dict, num_images: int) -> list:
     return tables
 
 
-def _image_files(gt: Path, images: Optional[Path], rows: list, draw_errors: Optional[Path],
+def _image_files(truth, gt: Path, images: Optional[Path], draw_errors: Optional[Path],
                  report_dir: Optional[Path]) -> dict:
     """The image file of each image, checked before any work, when something is to be drawn."""
     from afmcli.evaluation.loaders import image_files
 
     if draw_errors is None and report_dir is None:
         return {}
-    return image_files(gt, images, [r.name for r in rows])
+    return image_files(truth, gt, images)
 
 
 def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Optional[Path],

@@ -174,25 +174,29 @@ def load_images(gt_path: Path, pred_path: Path, images_dir: Path | None = None
     """Everything the evaluation needs, and warnings about the predictions."""
     gt = load_ground_truth(gt_path, images_dir)
     dets, warnings = load_predictions(pred_path, gt)
-    images = [ImageRows(n, h, w, r, d) for n, h, w, r, d in zip(gt.names, gt.heights, gt.widths, gt.rows, dets)]
-    return images, warnings
+    return image_rows(gt, dets), warnings
 
 
-def image_files(gt_path: Path, images_dir: Path | None, names: list[str]) -> dict[str, Path]:
+def image_rows(gt: GroundTruth, dets: list[np.ndarray]) -> list[ImageRows]:
+    """Each ground-truth image with its detection rows (in gt order)."""
+    return [ImageRows(n, h, w, r, d) for n, h, w, r, d in zip(gt.names, gt.heights, gt.widths, gt.rows, dets)]
+
+
+def image_files(gt: GroundTruth, gt_path: Path, images_dir: Path | None) -> dict[str, Path]:
     """The image file of each evaluated image (by name, the image key), for drawing: in
-    ``images_dir`` for a txt --gt; for our COCO json, its ``file_name`` under
-    ``images_dir`` or the split's images folder (Datasets/images/<split>/)."""
+    ``images_dir`` for a txt --gt; for our COCO json (its records already loaded in ``gt``),
+    its ``file_name`` under ``images_dir`` or the split's images folder
+    (Datasets/images/<split>/)."""
     from afmcli.inference.sources import json_images_dir
 
-    if gt_path.is_dir():
+    if gt.coco_images is None:
         if images_dir is None:
             raise AfmError(f"{gt_path}: a VisDrone annotations folder needs --images to draw the images")
         files = {image_key(p.name): p for p in list_images(images_dir)}
     else:
         root = images_dir or json_images_dir(gt_path)
-        coco = load_coco_gt(gt_path, need_sizes=False, need_annotations=False)
-        files = {image_key(img["file_name"]): root / img["file_name"] for img in coco["images"]}
-    for name in names:
+        files = {image_key(img["file_name"]): root / img["file_name"] for img in gt.coco_images}
+    for name in gt.names:
         if name not in files or not files[name].is_file():
             raise AfmError(f"{files.get(name, images_dir)}: no image file for {name} (pass --images DIR)")
-    return {name: files[name] for name in names}
+    return {name: files[name] for name in gt.names}
