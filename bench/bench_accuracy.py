@@ -22,10 +22,10 @@ inference (tiles plus the full image, fused: `afm infer`'s default).
 --models picks the rows: TOOD and AFMNet by default; with the tiny configs also the per-branch
 ablation of configs/AFM/ablation/ (CFPN, CFPN+HD, CFPN+HD+FPD, CFPN+HD+FPD+AFFM: AFMNet's
 config with branches set to None). --jobs trains them side by side (one process each, its log
-in WORK/NAME/log.txt): on a GPU machine, where one tiny model leaves the card mostly idle.
+in WORK/NAME/log.txt), one per core: a tiny model keeps one core busy and leaves a GPU mostly idle.
 
-    python3 bench/bench_accuracy.py --real --preset gpu --device cuda:0 --jobs 6 \
-        --models TOOD AFMNet CFPN CFPN+HD CFPN+HD+FPD CFPN+HD+FPD+AFFM   # scripts/device/real_bench.sh
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --real --preset full --jobs 2 \
+        --models CFPN CFPN+HD+FPD+AFFM       # two ablation rows on 2 cores (docs/architecture.md)
 """
 
 from __future__ import annotations
