@@ -26,6 +26,15 @@ in WORK/NAME/log.txt), one per core: a tiny model keeps one core busy and leaves
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --real --preset full --jobs 2 \
         --models CFPN CFPN+HD+FPD+AFFM       # two ablation rows on 2 cores (docs/architecture.md)
+
+--staged is the paper's own setting (AFMNet starts from a trained TOOD): stage 1 trains TOOD
+alone for --stage1-epochs; stage 2 trains every --models row from that checkpoint (load_from;
+AFMNet's HD head starts from the main head's weights, hd_init_from_main) for --epochs, side by
+side, so "TOOD" in stage 2 is TOOD trained on for the same schedule. Stage 1 is kept in
+WORK/stage1 and reused by later runs with the same data and stage-1 epochs (--stages 2); AFMNet
+rows are also scored with each head alone (model.test_heads main / hd).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --real --preset full --staged --jobs 2
 """
 
 from __future__ import annotations
@@ -65,10 +74,12 @@ REAL = Path(os.environ.get('AFM_SHARED', ROOT.parent / 'shared')) / 'data' / 'vi
 # 2-core box (one thread each), 'full' (all 257 / 67 images, 3,135 crops) about 45 with
 # --jobs 2. 'gpu' is sized for one 9-minute call on the lent GPU machine (130 train images:
 # the device call carries at most 64 MiB), data loaded by worker processes.
-PRESETS = dict(quick=dict(train_images=24, val_images=8, slice=512, epochs=2, options=[]),
-               full=dict(train_images=None, val_images=None, slice=512, epochs=2, options=[]),
-               gpu=dict(train_images=130, val_images=None, slice=512, epochs=4,
+# stage1_epochs: --staged's TOOD pre-training.
+PRESETS = dict(quick=dict(train_images=24, val_images=8, slice=512, epochs=2, stage1_epochs=2, options=[]),
+               full=dict(train_images=None, val_images=None, slice=512, epochs=2, stage1_epochs=8, options=[]),
+               gpu=dict(train_images=130, val_images=None, slice=512, epochs=4, stage1_epochs=12,
                         options=['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']))
+STAGE1 = 'stage1'  # WORK/stage1: the TOOD that --staged starts from
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -129,45 +140,83 @@ def make_real_split(src: Path, out: Path, train_images: int | None, val_images: 
 
 
 def train_and_evaluate(name: str, config: str, model_options: list[str], data: Path, work: Path,
-                       args) -> dict:
-    """Train, infer on the val images, evaluate; returns {view: metrics} per inference mode."""
+                       args, load_from: Path | None = None, epochs: int | None = None) -> dict:
+    """Train (from `load_from` when given), infer on the val images, evaluate; returns
+    {mode: metrics} per inference mode, and for AFMNet rows of --staged each head alone."""
     ann = data / 'labels' / 'annotations' / 'val_labels.json'
     options = list(model_options) + list(args.options)
-    if args.epochs is not None:
-        options += [f'train_cfg.max_epochs={args.epochs}', f'param_scheduler.1.end={args.epochs}']
+    epochs = epochs or args.epochs
+    if epochs is not None:
+        options += [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}']
     if args.full:
         options += ['load_from=None', 'model.backbone.init_cfg=None']
+    if load_from is not None:
+        options += [f'load_from={load_from}']
+        if 'afmnet' in config.lower():
+            options += ['model.hd_init_from_main=True']
     if args.real:  # the crops, and no validation during training (the bench evaluates after)
         options += ['train_dataloader.dataset.ann_file=labels/annotations/train_sliced_labels.json',
                     'train_dataloader.dataset.data_prefix.img=images/train_sliced/',
                     'train_cfg.val_interval=1000']
-    work_dir, infer_dir = work / name / 'work_dir', work / name / 'infer'
+    work_dir = work / name / 'work_dir'
     train_s = run_step(['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
                         *(arg for option in options for arg in ('--cfg-options', option))])
-    slices = ['--slice', str(args.slice), '--overlap', '0.25'] if args.real else ['--no-slices']
     # The config as trained: the one the Runner wrote into the work dir, --cfg-options applied
     # (an ablation row's branches set to None must match its checkpoint).
     trained_config = work_dir / Path(config).name
-    run_step(['infer', str(trained_config), str(last_checkpoint(work_dir)), str(ann), '--out', str(infer_dir),
+    out = dict(config=config, options=options, train_s=train_s, checkpoint=str(last_checkpoint(work_dir)))
+    out.update(infer_and_evaluate(trained_config, Path(out['checkpoint']), ann, work / name, args))
+    if args.staged and 'afmnet' in config.lower():
+        for heads in ('main', 'hd'):
+            alone = work / name / f'config_{heads}.py'
+            alone.write_text(f"_base_ = ['{trained_config.name}']\nmodel = dict(test_heads='{heads}')\n")
+            out[f'heads_{heads}'] = infer_and_evaluate(alone, Path(out['checkpoint']), ann,
+                                                       work / name / f'heads_{heads}', args)
+    return out
+
+
+def infer_and_evaluate(config: Path, checkpoint: Path, ann: Path, work: Path, args) -> dict:
+    """{mode: metrics}: full-image inference alone, and (--real) sliced inference."""
+    infer_dir = work / 'infer'
+    slices = ['--slice', str(args.slice), '--overlap', '0.25'] if args.real else ['--no-slices']
+    run_step(['infer', str(config), str(checkpoint), str(ann), '--out', str(infer_dir),
               *slices, '--device', args.device, '--overwrite'])  # a rerun retrains: a new checkpoint
     modes = dict(full=infer_dir / 'sources' / 'full.json', sliced=infer_dir / 'predictions.json') \
         if args.real else dict(full=infer_dir / 'predictions.json')
-    out = dict(config=config, options=options, train_s=train_s)
+    out = {}
     for mode, pred in modes.items():
-        metrics_json = work / name / f'metrics_{mode}.json'
+        metrics_json = work / f'metrics_{mode}.json'
         run_step(['evaluate', '--gt', str(ann), '--pred', str(pred), '--json', str(metrics_json)])
         out[mode] = read_json(metrics_json)
     return out
 
 
+def stage1(data: Path, about: dict, args) -> dict:
+    """--staged's starting point: TOOD trained alone for --stage1-epochs, reused from WORK/stage1
+    when an earlier run trained it on the same data for as many epochs."""
+    done = args.work / STAGE1 / 'result.json'
+    key = dict(data=about, epochs=args.stage1_epochs, options=list(args.options))
+    if done.is_file() and read_json(done).get('key') == key:
+        print(f'stage 1: reusing {done}')
+        return read_json(done)
+    if 1 not in args.stages:
+        raise SystemExit(f'bench_accuracy: --stages 2 needs stage 1 in {args.work / STAGE1} '
+                         f'(trained on the same data for {args.stage1_epochs} epochs); run stage 1 first')
+    result = train_and_evaluate(STAGE1, TINY['TOOD'][0] if not args.full else FULL['TOOD'][0], [], data,
+                                args.work, args, epochs=args.stage1_epochs)
+    result['key'] = key
+    write_json(done, result)
+    return result
+
+
 def train_and_evaluate_logged(name: str, config: str, model_options: list[str], data: Path, work: Path,
-                              args) -> dict:
+                              args, load_from: Path | None = None) -> dict:
     """train_and_evaluate in a worker process of --jobs, its output in WORK/NAME/log.txt and
     its result in WORK/NAME/result.json (kept when another job fails or the run is cut off)."""
     (work / name).mkdir(parents=True, exist_ok=True)
     with open(work / name / 'log.txt', 'w') as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        result = train_and_evaluate(name, config, model_options, data, work, args)
+        result = train_and_evaluate(name, config, model_options, data, work, args, load_from)
     write_json(work / name / 'result.json', result)
     return result
 
@@ -188,6 +237,11 @@ def main() -> None:
     parser.add_argument('--models', nargs='+', default=['TOOD', 'AFMNet'], metavar='NAME',
                         help=f'rows to train, in order (tiny: {", ".join(TINY)})')
     parser.add_argument('--jobs', type=int, default=1, help='models trained side by side (processes)')
+    parser.add_argument('--staged', action='store_true',
+                        help='stage 1: TOOD alone; stage 2: every row from its checkpoint (the paper\'s setting)')
+    parser.add_argument('--stage1-epochs', type=int, help="--staged's TOOD pre-training (default: the preset's)")
+    parser.add_argument('--stages', type=int, nargs='+', choices=(1, 2), default=[1, 2],
+                        help='--staged: run only these stages (2 reuses stage 1 from --work)')
     args = parser.parse_args()
     configs = FULL if args.full else TINY
     unknown = [name for name in args.models if name not in configs]
@@ -199,6 +253,7 @@ def main() -> None:
         preset = PRESETS[args.preset]
         args.epochs = args.epochs or preset['epochs']
         args.slice, args.options = preset['slice'], preset['options']
+        args.stage1_epochs = args.stage1_epochs or preset['stage1_epochs']
         data, about = make_real_split(REAL, args.work, args.train_images or preset['train_images'],
                                       args.val_images or preset['val_images'], args.slice)
         title = (f"Equal budget, real VisDrone ({args.preset}): {about['train_images']} train images "
@@ -211,14 +266,30 @@ def main() -> None:
         about = {}
         title = (f"Equal budget: {args.train_images} train / {args.val_images} val synthetic images, "
                  f"{args.size}, epochs {args.epochs or 'per config'}")
+        args.stage1_epochs = args.stage1_epochs or 12
+    start = None
+    if args.staged:
+        start = stage1(data, about, args)
+        title += f" (stage 2, from TOOD trained {args.stage1_epochs} epochs)"
+        if 2 not in args.stages:
+            print(json.dumps({f'{STAGE1}/{mode}': start[mode] for mode in ('full', 'sliced') if mode in start}))
+            return
+    load_from = Path(start['checkpoint']) if start else None
     if args.jobs > 1:  # spawn: CUDA cannot be used in a forked child
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
-            futures = {name: pool.submit(train_and_evaluate_logged, name, *configs[name], data, args.work, args)
-                       for name in args.models}
+            futures = {name: pool.submit(train_and_evaluate_logged, name, *configs[name], data, args.work, args,
+                                         load_from) for name in args.models}
             results = {name: future.result() for name, future in futures.items()}
     else:
-        results = {name: train_and_evaluate(name, *configs[name], data, args.work, args) for name in args.models}
+        results = {name: train_and_evaluate(name, *configs[name], data, args.work, args, load_from)
+                   for name in args.models}
     modes = ('full', 'sliced') if args.real else ('full',)
+    rows = dict(results)
+    if start:  # the starting point, and each head of AFMNet alone
+        rows = {'TOOD stage 1': start, **results}
+        for name, r in results.items():
+            rows.update({f'{name} {heads} head': r[f'heads_{heads}'] | dict(train_s=r['train_s'])
+                         for heads in ('main', 'hd') if f'heads_{heads}' in r})
 
     from rich.console import Console
     from rich.table import Table
@@ -228,17 +299,17 @@ def main() -> None:
         table.add_column(col, justify='right')
     tood, afm = results.get('TOOD'), results.get('AFMNet')
     for mode in modes:
-        for name, r in results.items():
+        for name, r in rows.items():
             table.add_row(name, mode, f"{r['train_s']:.0f}", *(fmt(r[mode][v][k], '.2f') for v, k in COLUMNS))
         if tood and afm:
             table.add_row('AFMNet vs TOOD', mode, f"{afm['train_s'] / tood['train_s']:.2f}x",
                           *(fmt(difference(afm[mode][v][k], tood[mode][v][k]), '+.2f') for v, k in COLUMNS))
     Console(width=160).print(table)
     write_json(args.work / 'results.json', dict(settings=vars(args) | dict(work=str(args.work)), data=about,
-                                                results=results))
+                                                results=results, stage1=start))
     print(json.dumps({f'{name}/{mode}': {f'{v}/{k}': None if r[mode][v][k] is None else round(r[mode][v][k], 2)
                                          for v, k in COLUMNS}
-                      for mode in modes for name, r in results.items()}))
+                      for mode in modes for name, r in rows.items()}))
 
 
 if __name__ == '__main__':
