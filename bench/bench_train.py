@@ -10,6 +10,15 @@ the CPU-time ratio (the process's own CPU seconds): wall time moves with the oth
     .venv/bin/python bench/bench_train.py --device cuda --size 1333x800 --batch 4 --amp
     .venv/bin/python bench/bench_train.py --size 1333x800 --batch 1 --iters 1 --warmup 1 --profile
                                                                 # + torch.profiler's top ops per model
+    .venv/bin/python bench/bench_train.py --count-ops --size 1333x800 --batch 4 --only tood afmnet
+
+--count-ops counts, for one training iteration (forward and backward, after one warm-up), the
+operators dispatched (each one a kernel launch or at least a dispatcher round trip on a GPU) and
+the host syncs among them: the calls whose result the host must read, which on a GPU wait for
+the device (item/bool/int of a tensor, nonzero, boolean-mask indexing, unique, masked_select,
+repeat_interleave without output_size, tolist/numpy). A CPU proxy for the launch overhead that
+dominates AFMNet's extra cost on a GPU. mmcv's compiled ops are called outside the dispatcher
+and are not counted (both models run TOOD's deformable sampling).
 """
 
 from __future__ import annotations
@@ -53,6 +62,70 @@ def make_batch(n: int, w: int, h: int, device: str, seed: int = 0):
                                       labels=torch.randint(0, 10, (60,), generator=gen))
         samples.append(s.to(device))
     return torch.randn(n, 3, h, w, generator=gen).to(device), samples
+
+
+SYNC_OPS = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select', 'aten._unique', 'aten.unique',
+            'aten.repeat_interleave.Tensor')
+SYNC_METHODS = ('tolist', 'numpy', '__array__')
+
+
+def is_sync(func, args, kwargs) -> bool:
+    """Whether a dispatched operator makes the host wait for the device's result."""
+    name = str(func)
+    if name.startswith(SYNC_OPS):
+        return not (name.startswith('aten.repeat_interleave') and (kwargs or {}).get('output_size') is not None)
+    if name.startswith(('aten.index.', 'aten.index_put', 'aten._index_put_impl')):  # a boolean mask: nonzero inside
+        import torch
+        indices = args[1] if len(args) > 1 else ()
+        return any(torch.is_tensor(i) and i.dtype == torch.bool for i in indices or ())
+    return False
+
+
+def op_counter():
+    """A context manager counting dispatched operators and host syncs (see --count-ops);
+    its value has `ops`, `views` (metadata-only operators, no kernel), `syncs` and
+    `sync_names` (Counter)."""
+    import collections
+
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counts(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = self.views = self.syncs = 0
+            self.sync_names = collections.Counter()
+            self.methods = _HostReads(self)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += 1
+            self.views += bool(getattr(func, 'is_view', False))
+            if is_sync(func, args, kwargs):
+                self.syncs += 1
+                self.sync_names[str(func)] += 1
+            return func(*args, **(kwargs or {}))
+
+        def __enter__(self):
+            self.methods.__enter__()
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            super().__exit__(*exc)
+            return self.methods.__exit__(*exc)
+
+    class _HostReads(TorchFunctionMode):  # tolist/numpy do not reach the dispatcher
+        def __init__(self, counts):
+            super().__init__()
+            self.counts = counts
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, '__name__', '')
+            if name in SYNC_METHODS:
+                self.counts.syncs += 1
+                self.counts.sync_names[f'Tensor.{name}'] += 1
+            return func(*args, **(kwargs or {}))
+
+    return Counts()
 
 
 def worker(args) -> dict:
@@ -127,6 +200,12 @@ def worker(args) -> dict:
         peak = torch.cuda.max_memory_allocated()
     else:  # ru_maxrss is the process's lifetime peak, in KiB
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
+    if args.count_ops:  # one more step, counted
+        with op_counter() as counts:
+            step()
+        model.zero_grad(set_to_none=True)
+        extra.update(ops=counts.ops, kernel_ops=counts.ops - counts.views, syncs=counts.syncs,
+                     sync_names=dict(counts.sync_names.most_common(12)))
     if args.profile:  # one more step, profiled; the table goes to stderr (stdout is the JSON line)
         from torch.profiler import profile
         with profile() as prof:
@@ -142,6 +221,7 @@ def run(kind: str, args) -> dict:
            '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
            '--threads', str(args.threads)]
     cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny + ['--profile'] * args.profile
+    cmd += ['--count-ops'] * args.count_ops
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.profile else subprocess.PIPE,
                          text=True, cwd=ROOT)
     if out.returncode:  # one failed measurement must not hide the others, nor its cause
@@ -163,6 +243,8 @@ def main() -> None:
                         help='CPU threads per measurement (1: stable timings on a shared box)')
     parser.add_argument('--profile', action='store_true',
                         help="also print torch.profiler's top operators of each measurement (stderr)")
+    parser.add_argument('--count-ops', action='store_true',
+                        help='also count operators and host syncs of one iteration (see above)')
     parser.add_argument('--only', nargs='+', choices=KINDS, default=KINDS, help='measure these only')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,6 +273,21 @@ def main() -> None:
                       ratio_t, ratio_c, ratio_m)
     console = Console()
     console.print(table)
+    if args.count_ops:
+        counted = Table(title='operators and host syncs per training iteration (dispatched, forward + backward)')
+        for col in ('what', 'operators', 'kernel operators', 'host syncs', 'operators ratio', 'syncs ratio',
+                    'most frequent syncs'):
+            counted.add_column(col, justify='right' if col not in ('what', 'most frequent syncs') else 'left')
+        for label, kind, ref in rows:
+            r = res[kind]
+            if 'ops' not in r:
+                continue
+            base = res[ref] if ref and 'ops' in res[ref] else None
+            counted.add_row(label, str(r['ops']), str(r['kernel_ops']), str(r['syncs']),
+                            f"{r['ops'] / base['ops']:.2f}x" if base else '',
+                            f"{r['syncs'] / max(base['syncs'], 1):.2f}x" if base else '',
+                            ', '.join(f'{k} {v}' for k, v in list(r['sync_names'].items())[:4]))
+        console.print(counted)
     console.print(f"HD head cells on windows / dense: {res['hd_windows']['cells'] / res['hd_dense']['cells']:.3f}")
 
 
