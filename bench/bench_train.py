@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's afmcli, also in another worktree (before/after runs)
 FULL = dict(tood='configs/AFM/tood_r50_visdrone.py', afmnet='configs/AFM/AFMNet-tood_r50_k13.py')
 TINY = dict(tood='configs/AFM/tood_tiny_synth.py', afmnet='configs/AFM/afmnet_tiny_synth.py')
 
