@@ -16,9 +16,11 @@ the CPU-time ratio (the process's own CPU seconds): wall time moves with the oth
 operators dispatched (each one a kernel launch or at least a dispatcher round trip on a GPU) and
 the host syncs among them: the calls whose result the host must read, which on a GPU wait for
 the device (item/bool/int of a tensor, nonzero, boolean-mask indexing, unique, masked_select,
-repeat_interleave without output_size, tolist/numpy). A CPU proxy for the launch overhead that
+repeat_interleave without output_size, tolist/numpy), and the tensors made from host values
+(torch.tensor, new_tensor: on a GPU a host-to-device copy, which also waits). A CPU proxy for the launch overhead that
 dominates AFMNet's extra cost on a GPU. mmcv's compiled ops are called outside the dispatcher
-and are not counted (both models run TOOD's deformable sampling).
+and are not counted (both models run TOOD's deformable sampling); the CPU CARAFE (pure
+PyTorch, one source row at a time) counts as one operator each way, as mmcv's CUDA kernel.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ def rss_bytes() -> int:
 
 
 def make_batch(n: int, w: int, h: int, device: str, seed: int = 0):
-    """Normalised random images with VisDrone-like labels: 60 mostly small boxes each."""
+    """Normalised random images with VisDrone-like labels: 60 mostly small boxes each, and the
+    small/large masks the training pipeline packs (RenderObjectMasks), drawn on the host."""
     import torch
     from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
+    from mmengine.structures import InstanceData, PixelData
+
+    from afmcli.data.masks import render_object_masks_torch
 
     gen = torch.Generator().manual_seed(seed)
     samples = []
@@ -59,8 +64,11 @@ def make_batch(n: int, w: int, h: int, device: str, seed: int = 0):
                                         pad_shape=(h, w), batch_input_shape=(h, w)))
         xy = torch.rand(60, 2, generator=gen) * torch.tensor([w - 80.0, h - 80.0])
         wh = 4 + torch.rand(60, 2, generator=gen) ** 2 * 70
-        s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
-                                      labels=torch.randint(0, 10, (60,), generator=gen))
+        boxes = torch.cat([xy, xy + wh], 1)
+        s.gt_instances = InstanceData(bboxes=boxes, labels=torch.randint(0, 10, (60,), generator=gen))
+        areas = wh.prod(1)
+        s.gt_mask_s = PixelData(data=render_object_masks_torch(boxes, areas, (-(-h // 8), -(-w // 8)), 8)[0][None])
+        s.gt_mask_l = PixelData(data=render_object_masks_torch(boxes, areas, (-(-h // 16), -(-w // 16)), 16)[1][None])
         samples.append(s.to(device))
     return torch.randn(n, 3, h, w, generator=gen).to(device), samples
 
@@ -84,8 +92,8 @@ def is_sync(func, args, kwargs) -> bool:
 
 def op_counter():
     """A context manager counting dispatched operators and host syncs (see --count-ops);
-    its value has `ops`, `views` (metadata-only operators, no kernel), `syncs` and
-    `sync_names` (Counter)."""
+    its value has `ops`, `views` (metadata-only operators, no kernel), `syncs`, `sync_names`
+    (Counter) and `from_host` (tensors made from host values)."""
     import collections
 
     from torch.overrides import TorchFunctionMode
@@ -94,13 +102,16 @@ def op_counter():
     class Counts(TorchDispatchMode):
         def __init__(self):
             super().__init__()
-            self.ops = self.views = self.syncs = 0
+            self.ops = self.views = self.syncs = self.from_host = self.opaque = 0
             self.sync_names = collections.Counter()
             self.methods = _HostReads(self)
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if self.opaque:
+                return func(*args, **(kwargs or {}))
             self.ops += 1
             self.views += bool(getattr(func, 'is_view', False))
+            self.from_host += str(func).startswith('aten.lift_fresh')
             if is_sync(func, args, kwargs):
                 self.syncs += 1
                 self.sync_names[str(func)] += 1
@@ -108,10 +119,12 @@ def op_counter():
 
         def __enter__(self):
             self.methods.__enter__()
+            self.restore = _one_op_carafe(self)
             return super().__enter__()
 
         def __exit__(self, *exc):
             super().__exit__(*exc)
+            self.restore()
             return self.methods.__exit__(*exc)
 
     class _HostReads(TorchFunctionMode):  # tolist/numpy do not reach the dispatcher
@@ -127,6 +140,30 @@ def op_counter():
             return func(*args, **(kwargs or {}))
 
     return Counts()
+
+
+def _one_op_carafe(counts):
+    """Count the CPU CARAFE's forward and backward as one operator each (mmcv's CUDA kernel
+    is one launch); returns the undo."""
+    from afmcli.models.carafe import _CarafeTorch
+
+    original = _CarafeTorch.forward, _CarafeTorch.backward
+
+    def opaque(fn):
+        def run(*args):
+            counts.ops += 1
+            counts.opaque += 1
+            try:
+                return fn(*args)
+            finally:
+                counts.opaque -= 1
+        return staticmethod(run)
+
+    _CarafeTorch.forward, _CarafeTorch.backward = opaque(original[0]), opaque(original[1])
+
+    def restore():
+        _CarafeTorch.forward, _CarafeTorch.backward = staticmethod(original[0]), staticmethod(original[1])
+    return restore
 
 
 def worker(args) -> dict:
@@ -172,8 +209,7 @@ def worker(args) -> dict:
         feat = torch.randn(*shape, device=args.device)
 
         def step():
-            # AFMNet's own call: windows in chunks (mmcv's deform_conv2d batch limit)
-            cls_scores, bbox_preds = model._hd_forward(feat)
+            cls_scores, bbox_preds = model.hd_head((feat,))  # all crops in one call, as AFMNet
             (cls_scores[0].sum() + bbox_preds[0].sum()).backward()
         extra = dict(cells=shape[0] * shape[2] * shape[3] / args.batch)
 
@@ -206,6 +242,7 @@ def worker(args) -> dict:
             step()
         model.zero_grad(set_to_none=True)
         extra.update(ops=counts.ops, kernel_ops=counts.ops - counts.views, syncs=counts.syncs,
+                     from_host=counts.from_host,
                      sync_names=dict(counts.sync_names.most_common(12)))
     if args.profile:  # one more step, profiled; the table goes to stderr (stdout is the JSON line)
         from torch.profiler import profile
@@ -276,15 +313,15 @@ def main() -> None:
     console.print(table)
     if args.count_ops:
         counted = Table(title='operators and host syncs per training iteration (dispatched, forward + backward)')
-        for col in ('what', 'operators', 'kernel operators', 'host syncs', 'operators ratio', 'syncs ratio',
-                    'most frequent syncs'):
+        for col in ('what', 'operators', 'kernel operators', 'host syncs', 'tensors from host', 'operators ratio',
+                    'syncs ratio', 'most frequent syncs'):
             counted.add_column(col, justify='right' if col not in ('what', 'most frequent syncs') else 'left')
         for label, kind, ref in rows:
             r = res[kind]
             if 'ops' not in r:
                 continue
             base = res[ref] if ref and 'ops' in res[ref] else None
-            counted.add_row(label, str(r['ops']), str(r['kernel_ops']), str(r['syncs']),
+            counted.add_row(label, str(r['ops']), str(r['kernel_ops']), str(r['syncs']), str(r['from_host']),
                             f"{r['ops'] / base['ops']:.2f}x" if base else '',
                             f"{r['syncs'] / max(base['syncs'], 1):.2f}x" if base else '',
                             ', '.join(f'{k} {v}' for k, v in list(r['sync_names'].items())[:4]))

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from afmcli.data.masks import (draw_ellipses, render_object_masks, render_object_masks_torch,
+from afmcli.data.masks import (cell_offset, draw_ellipses, render_object_masks, render_object_masks_torch,
                                sample_cell_centres, shape_radius)
 from afmcli.errors import AfmError
 
 
 def _brute_force(boxes, shape, stride, radius):
-    """Every cell tested on its own: centre inside the scaled inscribed ellipse."""
+    """Every cell tested on its own: its point inside the scaled inscribed ellipse."""
     mask = np.zeros(shape, np.uint8)
+    off = 0.5 if stride == 1 else 0.0  # written out, not cell_offset: the rule under test
     for i in range(shape[0]):
         for j in range(shape[1]):
-            x, y = (j + 0.5) * stride, (i + 0.5) * stride
+            x, y = (j + off) * stride, (i + off) * stride
             for x1, y1, x2, y2 in boxes:
                 a, b = radius * (x2 - x1) / 2, radius * (y2 - y1) / 2
                 if a > 0 and b > 0 and ((x - (x1 + x2) / 2) / a) ** 2 + ((y - (y1 + y2) / 2) / b) ** 2 <= 1:
@@ -35,13 +36,16 @@ def test_oval_hand_case_stride_1():
     assert mask_l.sum() == 0 and mask_s.dtype == np.uint8
 
 
-def test_stride_8_uses_cell_centres():
-    """Stride 8, cell centres at 4, 12, 20. Box 10..14 (centre 12, semi-axis 2) holds only the
-    centre of cell (1, 1). Box 0..16 holds the centres 4 and 12 (offset 4 of 8: 0.25 + 0.25)."""
-    mask_s, _ = render_object_masks([[10, 10, 14, 14]], [16], (3, 3), stride=8)
+def test_stride_8_reads_cells_where_the_priors_sit():
+    """Stride 8: cell j is read at 8j (0, 8, 16), mmdet's prior points; stride 1 at pixel
+    centres. Box 6..10 (centre 8, semi-axis 2) holds only the point of cell (1, 1); at cell
+    centres (4, 12) it would hold none. Box 0..16 (centre 8, semi-axis 8) holds the points at
+    distance 0 and 8 along one axis: a plus of five cells."""
+    assert (cell_offset(8), cell_offset(1)) == (0.0, 0.5)
+    mask_s, _ = render_object_masks([[6, 6, 10, 10]], [16], (3, 3), stride=8, keep_centre=False)
     assert np.argwhere(mask_s).tolist() == [[1, 1]]
     mask_s, _ = render_object_masks([[0, 0, 16, 16]], [256], (3, 3), stride=8)
-    assert np.argwhere(mask_s).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert np.argwhere(mask_s).tolist() == [[0, 1], [1, 0], [1, 1], [1, 2], [2, 1]]
 
 
 def test_tiny_box_keeps_its_centre_cell():
@@ -101,22 +105,24 @@ def test_torch_wrapper_matches_numpy():
     np.testing.assert_array_equal(tl.numpy(), nl)
 
 
-def test_sample_cell_centres_votes_around_the_centre_point():
-    """img 20x30, stride 8 -> 3x4 cells. Cell (0, 0) is read at (4, 4), the corner of pixels
-    (3..4, 3..4): 3 of 4 on -> on, 2 of 4 -> off. Cell (2, 3) at (28, 20): rows 19..20 clip to
-    19, so pixels (19, 27) and (19, 28) each count twice."""
+def test_sample_cell_centres_votes_around_the_cell_point():
+    """img 20x30, stride 8 -> 3x4 cells. Cell (1, 1) is read at (8, 8), the corner of pixels
+    (7..8, 7..8): 3 of 4 on -> on; cell (2, 3) at (24, 16): 2 of 4 -> off. Cell (0, 0) at
+    (0, 0): pixels -1 clip to 0, so pixel (0, 0) alone decides."""
     full = np.zeros((20, 30), np.uint8)
-    full[3, 3] = full[3, 4] = full[4, 3] = 1
-    full[11, 11] = full[12, 12] = 1  # cell (1, 1): 2 of 4
-    full[19, 28] = 1  # cell (2, 3): counts twice -> 2 of 4
+    full[7, 7] = full[7, 8] = full[8, 7] = 1
+    full[15, 23] = full[16, 24] = 1
+    full[0, 0] = 1
     out = sample_cell_centres(full, (20, 30), 8)
     assert out.shape == (3, 4)
-    assert np.argwhere(out).tolist() == [[0, 0]]
-    full[19, 27] = 1
+    assert np.argwhere(out).tolist() == [[0, 0], [1, 1]]
+    full[15, 24] = 1
     assert sample_cell_centres(full, (20, 30), 8)[2, 3] == 1
     odd = np.zeros((9, 9), np.uint8)
-    odd[1, 4] = 1  # stride 3: cell (0, 1) is read at pixel (1, 4) alone
+    odd[0, 2] = odd[0, 3] = 1  # stride 3: cell (0, 1) is read at (3, 0): pixels (0, 2..3), each twice
     assert np.argwhere(sample_cell_centres(odd, (9, 9), 3)).tolist() == [[0, 1]]
+    ones = np.eye(5, dtype=np.uint8)  # stride 1: the pixel itself
+    np.testing.assert_array_equal(sample_cell_centres(ones, (5, 5), 1), ones)
 
 
 # --- mmdet transforms ---------------------------------------------------------------------------

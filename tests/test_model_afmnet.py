@@ -12,7 +12,8 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData, PixelData
 
 import afmcli.models  # noqa: F401  (registers the modules)
-from afmcli.models.afmnet import hd_state_from_main, merge_detections
+from afmcli.models.afmnet import hd_state_from_main, merge_by_role, merge_detections
+from afmcli.models.windows import Windows
 
 register_all_modules()
 TINY = 'configs/AFM/afmnet_tiny_synth.py'
@@ -51,6 +52,10 @@ def make_batch(h=256, w=192, n=2):
 
 def total(losses):
     return sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
+
+
+def scalars(losses):
+    return {k: float((v if torch.is_tensor(v) else sum(v)).detach()) for k, v in losses.items()}
 
 
 @pytest.fixture(autouse=True)
@@ -119,13 +124,10 @@ def test_each_ablation_switch_changes_the_computation():
         with torch.no_grad():
             results.append(model.loss(inputs, samples))
     for before, after in zip(results, results[1:]):
-        differs = set(before) != set(after) or any(
-            not torch.allclose(torch.as_tensor(before[k][0] if isinstance(before[k], list) else before[k]),
-                               torch.as_tensor(after[k][0] if isinstance(after[k], list) else after[k]))
-            for k in before)
-        assert differs
+        before, after = scalars(before), scalars(after)
+        assert set(before) != set(after) or any(before[k] != pytest.approx(after[k], rel=1e-6) for k in before)
     # AFFM changes the HD head's input from the whole map to windows, IRFI its values
-    assert not torch.allclose(results[3]['hd_loss_cls'][0], results[4]['hd_loss_cls'][0])
+    assert scalars(results[3])['hd_loss_cls'] != pytest.approx(scalars(results[4])['hd_loss_cls'], rel=1e-6)
     # the neck switch: FPN instead of CFPN
     fpn = build(tiny_model_cfg(neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=64,
                                          start_level=1, add_extra_convs='on_output', num_outs=5)))
@@ -216,28 +218,39 @@ def test_coco_tood_checkpoint_loads_into_afmnet(tmp_path):
     assert ours['hd_head.tood_cls.weight'].shape == (10, 256, 3, 3)
 
 
-def test_hd_head_runs_on_more_windows_than_one_deform_conv_call_takes(monkeypatch):
-    """4 images x 13 windows = 52 crops: mmcv's deform_conv2d (in TOODHead) refuses a
-    batch above 32 that is not a multiple of 32, so the HD head runs in chunks; the
-    chunked result equals one call per window."""
-    import afmcli.models.afmnet as afmnet
-
+def test_hd_head_runs_all_windows_in_one_deform_sampling_call():
+    """4 images x 13 windows = 52 crops: mmcv's deform_conv2d (in TOODHead) refuses a batch
+    above its im2col_step (32) that is not a multiple of it; the HD head sets the step to the
+    batch, and the result equals one call per crop."""
     model = build(tiny_model_cfg(affm=dict(type='AFFM', topk=13, window=8)))
     model.eval()
     crops = torch.randn(52, 64, 8, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        chunked = model._hd_forward(crops)
-        monkeypatch.setattr(afmnet, 'HD_CHUNK', 1)
-        single = model._hd_forward(crops)
-    monkeypatch.undo()
-    assert [t[0].shape[0] for t in chunked] == [52, 52]
-    for a, b in zip(chunked, single):
-        assert torch.allclose(a[0], b[0], atol=1e-5)
+        together = model.hd_head((crops,))
+        single = [model.hd_head((crop[None],)) for crop in crops]
+    for i, part in enumerate(together):
+        assert part[0].shape[0] == 52
+        torch.testing.assert_close(part[0], torch.cat([s[i][0] for s in single]), rtol=1e-5, atol=1e-5)
     inputs, samples = make_batch(h=256, w=256, n=4)
     model.train()
     losses = model.loss(inputs, samples)  # 4 x 13 windows through the real loss path
-    assert torch.isfinite(losses['hd_loss_bbox'] if torch.is_tensor(losses['hd_loss_bbox'])
-                          else sum(losses['hd_loss_bbox']))
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in scalars(losses).values())
+
+
+def one_window(margin, rows):
+    return lambda score, valid_hw, training=False: Windows(torch.tensor(rows), torch.ones(len(rows), dtype=torch.bool),
+                                                           len(rows), (24, 24), margin)
+
+
+def fake_hd_forward(cells):
+    """An HD head forward that scores the given (crop, class, y, x, box in crop pixels) cells."""
+    def forward(feats):
+        m, _, h, w = feats[0].shape
+        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
+        for crop, label, y, x, box in cells:
+            cls[crop, label, y, x], boxes[crop, :, y, x] = 0.9 - 0.1 * label, torch.tensor(box) / 4
+        return [cls], [boxes]
+    return forward
 
 
 def test_hd_min_bbox_size_counts_original_pixels(monkeypatch):
@@ -250,16 +263,9 @@ def test_hd_min_bbox_size_counts_original_pixels(monkeypatch):
     inputs, samples = make_batch(n=1)
     samples[0].set_metainfo(dict(scale_factor=(2.0, 2.0), ori_shape=(128, 96)))
     margin = model.affm.margin
-    monkeypatch.setattr(model.affm, 'mine', lambda score, valid_hw: torch.tensor([[0, 0, 0, 24, 24]]))
-
-    def hd_forward(crops):
-        m, _, h, w = crops.shape
-        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
-        cls[0, 0, 12, 10], boxes[0, :, 12, 10] = 0.9, torch.tensor([40., 40, 45, 45]) / 4
-        cls[0, 1, 12, 16], boxes[0, :, 12, 16] = 0.8, torch.tensor([60., 40, 68, 48]) / 4
-        return [cls], [boxes]
-
-    monkeypatch.setattr(model, '_hd_forward', hd_forward)
+    monkeypatch.setattr(model.affm, 'mine', one_window(margin, [[0, 0, 0, 24, 24]]))
+    monkeypatch.setattr(model.hd_head, 'forward', fake_hd_forward([(0, 0, 12, 10, [40., 40, 45, 45]),
+                                                                    (0, 1, 12, 16, [60., 40, 68, 48])]))
     with torch.no_grad():
         pred = model.predict(inputs, samples)[0].pred_instances
     assert pred.labels.tolist() == [1]
@@ -272,92 +278,150 @@ def test_hd_predictions_in_the_window_margin_are_dropped(monkeypatch):
     model.eval()
     model.bbox_head.test_cfg.score_thr = 2.0
     inputs, samples = make_batch(n=1)
-    monkeypatch.setattr(model.affm, 'mine', lambda score, valid_hw: torch.tensor([[0, 4, 4, 28, 28]]))
-
-    def hd_forward(crops):
-        m, _, h, w = crops.shape
-        cls, boxes = torch.zeros(m, 10, h, w), torch.zeros(m, 4, h, w)
-        for y, x in ((1, 10), (10, 10)):  # a margin cell (2 cells wide), a window cell
-            cls[0, 0, y, x], boxes[0, :, y, x] = 0.9, torch.tensor([x - 2., y - 2, x + 2, y + 2])
-        return [cls], [boxes]
-
-    monkeypatch.setattr(model, '_hd_forward', hd_forward)
+    monkeypatch.setattr(model.affm, 'mine', one_window(2, [[0, 4, 4, 28, 28]]))
+    # a margin cell (2 cells wide) and a window cell, each with a box around it
+    monkeypatch.setattr(model.hd_head, 'forward', fake_hd_forward(
+        [(0, 0, y, x, [4 * x - 8., 4 * y - 8, 4 * x + 8, 4 * y + 8]) for y, x in ((1, 10), (10, 10))]))
     with torch.no_grad():
         pred = model.predict(inputs, samples)[0].pred_instances
     assert len(pred) == 1  # only the window cell's box; crop origin (4 - 2) cells = 8 px
     assert pred.bboxes.tolist() == [[8 + 4 * 8, 8 + 4 * 8, 8 + 4 * 12, 8 + 4 * 12]]
 
 
+def hd_loss_of(model, monkeypatch, cls, boxes, windows, gt, hw=(16, 16)):
+    monkeypatch.setattr(model.hd_head, 'forward', lambda feats: ([cls], [boxes]))
+    scores, bboxes, flat, valid = model._hd_cells(cls, windows, hw, [hw])
+    priors = model.hd_head.prior_generator.single_level_grid_priors(hw, 0, device='cpu')[flat]
+    return scalars(model.hd_head.loss_by_cells(scores, bboxes, priors, valid, gt))
+
+
 @pytest.mark.parametrize('epoch', [0, 5])  # ATSS, then TaskAligned
-def test_hd_head_ignores_priors_in_the_window_margin(epoch):
-    """Priors in a crop's context margin are neither positives nor negatives: changing the
-    predictions there leaves the loss unchanged; changing them inside the window does not.
-    mmdet's plain TOODHead (no valid_box) would train the margin as negatives."""
-    MessageHub.get_current_instance().update_info('epoch', epoch)
-    head = build(tiny_model_cfg()).hd_head
-    head.epoch = epoch
-    windows = torch.tensor([[0, 0, 0, 8, 8], [0, 8, 0, 16, 8]])
-    gt = InstanceData(bboxes=torch.tensor([[6., 6, 16, 18], [40., 8, 52, 20]]), labels=torch.tensor([2, 4]))
-    from afmcli.models.windows import instances_to_windows, window_metas
-    metas = window_metas(windows, [dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))], 4, margin=2)
-    targets = instances_to_windows([gt], windows, 4, margin=2)
+def test_hd_loss_reads_the_window_cores_once_per_image(epoch, monkeypatch):
+    """Targets are assigned per image over the windows' core cells: predictions in a crop's
+    context margin change nothing; inside a core they do; and a window mined twice (its
+    cells owned once) leaves the loss as it was."""
+    model = build(tiny_model_cfg())
+    model.set_epoch(epoch)
+    windows = Windows(torch.tensor([[0, 0, 0, 8, 8], [0, 8, 0, 16, 8]]), torch.ones(2, dtype=torch.bool), 2, (8, 8), 2)
+    gt = [InstanceData(bboxes=torch.tensor([[6., 6, 16, 18], [40., 8, 52, 20]]), labels=torch.tensor([2, 4]))]
     gen = torch.Generator().manual_seed(0)
     cls = torch.rand(2, 10, 12, 12, generator=gen) * 0.5
-    boxes = torch.rand(2, 4, 12, 12, generator=gen) + torch.tensor([0., 0, 4, 4]).view(1, 4, 1, 1)
-
-    def loss(c, b):
-        out = head.loss_by_feat([c], [b], targets, metas)
-        return {k: sum(v).item() if isinstance(v, list) else v.item() for k, v in out.items()}
-
-    base = loss(cls, boxes)
+    # boxes of about 16 px around each cell (stride units, crop coordinates)
+    boxes = torch.rand(2, 4, 12, 12, generator=gen) + torch.tensor([-2., -2, 2, 2]).view(1, 4, 1, 1)
+    boxes += torch.stack(torch.meshgrid(torch.arange(12.), torch.arange(12.), indexing='xy')).repeat(1, 2, 1, 1)
+    base = hd_loss_of(model, monkeypatch, cls, boxes, windows, gt)
     assert base['loss_bbox'] > 0  # both objects are taught
     margin = torch.ones(12, 12, dtype=torch.bool)
     margin[2:10, 2:10] = False
     cls2, boxes2 = cls.clone(), boxes.clone()
     cls2[..., margin] = torch.rand(2, 10, int(margin.sum()), generator=gen)
     boxes2[..., margin] += 3.0
-    assert loss(cls2, boxes2) == pytest.approx(base, rel=1e-6)
+    assert hd_loss_of(model, monkeypatch, cls2, boxes2, windows, gt) == pytest.approx(base, rel=1e-6)
     cls3 = cls.clone()
     cls3[..., 5, 5] = 0.99
-    assert loss(cls3, boxes)['loss_cls'] != pytest.approx(base['loss_cls'], rel=1e-6)
+    assert hd_loss_of(model, monkeypatch, cls3, boxes, windows, gt)['loss_cls'] != pytest.approx(base['loss_cls'])
+    twice = Windows(windows.rows[[0, 1, 1]], torch.ones(3, dtype=torch.bool), 3, (8, 8), 2)
+    assert hd_loss_of(model, monkeypatch, cls[[0, 1, 1]], boxes[[0, 1, 1]], twice, gt) == pytest.approx(base, rel=1e-6)
 
 
-def test_p2_conv_on_windows_equals_the_whole_map_conv(monkeypatch):
-    """P2's 3x3 conv on the window crops and IRFI's context from P2Feature.weighted_mean give
-    the whole-map computation's losses and gradients up to float rounding."""
-    import afmcli.models.afmnet as afmnet
+def test_p2_on_windows_equals_the_whole_map():
+    """P2 computed on the crops alone (C2 and P3 crops, CARAFE on the P3 crops) equals the
+    whole-map P2 cropped, at the map's edges and for odd and even window origins, and so do
+    the gradients."""
+    from afmcli.models.necks import P2Feature
+    from afmcli.models.windows import crop_windows
+
+    p2 = P2Feature(in_channels=6, out_channels=8, upsample_cfg=dict(
+        type='carafe_any', up_kernel=5, up_group=1, encoder_kernel=3, encoder_dilation=1, compressed_channels=4))
+    p2.init_weights()
+    for conv in (p2.lateral_conv.conv, p2.fpn_conv.conv, p2.upsample.channel_compressor):
+        torch.nn.init.normal_(conv.bias)  # biases make the beyond-map cells matter
+    torch.nn.init.normal_(p2.upsample.content_encoder.weight, std=0.3)
+    gen = torch.Generator().manual_seed(0)
+    c2, p3 = torch.randn(2, 6, 14, 18, generator=gen), torch.randn(2, 8, 7, 9, generator=gen)
+    rows = torch.tensor([[0, 0, 0, 6, 6], [0, 7, 3, 13, 9], [1, 12, 8, 18, 14], [1, 3, 5, 9, 11]])
+    windows = Windows(rows, torch.ones(4, dtype=torch.bool), 2, (6, 6), 2)
+    assert p2.runs_on_windows
+    weights = torch.randn(4, 8, 10, 10, generator=gen)
+    runs = []
+    for on_windows in (True, False):
+        a, b = c2.clone().requires_grad_(), p3.clone().requires_grad_()
+        p2.zero_grad()
+        got = p2.on_windows(a, b, windows)[0] if on_windows else crop_windows(p2(a, b), windows)[0]
+        (got * weights).sum().backward()
+        runs.append((got.detach(), a.grad, b.grad, [t.grad.clone() for t in p2.parameters()]))
+    for fast, full in zip(runs[0], runs[1]):
+        for x, y in zip(fast if isinstance(fast, list) else [fast], full if isinstance(full, list) else [full]):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+    assert runs[0][0][0, :, :2, :2].abs().sum() == 0  # beyond the map
+
+
+def test_windowed_and_whole_map_p2_give_the_same_losses(monkeypatch):
+    from afmcli.models.necks import P2Feature
 
     model = build(tiny_model_cfg())
-    torch.nn.init.normal_(model.irfi.modulation.weight, std=0.05)  # IRFI reads the context
+    torch.nn.init.normal_(model.irfi.modulation.weight, std=0.05)
     inputs, samples = make_batch()
     runs = []
     for on_windows in (True, False):
-        monkeypatch.setattr(afmnet, 'P2_ON_WINDOWS', on_windows)
+        monkeypatch.setattr(P2Feature, 'runs_on_windows', property(lambda self, v=on_windows: v))
         model.zero_grad()
         losses = model.loss(inputs, samples)
         total(losses).backward()
-        runs.append(({k: torch.as_tensor(v[0] if isinstance(v, list) else v).item() for k, v in losses.items()},
-                     [p.grad.clone() for p in model.p2_neck.parameters()]))
-    (fast, fast_grads), (full, full_grads) = runs
-    assert fast == pytest.approx(full, rel=1e-5, abs=1e-6)
-    for a, b in zip(fast_grads, full_grads):
+        runs.append((scalars(losses), [p.grad.clone() for p in model.p2_neck.parameters()]))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5, abs=1e-6)
+    for a, b in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_p2_weighted_mean_is_the_mean_of_the_weighted_conv():
-    from afmcli.models.necks import P2Feature
+def test_hd_share_tower_shares_the_main_heads_layers_but_not_its_scale():
+    shared = build(tiny_model_cfg(hd_share_tower=True))
+    own = build(tiny_model_cfg())
+    assert shared.hd_head.inter_convs is shared.bbox_head.inter_convs
+    assert shared.hd_head.tood_cls is shared.bbox_head.tood_cls
+    assert shared.hd_head.scales[0] is not shared.bbox_head.scales[0]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(own) - count(shared) == count(own.hd_head) - 1  # all but the HD head's Scale
+    inputs, samples = make_batch()
+    total(shared.loss(inputs, samples)).backward()
+    assert shared.hd_head.scales[0].scale.grad is not None
+    with pytest.raises(ValueError, match='same stacked_convs'):
+        hd = dict(tiny_model_cfg().hd_head, stacked_convs=1)
+        build(tiny_model_cfg(hd_share_tower=True, hd_head=hd))
 
-    p2 = P2Feature(in_channels=4, out_channels=6, upsample_cfg=dict(type='nearest'))
-    p2.init_weights()
-    torch.nn.init.normal_(p2.fpn_conv.conv.bias)
-    gen = torch.Generator().manual_seed(0)
-    merged, weight = torch.randn(2, 6, 7, 9, generator=gen), torch.rand(2, 1, 7, 9, generator=gen)
-    want = (p2.fpn_conv(merged) * weight).mean(dim=(2, 3))
-    torch.testing.assert_close(p2.weighted_mean(merged, weight), want, rtol=1e-5, atol=1e-6)
-    # inside the map, the conv on crops is the whole-map conv (the window at 0, 0 has a
-    # margin cell beyond the map, where the conv alone would not be zero)
-    from afmcli.models.windows import crop_windows
-    windows = torch.tensor([[0, 0, 0, 4, 4], [1, 5, 3, 9, 7]])
-    inside = crop_windows(torch.ones(2, 1, 7, 9), windows, 1).expand(-1, 6, -1, -1).bool()
-    got, want = p2.conv_windows(merged, windows, 1), crop_windows(p2.fpn_conv(merged), windows, 1)
-    torch.testing.assert_close(got[inside], want[inside], rtol=1e-5, atol=1e-6)
+
+def test_hd_loss_weight_and_test_heads():
+    inputs, samples = make_batch()
+    base = scalars(build(tiny_model_cfg()).loss(inputs, samples))
+    heavy = scalars(build(tiny_model_cfg(hd_loss_weight=3.0)).loss(inputs, samples))
+    assert heavy['hd_loss_cls'] == pytest.approx(3 * base['hd_loss_cls'], rel=1e-5)
+    assert heavy['loss_cls'] == pytest.approx(base['loss_cls'], rel=1e-6)
+    preds = {}
+    for heads in ('both', 'main', 'hd'):
+        model = build(tiny_model_cfg(test_heads=heads))
+        model.eval()
+        with torch.no_grad():
+            preds[heads] = model.predict(inputs, samples)[0].pred_instances
+    assert len(preds['both']) <= len(preds['main']) + len(preds['hd']) and len(preds['hd']) > 0
+    with pytest.raises(ValueError, match="test_heads 'hd' is not one of both, main"):
+        build(tiny_model_cfg(test_heads='hd', hd_head=None, p2_neck=None, affm=None, irfi=None, mask_estimator=None))
+
+
+def test_merge_by_role_takes_small_boxes_in_windows_from_the_hd_head():
+    cores = torch.tensor([[0., 0, 100, 100]])
+    main = InstanceData(bboxes=torch.tensor([[10., 10, 20, 20],     # small, in the core: HD's role
+                                             [150., 10, 160, 20],   # small, outside: kept
+                                             [0., 0, 60, 60]]),     # large, in the core: kept
+                        scores=torch.tensor([0.9, 0.8, 0.7]), labels=torch.tensor([1, 1, 1]))
+    hd = InstanceData(bboxes=torch.tensor([[11., 11, 21, 21], [0., 0, 50, 50]]),  # small kept, large dropped
+                      scores=torch.tensor([0.5, 0.95]), labels=torch.tensor([1, 1]))
+    res = merge_by_role(main, hd, cores, iou_threshold=0.6, max_per_img=500)
+    assert res.scores.tolist() == pytest.approx([0.8, 0.7, 0.5])
+    plain = merge_detections([main, hd], iou_threshold=0.6, max_per_img=500)
+    # plain NMS: the HD head's small box loses to the main head's, the main head's large box to the HD head's
+    assert plain.scores.tolist() == pytest.approx([0.95, 0.9, 0.8])
+    model = build(tiny_model_cfg(merge_cfg=dict(iou_threshold=0.6, max_per_img=300, by_role=True)))
+    model.eval()
+    inputs, samples = make_batch()
+    with torch.no_grad():
+        assert len(model.predict(inputs, samples)[0].pred_instances) > 0

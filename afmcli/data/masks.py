@@ -4,8 +4,11 @@ One rendering function, `render_object_masks`, serves the mask files
 (`afm make-masks`, stride 1), the on-the-fly pipeline transform and the model's
 fallback when a sample has no mask ground truth, so that all three agree.
 
-Rule: cell (i, j) of a stride-s map is on when its centre ((j+0.5)*s, (i+0.5)*s)
-lies inside an object's shape. Shapes:
+Rule: cell (i, j) of a stride-s map is on when its point lies inside an object's shape.
+At the detector's strides (s > 1) the point is (j*s, i*s), where mmdet's priors sit
+(AnchorGenerator's center_offset 0), so that a mask cell and the prior it guides are one
+point (at the cell centre ((j+0.5)*s) they were half a cell apart: 4 px at stride 8). At
+stride 1 (the mask files, image pixels) it is the pixel centre (j+0.5, i+0.5). Shapes:
 
 - ``oval`` (the published choice): the ellipse inscribed in the box;
 - ``gaussian``: a 2-D Gaussian fitted to the box (sigma = w/6, h/6, so the box
@@ -46,31 +49,38 @@ def shape_radius(kind: str, threshold: float = DEFAULT_GAUSSIAN_THRESHOLD) -> fl
     raise AfmError(f"unknown mask kind {kind!r} (choose from {', '.join(KINDS)})")
 
 
+def cell_offset(stride: float) -> float:
+    """Where cell j of a stride-s map is read, in cells: j + offset (see the module docstring)."""
+    return 0.5 if stride == 1 else 0.0
+
+
 def draw_ellipses(mask: np.ndarray, bboxes_xyxy: np.ndarray, stride: float, radius: float = 1.0,
                   keep_centre: bool = True) -> np.ndarray:
-    """Set to 1 the cells of ``mask`` whose centres lie in each box's ellipse (in place).
+    """Set to 1 the cells of ``mask`` whose points lie in each box's ellipse (in place).
 
     The ellipse is centred on the box with semi-axes ``radius * w/2, radius * h/2``
     (image pixels). Work per box is one vectorised pass over its bounding window.
     """
     out_h, out_w = mask.shape
+    off = cell_offset(stride)
     boxes = np.asarray(bboxes_xyxy, dtype=np.float64).reshape(-1, 4)
     for x1, y1, x2, y2 in boxes:
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         a, b = radius * (x2 - x1) / 2, radius * (y2 - y1) / 2
         if keep_centre and 0 <= cx < out_w * stride and 0 <= cy < out_h * stride:
-            mask[int(cy // stride), int(cx // stride)] = 1
+            # the cell whose point is nearest the box centre
+            mask[min(out_h - 1, math.floor(cy / stride + 0.5 - off)), min(out_w - 1, math.floor(cx / stride + 0.5 - off))] = 1
         if a <= 0 or b <= 0:
             continue
-        # Cells whose centre (k + 0.5) * stride lies in [c - r, c + r].
-        j0 = max(0, math.ceil((cx - a) / stride - 0.5))
-        j1 = min(out_w - 1, math.floor((cx + a) / stride - 0.5))
-        i0 = max(0, math.ceil((cy - b) / stride - 0.5))
-        i1 = min(out_h - 1, math.floor((cy + b) / stride - 0.5))
+        # Cells whose point (k + off) * stride lies in [c - r, c + r].
+        j0 = max(0, math.ceil((cx - a) / stride - off))
+        j1 = min(out_w - 1, math.floor((cx + a) / stride - off))
+        i0 = max(0, math.ceil((cy - b) / stride - off))
+        i1 = min(out_h - 1, math.floor((cy + b) / stride - off))
         if j1 < j0 or i1 < i0:
             continue
-        dx = ((np.arange(j0, j1 + 1) + 0.5) * stride - cx) / a
-        dy = ((np.arange(i0, i1 + 1) + 0.5) * stride - cy) / b
+        dx = ((np.arange(j0, j1 + 1) + off) * stride - cx) / a
+        dy = ((np.arange(i0, i1 + 1) + off) * stride - cy) / b
         inside = dy[:, None] ** 2 + dx[None, :] ** 2 <= 1.0
         mask[i0:i1 + 1, j0:j1 + 1] |= inside.view(np.uint8)
     return mask
@@ -120,20 +130,19 @@ def render_object_masks_torch(bboxes_xyxy, areas_orig, out_shape: tuple[int, int
 
 
 def sample_cell_centres(full_mask: np.ndarray, img_shape: tuple[int, int], stride: int) -> np.ndarray:
-    """Downsample a full-resolution 0/1 map to stride ``stride`` by reading cell centres.
+    """Downsample a full-resolution 0/1 map to stride ``stride`` by reading cell points.
 
     Output shape is ceil(H / stride) x ceil(W / stride) of ``img_shape``. Cell (i, j)
-    is read at the point ((j+0.5)*stride, (i+0.5)*stride), the rule of
-    `render_object_masks`. For an even stride that point is a pixel corner, so the
-    2x2 pixels around it vote (on when at least 3 of 4 are on:
-    closest to rendering at that point); for an odd stride
-    the pixel centred on it is read.
+    is read at its point, the rule of `render_object_masks`: (j*stride, i*stride) for
+    stride > 1. That point is a pixel corner, so the 2x2 pixels around it vote (on when at
+    least 3 of 4 are on: closest to rendering at that point; beyond the image the edge
+    pixel counts); at stride 1 the pixel itself is read.
     """
     h, w = int(img_shape[0]), int(img_shape[1])
     full = np.asarray(full_mask)[:h, :w].astype(np.uint8)
 
     def taps(n_cells: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        centre = (np.arange(n_cells) + 0.5) * stride - 0.5  # in pixel-centre coordinates
+        centre = (np.arange(n_cells) + cell_offset(stride)) * stride - 0.5  # in pixel-centre coordinates
         return (np.clip(np.floor(centre), 0, size - 1).astype(np.int64),
                 np.clip(np.ceil(centre), 0, size - 1).astype(np.int64))
 

@@ -4,9 +4,10 @@
   image ─ ResNet ─ C2..C5 ─ CFPN ─ P3..P7  │
                                 │   └─ P4 * (1 + m_l) ─ main TOODHead (P3..P7) ─┐
                            P3,P4 └─ MaskEstimator ─ m_s, m_l (loss_mask_s/l)    │
-           P2Feature(C2, P3) ─ P2 * (1 + m_s) = P2' ─ AFFM top-k windows        │
-                 window crops of P2' ─ IRFI (scale, shift) ─ HD TOODHead (s=4) ─┤
-                                                   class-aware NMS 0.6, <= 500 ─┘
+        AFFM top-k windows of m_s ─ on the window crops only:                   │
+          P2 = 3x3(1x1(C2) + CARAFE(P3)), P2' = P2 * (1 + m_s) ─ IRFI ─         │
+          HD TOODHead (s=4); its targets and boxes per image on the cells ──────┤
+                                           class-aware NMS 0.6, <= 500 ─────────┘
 
 Every part is optional in the config (neck FPN or CARAFEFPN, mask_estimator, affm, irfi,
 hd_head = None), which gives the ablation: without AFFM the HD head runs densely on P2.
@@ -27,14 +28,13 @@ from torch import Tensor
 
 from afmcli.data.masks import render_object_masks_torch
 
-from .hd_head import WindowTOODHead
-from .windows import (crop_windows, full_windows, instances_to_windows, results_from_windows,
-                      suppress_margin, window_metas)
+from .windows import Windows, core_cells, crop_windows, full_windows, window_cells
 
 HD_STRIDE = 4
-HD_CHUNK = 32  # windows per HD-head call (see AFMNet._hd_forward)
-P2_ON_WINDOWS = True  # P2's 3x3 conv on the window crops only (see AFMNet._p2_crops)
 MASK_STRIDES = (8, 16)  # P3 (small objects), P4 (large objects)
+# TOODHead's layers that hd_share_tower shares; each head keeps its own Scale
+TOWER = ('inter_convs', 'cls_decomp', 'reg_decomp', 'tood_cls', 'tood_reg', 'cls_prob_module', 'reg_offset_module')
+TEST_HEADS = ('both', 'main', 'hd')
 
 
 def hd_state_from_main(state_dict: dict, prefix: str, hd_state: dict) -> list[str]:
@@ -67,6 +67,38 @@ def merge_detections(parts: Sequence[InstanceData], iou_threshold: float, max_pe
     return res[keep[:max_per_img]]
 
 
+def merge_by_role(main: InstanceData, hd: InstanceData, cores: Tensor, iou_threshold: float, max_per_img: int,
+                  small_area: float = 32 * 32, by_role: bool = True) -> InstanceData:
+    """Each head in its role, then `merge_detections`: small boxes (area below `small_area`)
+    whose centre lies in a window core (`cores` (k, 4)) come from the HD head alone; the HD
+    head gives no larger boxes. Boxes in original pixels, so `small_area` is COCO's small."""
+    def small(res: InstanceData) -> Tensor:
+        return (res.bboxes[:, 2] - res.bboxes[:, 0]) * (res.bboxes[:, 3] - res.bboxes[:, 1]) < small_area
+
+    c = (main.bboxes[:, None, :2] + main.bboxes[:, None, 2:]) / 2
+    in_core = ((c >= cores[:, :2]) & (c < cores[:, 2:])).all(dim=2).any(dim=1)
+    return merge_detections([main[~(small(main) & in_core)], hd[small(hd)]], iou_threshold, max_per_img)
+
+
+def clip_to_image(res: InstanceData, meta: dict, rescale: bool) -> InstanceData:
+    """Boxes clipped to the image (original pixels with `rescale`), in place."""
+    sx, sy = meta['scale_factor'] if rescale else (1.0, 1.0)
+    img_h, img_w = meta['img_shape'][:2]
+    res.bboxes[:, 0::2] = res.bboxes[:, 0::2].clamp(0, img_w / sx)
+    res.bboxes[:, 1::2] = res.bboxes[:, 1::2].clamp(0, img_h / sy)
+    return res
+
+
+def window_cores(windows: Windows, image: int, meta: dict, rescale: bool) -> Tensor:
+    """(k, 4) x1y1x2y2 boxes of image `image`'s window cores in output pixels (original
+    with `rescale`); an invalid slot is an empty box."""
+    sx, sy = meta['scale_factor'] if rescale else (1.0, 1.0)
+    part = slice(image * windows.k, (image + 1) * windows.k)
+    cells = windows.rows[part, 1:].to(torch.float32) * HD_STRIDE
+    boxes = torch.stack([cells[:, 0] / sx, cells[:, 1] / sy, cells[:, 2] / sx, cells[:, 3] / sy], dim=1)
+    return boxes * windows.valid[part, None]
+
+
 @MODELS.register_module()
 @MODELS.register_module(name='AFM_OS_HD_F')  # the authors' class name in their config
 class AFMNet(TOOD):
@@ -78,21 +110,28 @@ class AFMNet(TOOD):
         affm: AFFM; needs mask_estimator. Without it the HD head is dense on P2, and so it is
             when the k windows would cover more cells than the whole map (small inputs).
         irfi: IRFI on the HD head's windows.
-        hd_head: a WindowTOODHead (a TOODHead that ignores the windows' context margin) with
-            strides=[4]; train_cfg/test_cfg default to the detector's.
-        mask_render: how masks are drawn from boxes when a sample carries none
-            (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
+        hd_head: a WindowTOODHead with strides=[4]. Its train_cfg holds what differs from the
+            detector's (the batched assigners); its test_cfg defaults to the detector's.
         hd_init_from_main: when a loaded checkpoint has no HD head (load_from a COCO TOOD),
             the HD head takes the main head's weights (see `hd_state_from_main`).
-        merge_cfg: class-aware NMS that merges both heads' detections.
+        hd_share_tower: the HD head runs the main head's layers (`TOWER`) with its own Scale,
+            as FPN levels share one head.
+        hd_loss_weight: factor on the HD head's losses.
+        mask_render: how masks are drawn from boxes when a sample carries none
+            (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
+        merge_cfg: how both heads' detections merge: class-aware NMS at iou_threshold, the
+            best max_per_img kept; by_role=True first gives each head its role (`merge_by_role`,
+            small_area in original pixels).
+        test_heads: 'both', or one head alone, 'main' or 'hd': what each head gives.
     """
 
     def __init__(self, backbone: dict, neck: dict, bbox_head: dict, p2_neck: dict | None = None,
                  mask_estimator: dict | None = None, affm: dict | None = None,
                  irfi: dict | None = None, hd_head: dict | None = None,
-                 hd_init_from_main: bool = True,
+                 hd_init_from_main: bool = True, hd_share_tower: bool = False, hd_loss_weight: float = 1.0,
                  mask_render: dict = dict(kind='oval', small_area=32 * 32),
                  merge_cfg: dict = dict(iou_threshold=0.6, max_per_img=500),
+                 test_heads: str = 'both',
                  train_cfg: dict | None = None, test_cfg: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg=None) -> None:
         super().__init__(backbone=backbone, neck=neck, bbox_head=bbox_head, train_cfg=train_cfg,
@@ -101,23 +140,36 @@ class AFMNet(TOOD):
             raise ValueError('AFMNet: affm needs a mask_estimator (it is driven by the masks)')
         if hd_head is not None and p2_neck is None:
             raise ValueError('AFMNet: hd_head needs p2_neck (the stride-4 feature)')
+        heads = TEST_HEADS if hd_head is not None else TEST_HEADS[:2]
+        if test_heads not in heads:
+            raise ValueError(f"AFMNet: test_heads {test_heads!r} is not one of {', '.join(heads)}")
         self.p2_neck = MODELS.build(p2_neck) if hd_head is not None else None
         self.mask_estimator = MODELS.build(mask_estimator) if mask_estimator else None
         self.affm = MODELS.build(affm) if affm else None
         self.irfi = MODELS.build(irfi) if irfi and hd_head is not None else None
-        if hd_head is not None:
-            hd_head = dict(hd_head)
-            hd_head.setdefault('train_cfg', train_cfg)
-            hd_head.setdefault('test_cfg', test_cfg)
-            self.hd_head = MODELS.build(hd_head)
-            if affm and self.affm.margin and not isinstance(self.hd_head, WindowTOODHead):
-                raise ValueError('AFMNet: a window margin (affm.margin) needs '
-                                 "hd_head type='WindowTOODHead' to ignore the margin's priors")
-        else:
-            self.hd_head = None
+        self.hd_head = self._build_hd_head(hd_head, train_cfg, test_cfg, hd_share_tower)
         self.hd_init_from_main = hd_init_from_main
+        self.hd_loss_weight = hd_loss_weight
         self.mask_render = dict(mask_render)
         self.merge_cfg = dict(merge_cfg)
+        self.test_heads = test_heads
+
+    def _build_hd_head(self, hd_head: dict | None, train_cfg, test_cfg, share_tower: bool):
+        if hd_head is None:
+            return None
+        hd_head = dict(hd_head)
+        own_train = dict(hd_head.pop('train_cfg', None) or {})
+        hd_head['train_cfg'] = None if train_cfg is None else {**train_cfg, **own_train}
+        hd_head.setdefault('test_cfg', test_cfg)
+        head = MODELS.build(hd_head)
+        if share_tower:
+            for key in ('num_classes', 'in_channels', 'feat_channels', 'stacked_convs'):
+                if getattr(head, key) != getattr(self.bbox_head, key):
+                    raise ValueError(f'AFMNet: hd_share_tower needs the same {key} in both heads '
+                                     f'({getattr(self.bbox_head, key)} and {getattr(head, key)})')
+            for name in TOWER:
+                setattr(head, name, getattr(self.bbox_head, name))
+        return head
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch for mmdet's SetEpochInfoHook. Both TOOD heads read the epoch from the message
@@ -165,62 +217,61 @@ class AFMNet(TOOD):
         return tuple(render_object_masks_torch(boxes, areas, size, stride, **self.mask_render)[j]
                      for j, (size, stride) in enumerate(zip(sizes, strides)))
 
-    def _branches(self, batch_inputs: Tensor, data_samples, training: bool):
-        """Shared forward of loss and predict: main-head features, mask logits, HD crops."""
+    def _branches(self, batch_inputs: Tensor, data_samples, training: bool) -> dict:
+        """Shared forward of loss and predict: C2, the main head's levels, mask logits."""
         c2, feats = self._features(batch_inputs)
-        out = dict(feats=feats, mask_logits=None, mask_targets=None, crops=None, windows=None, margin=0)
-        m_s = None
+        out = dict(c2=c2, feats=feats, mask_logits=None, mask_targets=None)
         if self.mask_estimator is not None:
             out['mask_logits'] = self.mask_estimator(feats[:2])
             if training:
                 out['mask_targets'] = self._mask_targets(data_samples, out['mask_logits'])
             if self.affm is not None:
                 feats[1], _ = self.affm.enhance(feats[1], out['mask_logits'][1])
-        if self.hd_head is None:
-            return out
-        merged = self.p2_neck.merge(c2, feats[0])  # P2 before its 3x3 conv
-        hw = tuple(merged.shape[-2:])
+        return out
+
+    # -- HD head --------------------------------------------------------------------------
+    def _hd_input(self, out: dict, data_samples, training: bool, main_scores: Tensor | None = None):
+        """(crops of P2' after IRFI, their Windows, the stride-4 map's size, each image's valid
+        cells there). On windows, P2 is computed on the crops alone (`P2Feature.on_windows`)."""
+        c2, p3 = out['c2'], out['feats'][0]
+        hw = tuple(c2.shape[-2:])
         valid_hw = [(-(-s.metainfo['img_shape'][0] // HD_STRIDE), -(-s.metainfo['img_shape'][1] // HD_STRIDE))
                     for s in data_samples]
         m_s = self.affm.mask_at(out['mask_logits'][0], hw) if self.affm is not None else None
-        windowed = self.affm is not None and self.affm.windows_cheaper(hw)
-        if windowed:
-            score = self.affm.training_score(m_s, out['mask_targets'][0]) if training else m_s
-            windows, margin = self.affm.mine(score, valid_hw), self.affm.margin
+        if self.affm is not None and self.affm.windows_cheaper(hw, training):
+            score = (self.affm.training_score(m_s, out['mask_targets'][0]) if training
+                     else self.affm.test_score(m_s, main_scores))
+            windows = self.affm.mine(score, valid_hw, training)
+            if self.p2_neck.runs_on_windows:
+                crops, inside = self.p2_neck.on_windows(c2, p3, windows)
+            else:
+                crops, inside = crop_windows(self.p2_neck(c2, p3), windows)
+            crops = crops * (1 + crop_windows(m_s, windows)[0])
         else:
-            windows, margin = full_windows(len(data_samples), hw, merged.device), 0
-        crops, context = self._p2_crops(merged, m_s, windows, margin, windowed)
+            windows = full_windows(len(data_samples), hw, c2.device)
+            crops = self.p2_neck(c2, p3)
+            if m_s is not None:
+                crops = crops * (1 + m_s)
+            inside = crops.new_ones(len(crops), 1, *hw)
         if self.irfi is not None:
-            crops = self.irfi(crops, windows, context, hw, margin)
-        out.update(crops=crops, windows=windows, margin=margin, p2_hw=hw)
-        return out
+            crops = self.irfi(crops, windows, inside, self._context(p3, out['mask_logits']), hw)
+        return crops, windows, hw, valid_hw
 
-    def _p2_crops(self, merged: Tensor, m_s: Tensor | None, windows: Tensor, margin: int,
-                  windowed: bool) -> tuple[Tensor, Tensor]:
-        """Window crops of P2' = conv3x3(merged) * (1 + m_s), and the mean of P2' per image
-        (IRFI's global context).
+    @staticmethod
+    def _context(p3: Tensor, mask_logits) -> Tensor:
+        """IRFI's global token input, the mean of P3 * (1 + m_s): P2 exists on the windows only."""
+        if mask_logits is not None:
+            p3 = p3 * (1 + mask_logits[0].sigmoid())
+        return p3.mean(dim=(2, 3))
 
-        On windows the 3x3 conv runs on the crops alone (13 windows are a fifth of the
-        stride-4 map at 1333x800) and the mean comes from `P2Feature.weighted_mean`: the
-        whole-map numbers up to float rounding, without the whole-map conv. Beyond the map
-        the crops are zero, as when a whole map is cropped: so is the crop of (1 + m_s).
-        """
-        if windowed and P2_ON_WINDOWS and self.p2_neck.conv_is_local:
-            scale = 1 + m_s
-            crops = self.p2_neck.conv_windows(merged, windows, margin) * crop_windows(scale, windows, margin)
-            return crops, self.p2_neck.weighted_mean(merged, scale)
-        p2 = self.p2_neck.fpn_conv(merged)
-        if m_s is not None:
-            p2 = p2 * (1 + m_s)
-        return crop_windows(p2, windows, margin), p2.mean(dim=(2, 3))
-
-    def _hd_forward(self, crops: Tensor):
-        """The HD head on all windows of the batch, in chunks of at most
-        ``HD_CHUNK``: TOODHead's deformable sampling (mmcv deform_conv2d,
-        im2col_step 32) asserts that a batch above 32 is a multiple of 32, and
-        batch x top-k windows (4 x 13 = 52) is not."""
-        outs = [self.hd_head((chunk,)) for chunk in crops.split(HD_CHUNK)]
-        return tuple([torch.cat([o[i][0] for o in outs])] for i in range(len(outs[0])))
+    def _hd_cells(self, crops: Tensor, windows: Windows, hw, valid_hw):
+        """The HD head on the crops, then per image on the windows' core cells, in image
+        coordinates: (scores (N, P, C), boxes (N, P, 4) in stride units, each cell's index in
+        the stride-4 map (N, P), whether it counts (N, P))."""
+        cls_scores, bbox_preds = self.hd_head((crops,))
+        boxes = bbox_preds[0] + windows.origins.repeat(1, 2)[:, :, None, None].to(bbox_preds[0].dtype)
+        flat, valid = window_cells(windows, hw, valid_hw)
+        return core_cells(cls_scores[0], windows), core_cells(boxes, windows), flat, valid
 
     # -- training -------------------------------------------------------------------------
     def loss(self, batch_inputs: Tensor, batch_data_samples) -> dict:
@@ -229,37 +280,44 @@ class AFMNet(TOOD):
         if self.mask_estimator is not None:
             losses.update(self.mask_estimator.loss(out['mask_logits'], out['mask_targets']))
         if self.hd_head is not None:
-            gt_instances, _, img_metas = unpack_gt_instances(batch_data_samples)
-            windows, margin = out['windows'], out['margin']
-            hd_losses = self.hd_head.loss_by_feat(
-                *self._hd_forward(out['crops']),
-                instances_to_windows(gt_instances, windows, HD_STRIDE, margin),
-                window_metas(windows, img_metas, HD_STRIDE, margin))
-            losses.update({f'hd_{name}': value for name, value in hd_losses.items()})
+            crops, windows, hw, valid_hw = self._hd_input(out, batch_data_samples, training=True)
+            scores, boxes, flat, valid = self._hd_cells(crops, windows, hw, valid_hw)
+            priors = self.hd_head.prior_generator.single_level_grid_priors(hw, 0, device=crops.device)[flat]
+            gt_instances = unpack_gt_instances(batch_data_samples)[0]
+            hd_losses = self.hd_head.loss_by_cells(scores, boxes, priors, valid, gt_instances)
+            losses.update({f'hd_{name}': value * self.hd_loss_weight for name, value in hd_losses.items()})
         return losses
 
     # -- inference ------------------------------------------------------------------------
     def predict(self, batch_inputs: Tensor, batch_data_samples, rescale: bool = True):
         out = self._branches(batch_inputs, batch_data_samples, training=False)
-        results = self.bbox_head.predict(out['feats'], batch_data_samples, rescale=rescale)
-        if self.hd_head is not None:
-            img_metas = [s.metainfo for s in batch_data_samples]
-            windows, margin = out['windows'], out['margin']
-            cls_scores, bbox_preds = self._hd_forward(out['crops'])
-            # rescale inside the head, as mmdet does: min_bbox_size counts original pixels
-            per_window = self.hd_head.predict_by_feat(
-                [suppress_margin(cls_scores[0], margin)], bbox_preds,
-                batch_img_metas=window_metas(windows, img_metas, HD_STRIDE, margin), rescale=rescale)
-            hd_results = results_from_windows(per_window, windows, HD_STRIDE, img_metas, rescale, margin)
-            results = [merge_detections(pair, **self.merge_cfg) for pair in zip(results, hd_results)]
+        img_metas = [s.metainfo for s in batch_data_samples]
+        main_outs = self.bbox_head(out['feats'])
+        results = self.bbox_head.predict_by_feat(*main_outs, batch_img_metas=img_metas, rescale=rescale)
+        if self.hd_head is not None and self.test_heads != 'main':
+            crops, windows, hw, valid_hw = self._hd_input(out, batch_data_samples, False, main_outs[0][0])
+            scores, boxes, _, valid = self._hd_cells(crops, windows, hw, valid_hw)
+            # rescaled inside the head, as mmdet does: min_bbox_size counts original pixels
+            hd_results = [clip_to_image(res, meta, rescale) for res, meta in
+                          zip(self.hd_head.predict_by_cells(scores, boxes, valid, img_metas, rescale), img_metas)]
+            if self.test_heads == 'hd':
+                results = hd_results
+            elif self.merge_cfg.get('by_role'):
+                results = [merge_by_role(main, hd, window_cores(windows, i, meta, rescale), **self.merge_cfg)
+                           for i, (main, hd, meta) in enumerate(zip(results, hd_results, img_metas))]
+            else:
+                nms = {key: self.merge_cfg[key] for key in ('iou_threshold', 'max_per_img')}
+                results = [merge_detections(pair, **nms) for pair in zip(results, hd_results)]
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples=None):
-        """Raw head outputs (main head, and HD head on the windows when present)."""
+        """Raw head outputs (main head, and HD head on the window crops when present)."""
         samples = batch_data_samples or [_MetaOnly(batch_inputs.shape[-2:])] * len(batch_inputs)
         out = self._branches(batch_inputs, samples, training=False)
         main = self.bbox_head.forward(out['feats'])
-        return main if self.hd_head is None else (main, self._hd_forward(out['crops']))
+        if self.hd_head is None:
+            return main
+        return main, self.hd_head((self._hd_input(out, samples, False, main[0][0])[0],))
 
 
 class _MetaOnly:

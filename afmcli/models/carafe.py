@@ -108,11 +108,10 @@ def carafe_any(features: Tensor, masks: Tensor, kernel_size: int, group_size: in
     """mmcv's CUDA kernel where it exists, the PyTorch one elsewhere.
 
     Both take one dtype. Under autocast the mask (a softmax) comes out float32 while the
-    features are half, so mixed inputs run in the wider of the two.
+    features are half: the mask follows the features (its weights sum to 1 over k*k taps, so
+    half precision loses nothing that the half features keep), and the kernel runs in half.
     """
-    if features.dtype != masks.dtype:
-        dtype = torch.promote_types(features.dtype, masks.dtype)
-        features, masks = features.to(dtype), masks.to(dtype)
+    masks = masks.to(features.dtype)
     if features.is_cuda:
         return carafe(features, masks, kernel_size, group_size, scale_factor)
     return carafe_torch(features, masks, kernel_size, group_size, scale_factor)
@@ -124,3 +123,17 @@ class CARAFEUpsample(CARAFEPack):
 
     def feature_reassemble(self, x: Tensor, mask: Tensor) -> Tensor:
         return carafe_any(x, mask, self.up_kernel, self.up_group, self.scale_factor)
+
+    @property
+    def reach(self) -> int:
+        """Source cells beyond a cell that its output reads: the reassembly kernel's radius
+        or the content encoder's, whichever is larger."""
+        return max((self.up_kernel - 1) // 2, (self.encoder_kernel - 1) * self.encoder_dilation // 2)
+
+    def forward_in_map(self, x: Tensor, inside: Tensor) -> Tensor:
+        """forward on crops of a map (zeros beyond it; `inside` (M, 1, h, w) 1 within): the
+        compressed features are zeroed beyond the map, where the whole-map encoder conv reads
+        its zero padding, so at least `reach` cells from a crop's edge the output equals the
+        whole map's."""
+        mask = self.kernel_normalizer(self.content_encoder(self.channel_compressor(x) * inside))
+        return self.feature_reassemble(x, mask)

@@ -12,6 +12,8 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from .windows import Windows
+
 
 @MODELS.register_module()
 class IRFI(BaseModule):
@@ -19,8 +21,8 @@ class IRFI(BaseModule):
 
     Per image: each window is RoIAligned (from its crop of P2') to `roi_size`^2, encoded to a token
     (1x1 reduce, 4x4 pool, linear: keeps a coarse layout, unlike a plain mean), plus an
-    embedding of its box (normalised to the map). A global token (mean of the whole map)
-    joins, the k+1 tokens pass one transformer layer, and each window token yields a
+    embedding of its box (normalised to the map). A global token (the image's context, see
+    AFMNet) joins, the k+1 tokens pass one transformer layer, and each window token yields a
     channel-wise (scale, shift): crop * (1 + scale) + shift. The last layer starts at zero,
     so IRFI starts as the identity and cannot hurt a head initialised from COCO weights.
     """
@@ -46,31 +48,28 @@ class IRFI(BaseModule):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, crops: Tensor, windows: Tensor, context: Tensor, map_hw: Sequence[int],
-                margin: int = 0) -> Tensor:
-        """crops (M, C, h + 2 margin, w + 2 margin) of the stride-4 map P2', windows (M, 5) rows
-        (b, x0, y0, x1, y1) in cells, image-major, context (N, C) the mean of P2' per image,
-        map_hw its size. Images with fewer windows are padded and masked."""
-        n = context.shape[0]
+    def forward(self, crops: Tensor, windows: Windows, inside: Tensor, context: Tensor,
+                map_hw: Sequence[int]) -> Tensor:
+        """crops (N*k, C, h + 2 margin, w + 2 margin) of the stride-4 map P2', `windows` their k
+        slots per image, inside (N*k, 1, ...) 1 where a crop cell lies in the map, context (N, C)
+        the image's global feature, map_hw the map's size. Invalid slots are masked out of the
+        attention (k + 1 token slots per image, so no shape depends on the data). The shift
+        applies inside the map only: beyond it the crop stays the zeros it was."""
+        n, k = context.shape[0], windows.k
         h, w = map_hw
-        boxes = windows[:, 1:].to(crops.dtype)
+        boxes = windows.rows[:, 1:].to(crops.dtype)
         # each window RoIAligned from its own crop, where it starts at (margin, margin)
-        own = torch.arange(len(windows), device=crops.device, dtype=crops.dtype)[:, None]
-        local = torch.cat([own, boxes - boxes[:, :2].repeat(1, 2) + margin], dim=1)
+        (wh, ww), m = windows.size, windows.margin
+        # (no tensor from host values: on a GPU that copy waits for the device)
+        own = torch.arange(len(boxes), device=crops.device, dtype=crops.dtype)[:, None]
+        local = torch.cat([own, *(own.new_full((len(own), 1), v) for v in (m, m, m + ww, m + wh))], dim=1)
         roi_feats = roi_align(crops, local, self.roi_size, 1.0, 0, 'avg', True)
         tokens = self.token(F.adaptive_avg_pool2d(self.reduce(roi_feats), 4).flatten(1))
-        tokens = tokens + self.pos_embed(boxes / boxes.new_tensor([w, h, w, h]))
-        # slot of each window among its image's windows: (image b, 1 + its rank in b)
-        b = windows[:, 0]
-        counts = torch.bincount(b, minlength=n)
-        slot = 1 + torch.arange(len(b), device=b.device) - (counts.cumsum(0) - counts)[b]
-        x = tokens.new_zeros(n, 1 + int(counts.max()), tokens.shape[1])
-        x[:, 0] = self.global_token(context)
-        x[b, slot] = tokens
-        padding = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        padding[:, 0] = False
-        padding[b, slot] = False
+        normalised = torch.stack([boxes[:, 0] / w, boxes[:, 1] / h, boxes[:, 2] / w, boxes[:, 3] / h], dim=1)
+        tokens = tokens + self.pos_embed(normalised)
+        x = torch.cat([self.global_token(context)[:, None], tokens.view(n, k, -1)], dim=1)
+        padding = torch.cat([windows.valid.new_zeros(n, 1), ~windows.valid.view(n, k)], dim=1)
         x = self.norm1(x + self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0])
         x = self.norm2(x + self.ffn(x))
-        scale, shift = self.modulation(x[b, slot]).chunk(2, dim=1)
-        return crops * (1 + scale[..., None, None]) + shift[..., None, None]
+        scale, shift = self.modulation(x[:, 1:].reshape(n * k, -1)).chunk(2, dim=1)
+        return crops * (1 + scale[..., None, None]) + shift[..., None, None] * inside

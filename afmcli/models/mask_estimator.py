@@ -55,11 +55,17 @@ class MaskEstimator(BaseModule):
         return [decoder(feat) for decoder, feat in zip(self.decoders, feats)]
 
     def loss(self, logits: Sequence[Tensor], targets: Sequence[Tensor]) -> dict:
-        """BCE with logits (+ Dice) of each decoder against its (N, 1, h, w) target."""
+        """BCE with logits (+ Dice) of each decoder against its (N, 1, h, w) target.
+
+        Dice is averaged over the images whose target has foreground: on an empty target it
+        is 1 - eps / (sum p^2 + eps), a constant 1 with no gradient, which only diluted the
+        term (the BCE teaches such images their background)."""
         losses = {}
         for name, logit, target in zip(self.loss_names, logits, targets):
             loss = self.loss_mask(logit, target)
             if self.loss_dice is not None:
-                loss = loss + self.loss_dice(logit, target)
+                has_objects = (target.flatten(1).amax(dim=1) > 0).to(logit.dtype)
+                loss = loss + self.loss_dice(logit, target, weight=has_objects,
+                                             avg_factor=has_objects.sum().clamp(min=1))
             losses[name] = loss
         return losses

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmcv.ops.carafe import CARAFEPack
 from mmdet.models.necks import FPN_CARAFE
@@ -13,7 +12,7 @@ from mmengine.model import BaseModule, xavier_init
 from torch import Tensor
 
 from .carafe import CARAFEUpsample
-from .windows import crop_windows
+from .windows import Windows, crop_windows, gather_windows
 
 
 @MODELS.register_module()
@@ -77,29 +76,28 @@ class P2Feature(BaseModule):
         return lateral + up
 
     @property
-    def conv_is_local(self) -> bool:
-        """The 3x3 conv has no norm layer: its output at a cell depends on the 3x3
-        neighbourhood alone (and it is affine), so it can run on window crops."""
-        return not self.fpn_conv.with_norm and not self.fpn_conv.with_activation
+    def runs_on_windows(self) -> bool:
+        """Whether `on_windows` gives the whole map's numbers: every layer is local (no norm
+        layer, whose statistics span the map) and the upsampler is CARAFE (its reach is known)."""
+        return (not self.lateral_conv.with_norm and not self.fpn_conv.with_norm
+                and isinstance(self.upsample, CARAFEUpsample))
 
-    def conv_windows(self, merged: Tensor, windows: Tensor, margin: int) -> Tensor:
-        """The 3x3 conv on the window crops only (window + `margin` cells): each crop is cut
-        with one cell more, which the conv alone reads, then dropped. crop_windows pads
-        with zeros as the conv does, so inside the map this is the whole-map conv's output."""
-        return self.fpn_conv(crop_windows(merged, windows, margin + 1))[..., 1:-1, 1:-1]
+    def on_windows(self, c2: Tensor, p3: Tensor, windows: Windows) -> tuple[Tensor, Tensor]:
+        """P2 on the window crops only (window + margin), as `forward` gives it inside the map
+        and zero beyond: (crops (M, C, h + 2m, w + 2m), inside (M, 1, ...) 1 within the map).
 
-    def weighted_mean(self, merged: Tensor, weight: Tensor) -> Tensor:
-        """(N, C) mean over the map of fpn_conv(merged) * weight (N, 1, H, W), without the
-        whole-map conv: the conv is affine, so the sum over cells of weight * conv is the
-        conv's taps applied to 9 weighted sums of the shifted input."""
-        conv = self.fpn_conv.conv
-        h, w = merged.shape[-2:]
-        # tap (i, j) reads the input at cell + (i - 1, j - 1): its weighted sum is the input
-        # against the weight map shifted the other way (zeros beyond), one matrix product
-        padded = F.pad(weight[:, 0], (1, 1, 1, 1))
-        shifted = torch.stack([padded[:, 2 - i:2 - i + h, 2 - j:2 - j + w] for i in range(3) for j in range(3)], 1)
-        sums = torch.bmm(merged.flatten(2), shifted.flatten(2).transpose(1, 2))  # (N, C_in, 9)
-        out = torch.einsum('oik,nik->no', conv.weight.flatten(2), sums)
-        if conv.bias is not None:
-            out = out + conv.bias * weight.sum(dim=(1, 2, 3))[:, None]
-        return out / (h * w)
+        Each crop of C2 and of the upsampled P3 is cut one cell larger (the 3x3 conv's reach),
+        and the P3 crops `upsample.reach` cells larger again, at stride 8: 13 windows of
+        36x36 cells are a quarter of the stride-4 map at 1333x800."""
+        c2_crops, inside = crop_windows(c2, windows, extra=1)
+        h, w = c2_crops.shape[-2:]
+        origins = windows.origins - 1  # stride-4 cells (x, y) of each crop's first cell
+        r = self.upsample.reach
+        source = torch.div(origins, 2, rounding_mode='floor') - r
+        p3_crops, p3_inside = gather_windows(p3, source, windows.rows[:, 0], (-(-h // 2) + 1 + 2 * r,
+                                                                            -(-w // 2) + 1 + 2 * r))
+        up = self.upsample.forward_in_map(p3_crops, p3_inside)
+        up, _ = gather_windows(up, origins - 2 * source, torch.arange(len(up), device=up.device), (h, w))
+        merged = (self.lateral_conv(c2_crops) + up) * inside
+        inside = inside[..., 1:-1, 1:-1]
+        return self.fpn_conv(merged)[..., 1:-1, 1:-1] * inside, inside

@@ -1,26 +1,39 @@
-"""Fixed-size windows on the stride-4 map: mining, cropping, and moving boxes in and out.
+"""Fixed-size windows on the stride-4 map: mining, cropping, and their cells per image.
 
-A window is a row (b, x0, y0, x1, y1) of an (M, 5) long tensor: the image b of the batch
-and its cells (x1 exclusive), the RoI layout of mmcv's roi_align. Rows are image-major.
-All windows of a batch have one size, so their crops stack into an (M, C, h, w) batch that
-the HD head treats as M small images; an image may have fewer windows than top-k (a small
-image batched with large ones has room for only one).
+A batch's windows are `Windows`: k slots per image, rows (b, x0, y0, x1, y1) of an (N*k, 5)
+long tensor (image-major, the RoI layout of mmcv's roi_align; x1 exclusive) and a `valid`
+flag per slot: an image with room for fewer than k distinct windows (a small image batched
+with large ones) has invalid slots, computed and ignored. Fixed slots keep every shape known
+on the host, so nothing here waits for the device (no boolean indexing, no `.tolist()`).
 
 A crop is its window plus `margin` cells of context on each side (zeros outside the map):
-the head's convolutions see real neighbours at the window's edge, and the margin's priors
-are ignored (training: `valid_box` in the window's img_meta, read by `WindowTOODHead`;
-test: `suppress_margin`). A ground-truth box belongs to every window whose core holds its
-centre and is taught whole, in crop pixels.
+the head's convolutions see real neighbours at the window's edge. Training targets and
+predictions use only the windows' core cells, gathered per image in image coordinates
+(`window_cells`): one assignment per image, never per window.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.structures import InstanceData
 from torch import Tensor
+
+
+class Windows(NamedTuple):
+    """k window slots per image: rows (N*k, 5) long (b, x0, y0, x1, y1), valid (N*k,) bool,
+    every window `size` (h, w) cells, cropped with `margin` cells of context."""
+    rows: Tensor
+    valid: Tensor
+    k: int
+    size: tuple[int, int]
+    margin: int
+
+    @property
+    def origins(self) -> Tensor:
+        """(N*k, 2) x, y of each crop's first cell (the window's minus the margin)."""
+        return self.rows[:, 1:3] - self.margin
 
 
 def window_size(feat_hw: Sequence[int], window: int) -> tuple[int, int]:
@@ -30,7 +43,7 @@ def window_size(feat_hw: Sequence[int], window: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def mine_windows(score: Tensor, valid_hw: Sequence[Sequence[int]], topk: int, window: int,
-                 peak_kernel: int) -> Tensor:
+                 peak_kernel: int, margin: int = 0) -> Windows:
     """Top-k windows of `score` (N, 1, H, W) by mass, chosen greedily with suppression.
 
     The mass of every window position is one avg-pool. Each pick takes the heaviest position
@@ -39,8 +52,8 @@ def mine_windows(score: Tensor, valid_hw: Sequence[Sequence[int]], topk: int, wi
     ground-truth mask makes plateaus) go to the window whose central half holds the most
     mass, so objects sit in the middle of their window. Windows stay inside each image's
     valid (unpadded) cells `valid_hw[i]` where they fit; an image with fewer distinct
-    positions than `topk` (valid area barely larger than a window) gets fewer windows,
-    never the same one twice. Returns (M, 5) long rows (b, x0, y0, x1, y1), image-major.
+    positions than `topk` (valid area barely larger than a window) gets invalid slots,
+    never the same window twice.
     """
     n, _, h, w = score.shape
     wh, ww = window_size((h, w), window)
@@ -51,9 +64,8 @@ def mine_windows(score: Tensor, valid_hw: Sequence[Sequence[int]], topk: int, wi
     rank = mass + 1e-3 * inner[:, wh // 4:wh // 4 + ph, ww // 4:ww // 4 + pw]
     ys = torch.arange(ph, device=score.device).view(1, -1, 1)
     xs = torch.arange(pw, device=score.device).view(1, 1, -1)
-    for i, (vh, vw) in enumerate(valid_hw):
-        outside = (ys[0] > max(0, int(vh) - wh)) | (xs[0] > max(0, int(vw) - ww))
-        rank[i][outside] = float('-inf')
+    outside = torch.stack([(ys[0] > max(0, int(vh) - wh)) | (xs[0] > max(0, int(vw) - ww)) for vh, vw in valid_hw])
+    rank = rank.masked_fill(outside, float('-inf'))
     r = peak_kernel // 2
     picks, fresh = [], []
     for _ in range(min(topk, ph * pw)):
@@ -64,113 +76,78 @@ def mine_windows(score: Tensor, valid_hw: Sequence[Sequence[int]], topk: int, wi
         near = ((ys - y0.view(-1, 1, 1)).abs() <= r) & ((xs - x0.view(-1, 1, 1)).abs() <= r)
         rank = torch.where(near, rank - 1e4, rank)
         rank.view(n, -1).scatter_(1, idx[:, None], float('-inf'))  # never the same window twice
-    picks, fresh = torch.stack(picks, dim=1), torch.stack(fresh, dim=1)  # (N, k, 4), (N, k)
-    batch = torch.arange(n, device=score.device).view(-1, 1).expand_as(fresh)
-    return torch.cat([batch[fresh][:, None], picks[fresh]], dim=1)
+    k = len(picks)
+    picks = torch.stack(picks, dim=1).view(n * k, 4)
+    batch = torch.arange(n, device=score.device).repeat_interleave(k, output_size=n * k)
+    return Windows(torch.cat([batch[:, None], picks], dim=1), torch.stack(fresh, dim=1).view(-1), k,
+                   (wh, ww), margin)
 
 
-def full_windows(n: int, feat_hw: Sequence[int], device=None) -> Tensor:
-    """One window per image covering the whole map: the dense HD head (no AFFM)."""
+def full_windows(n: int, feat_hw: Sequence[int], device=None) -> Windows:
+    """One window per image covering the whole map, no margin: the dense HD head (no AFFM)."""
     h, w = int(feat_hw[0]), int(feat_hw[1])
     rows = torch.tensor([[0, 0, 0, w, h]], device=device).repeat(n, 1)
     rows[:, 0] = torch.arange(n, device=device)
-    return rows
+    return Windows(rows, torch.ones(n, dtype=torch.bool, device=device), 1, (h, w), 0)
 
 
-def crop_windows(feat: Tensor, windows: Tensor, margin: int = 0) -> Tensor:
-    """Stack the crops (window + `margin` cells each side, zeros outside) of feat (N, C, H, W)
-    into (M, C, wh + 2 margin, ww + 2 margin)."""
-    return _CropWindows.apply(feat, [tuple(row) for row in windows.tolist()], margin)
+def gather_windows(feat: Tensor, origins: Tensor, batch: Tensor, size: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """Crops of feat (N, C, H, W) in one gather: crop i is image batch[i]'s cells from
+    origins[i] (x, y), `size` (h, w) cells, zeros outside the map.
 
-
-class _CropWindows(torch.autograd.Function):
-    """Crops with one gradient buffer: autograd's slice backward would fill a zero map of the
-    whole input for every crop (13 per image), and a padded copy of the map would cost one
-    more; here only the parts inside the map are copied, and added back."""
-
-    @staticmethod
-    def forward(ctx, feat: Tensor, rows: list, margin: int) -> Tensor:
-        spans = [_crop_span(row, margin, feat.shape[-2:]) for row in rows]
-        _, x0, y0, x1, y1 = rows[0]
-        out = feat.new_zeros(len(rows), feat.shape[1], y1 - y0 + 2 * margin, x1 - x0 + 2 * margin)
-        for i, (b, src, dst) in enumerate(spans):
-            out[i, :, dst[0], dst[1]] = feat[b, :, src[0], src[1]]
-        ctx.spans, ctx.shape = spans, feat.shape
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        grad_feat = grad.new_zeros(ctx.shape)
-        for i, (b, src, dst) in enumerate(ctx.spans):
-            grad_feat[b, :, src[0], src[1]] += grad[i, :, dst[0], dst[1]]
-        return grad_feat, None, None
-
-
-def _crop_span(row, margin: int, hw) -> tuple[int, tuple[slice, slice], tuple[slice, slice]]:
-    """(image, (rows, cols) in the map, (rows, cols) in the crop) of the crop's part inside the map."""
-    b, x0, y0, x1, y1 = row
-    top, left, bottom, right = y0 - margin, x0 - margin, y1 + margin, x1 + margin
-    sy0, sx0, sy1, sx1 = max(top, 0), max(left, 0), min(bottom, int(hw[0])), min(right, int(hw[1]))
-    return b, (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - top, sy1 - top), slice(sx0 - left, sx1 - left))
-
-
-def window_metas(windows: Tensor, img_metas: Sequence[dict], stride: int, margin: int = 0) -> list[dict]:
-    """img_meta of each crop seen as an image (pixels of the crop).
-
-    `valid_box` is the window proper (the margin is context only) and `scale_factor` the
-    image's, so that the head's test-time `min_bbox_size` applies in original pixels.
+    Returns (crops (M, C, h, w), inside (M, 1, h, w) in feat's dtype: 1 where the cell lies
+    in the map). Its backward is one scatter-add into the map.
     """
-    metas = []
-    m = margin * stride
-    for b, x0, y0, x1, y1 in windows.tolist():
-        wh, ww = (y1 - y0) * stride, (x1 - x0) * stride
-        pad = (wh + 2 * m, ww + 2 * m)
-        metas.append(dict(img_shape=pad, pad_shape=pad, batch_input_shape=pad,
-                          scale_factor=tuple(img_metas[b].get('scale_factor', (1.0, 1.0))),
-                          valid_box=(m, m, m + ww, m + wh)))
-    return metas
+    _, _, H, W = feat.shape
+    h, w = int(size[0]), int(size[1])
+    ys = origins[:, 1:2] + torch.arange(h, device=feat.device)  # (M, h)
+    xs = origins[:, 0:1] + torch.arange(w, device=feat.device)  # (M, w)
+    inside = (((ys >= 0) & (ys < H))[:, :, None] & ((xs >= 0) & (xs < W))[:, None, :])[:, None].to(feat.dtype)
+    # advanced indices around a slice: the result is (M, h, w, C); contiguous NCHW for mmcv's
+    # ops (roi_align reads its input as dense NCHW)
+    crops = feat[batch[:, None, None], :, ys.clamp(0, H - 1)[:, :, None], xs.clamp(0, W - 1)[:, None, :]]
+    return crops.permute(0, 3, 1, 2).contiguous().mul_(inside), inside
 
 
-def instances_to_windows(gt_instances: Sequence[InstanceData], windows: Tensor, stride: int,
-                         margin: int = 0) -> list[InstanceData]:
-    """Ground truth of each crop in crop pixels: the boxes whose centre lies in the window
-    proper, whole (not clipped: a cut-off box would teach partial objects)."""
-    out = []
-    for b, x0, y0, x1, y1 in windows.tolist():
-        gt = gt_instances[b]
-        boxes = gt.bboxes.tensor if hasattr(gt.bboxes, 'tensor') else gt.bboxes
-        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        keep = (cx >= x0 * stride) & (cx < x1 * stride) & (cy >= y0 * stride) & (cy < y1 * stride)
-        origin = boxes.new_tensor([x0 - margin, y0 - margin] * 2) * stride
-        out.append(InstanceData(bboxes=boxes[keep] - origin, labels=gt.labels[keep]))
-    return out
+def crop_windows(feat: Tensor, windows: Windows, extra: int = 0) -> tuple[Tensor, Tensor]:
+    """`gather_windows` of each window with its margin (plus `extra` cells each side)."""
+    m = windows.margin + extra
+    h, w = windows.size
+    return gather_windows(feat, windows.origins - extra, windows.rows[:, 0], (h + 2 * m, w + 2 * m))
 
 
-def suppress_margin(cls_scores: Tensor, margin: int) -> Tensor:
-    """Scores (M, C, h, w) with the margin cells zeroed: they predict nothing at test time."""
-    if not margin:
-        return cls_scores
-    keep = torch.zeros_like(cls_scores[:1, :1])
-    keep[..., margin:-margin, margin:-margin] = 1
-    return cls_scores * keep
+def window_cells(windows: Windows, map_hw: Sequence[int], valid_hw: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """The core cells of each image's window slots, in slot order: (index y * W + x of each
+    cell in the map (N, k*h*w) long, whether the cell counts (N, k*h*w) bool).
+
+    A cell counts when its slot is valid, it lies in the image's valid (unpadded) cells
+    `valid_hw[i]`, and it belongs to this window: where windows overlap, a cell belongs to
+    the one in which it lies most centrally (ties: the earlier pick), so that every cell of
+    an image is trained and predicted once.
+    """
+    rows, k, (h, w) = windows.rows, windows.k, windows.size
+    H, W = int(map_hw[0]), int(map_hw[1])
+    m, device = rows.shape[0], rows.device
+    dy, dx = torch.arange(h, device=device), torch.arange(w, device=device)
+    ys, xs = rows[:, 2:3] + dy, rows[:, 1:2] + dx  # (M, h), (M, w)
+    flat = ys[:, :, None] * W + xs[:, None, :]  # (M, h, w)
+    centrality = torch.minimum(torch.minimum(dy, h - 1 - dy)[:, None], torch.minimum(dx, w - 1 - dx)[None, :])
+    key = centrality * m + (m - 1 - torch.arange(m, device=device))[:, None, None]
+    key = torch.where(windows.valid[:, None, None], key, torch.full_like(key, -1))
+    image_flat = rows[:, 0, None, None] * (H * W) + flat
+    best = torch.full((m // k * H * W,), -1, dtype=key.dtype, device=device)
+    best.scatter_reduce_(0, image_flat.flatten(), key.flatten(), 'amax')
+    owned = (best[image_flat] == key) & (key >= 0)
+    in_image = torch.cat([(ys[i * k:(i + 1) * k] < int(vh))[:, :, None] & (xs[i * k:(i + 1) * k] < int(vw))[:, None]
+                          for i, (vh, vw) in enumerate(valid_hw)])
+    n = m // k
+    return flat.view(n, k * h * w), (owned & in_image).view(n, k * h * w)
 
 
-def results_from_windows(results: Sequence[InstanceData], windows: Tensor, stride: int,
-                         img_metas: Sequence[dict], rescale: bool, margin: int = 0) -> list[InstanceData]:
-    """Per-crop detections -> per-image detections: shifted by the crop origin, clipped to the
-    image. With `rescale` the crops' boxes are in original pixels already (the head rescaled
-    them with the image's scale_factor), and so is the result."""
-    parts = [[] for _ in img_metas]
-    for res, (b, x0, y0, _, _) in zip(results, windows.tolist()):
-        sx, sy = img_metas[b]['scale_factor'] if rescale else (1.0, 1.0)
-        shift = res.bboxes.new_tensor([(x0 - margin) * stride / sx, (y0 - margin) * stride / sy] * 2)
-        parts[b].append(InstanceData(bboxes=res.bboxes + shift, scores=res.scores, labels=res.labels))
-    merged = []
-    for meta, part in zip(img_metas, parts):
-        res = InstanceData.cat(part)
-        sx, sy = meta['scale_factor'] if rescale else (1.0, 1.0)
-        img_h, img_w = meta['img_shape'][:2]
-        res.bboxes[:, 0::2] = res.bboxes[:, 0::2].clamp(0, img_w / sx)
-        res.bboxes[:, 1::2] = res.bboxes[:, 1::2].clamp(0, img_h / sy)
-        merged.append(res)
-    return merged
+def core_cells(crop_maps: Tensor, windows: Windows) -> Tensor:
+    """(M, D, h + 2 margin, w + 2 margin) per-crop maps -> (N, k*h*w, D): each image's core
+    cells in the order of `window_cells`."""
+    m, d = crop_maps.shape[:2]
+    (h, w), mg = windows.size, windows.margin
+    core = crop_maps[:, :, mg:mg + h, mg:mg + w]
+    return core.reshape(m // windows.k, windows.k, d, h * w).permute(0, 1, 3, 2).reshape(m // windows.k, -1, d)

@@ -58,6 +58,11 @@ model = dict(
         loss_cls=dict(
             type='QualityFocalLossFP32', use_sigmoid=True, activated=True, beta=2.0, loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
+        # The detector's train_cfg (published ATSS topk 4 -> TaskAligned topk 3) with the batched
+        # assigners: all images in one pass, and ATSS's threshold capped at the best candidate,
+        # which keeps the objects that lie inside one 32-px prior (see afmcli.models.assigners).
+        train_cfg=dict(initial_assigner=dict(type='BatchATSSAssigner', topk=4, keep_best=True),
+                       assigner=dict(type='BatchTaskAlignedAssigner', topk=3)),
         test_cfg=hd_test_cfg),
     # The HD head starts from the main head's weights when load_from has no hd_head keys.
     hd_init_from_main=True,

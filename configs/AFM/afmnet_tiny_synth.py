@@ -36,6 +36,8 @@ model = dict(
         loss_cls=dict(type='QualityFocalLossFP32', use_sigmoid=True, activated=True, beta=2.0,
                       loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
+        train_cfg=dict(initial_assigner=dict(type='BatchATSSAssigner', topk=4, keep_best=True),
+                       assigner=dict(type='BatchTaskAlignedAssigner', topk=3)),
         test_cfg=hd_test_cfg),
     hd_init_from_main=False,
     mask_render=dict(kind='oval', small_area=32 * 32),
