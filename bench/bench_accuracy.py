@@ -32,7 +32,9 @@ alone for --stage1-epochs; stage 2 trains every --models row from that checkpoin
 AFMNet's HD head starts from the main head's weights, hd_init_from_main) for --epochs, side by
 side, so "TOOD" in stage 2 is TOOD trained on for the same schedule. Stage 1 is kept in
 WORK/stage1 and reused by later runs with the same data and stage-1 epochs (--stages 2); AFMNet
-rows are also scored with each head alone (model.test_heads main / hd).
+row is also scored as VARIANTS: each head alone (model.test_heads main / hd) and round 3's
+inference switches, on its checkpoint (--variants picks them; --stage1-from reuses the stage 1
+of another work dir, for a run from another tree).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --real --preset full --staged --jobs 2
 """
@@ -63,7 +65,17 @@ TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
                                'model.irfi=None', 'model.hd_head=None']),
         'CFPN+HD': (TINY_AFMNET, ['model.mask_estimator=None', 'model.affm=None', 'model.irfi=None']),
         'CFPN+HD+FPD': (TINY_AFMNET, ['model.affm=None', 'model.irfi=None']),
-        'CFPN+HD+FPD+AFFM': (TINY_AFMNET, ['model.irfi=None'])}
+        'CFPN+HD+FPD+AFFM': (TINY_AFMNET, ['model.irfi=None']),
+        # round 3's training switches (docs/architecture.md), each alone on AFMNet
+        'AFMNet+k_train8': (TINY_AFMNET, ['model.affm.topk_train=8']),
+        'AFMNet+shared_tower': (TINY_AFMNET, ['model.hd_share_tower=True']),
+        'AFMNet+hd_loss2': (TINY_AFMNET, ['model.hd_loss_weight=2.0'])}
+# --staged: the AFMNet row is also scored as each of these configs on top of the trained one
+# (the same checkpoint): each head alone, and round 3's inference switches.
+VARIANTS = {'main head': "model = dict(test_heads='main')",
+            'HD head': "model = dict(test_heads='hd')",
+            'merge by role': "model = dict(merge_cfg=dict(by_role=True, small_area=32 * 32))",
+            'windows mask or main': "model = dict(affm=dict(test_score='mask_or_main'))"}
 FULL = {'TOOD': ('configs/AFM/tood_r50_visdrone.py', []),
         'AFMNet': ('configs/AFM/AFMNet-tood_r50_k13.py', [])}
 COLUMNS = [('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_small'), ('coco', 'AP_tiny'),
@@ -166,12 +178,11 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     trained_config = work_dir / Path(config).name
     out = dict(config=config, options=options, train_s=train_s, checkpoint=str(last_checkpoint(work_dir)))
     out.update(infer_and_evaluate(trained_config, Path(out['checkpoint']), ann, work / name, args))
-    if args.staged and 'afmnet' in config.lower():
-        for heads in ('main', 'hd'):
-            alone = work / name / f'config_{heads}.py'
-            alone.write_text(f"_base_ = ['{trained_config.name}']\nmodel = dict(test_heads='{heads}')\n")
-            out[f'heads_{heads}'] = infer_and_evaluate(alone, Path(out['checkpoint']), ann,
-                                                       work / name / f'heads_{heads}', args)
+    for index, variant in enumerate(args.variants if args.staged and name == 'AFMNet' else []):
+        derived = work / name / f'variant{index}.py'
+        derived.write_text(f"_base_ = ['{trained_config.relative_to(work / name)}']\n{VARIANTS[variant]}\n")
+        out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, Path(out['checkpoint']), ann,
+                                                                     work / name / f'variant{index}', args)
     return out
 
 
@@ -194,13 +205,13 @@ def infer_and_evaluate(config: Path, checkpoint: Path, ann: Path, work: Path, ar
 def stage1(data: Path, about: dict, args) -> dict:
     """--staged's starting point: TOOD trained alone for --stage1-epochs, reused from WORK/stage1
     when an earlier run trained it on the same data for as many epochs."""
-    done = args.work / STAGE1 / 'result.json'
+    done = (args.stage1_from or args.work / STAGE1) / 'result.json'
     key = dict(data=about, epochs=args.stage1_epochs, options=list(args.options))
     if done.is_file() and read_json(done).get('key') == key:
         print(f'stage 1: reusing {done}')
         return read_json(done)
-    if 1 not in args.stages:
-        raise SystemExit(f'bench_accuracy: --stages 2 needs stage 1 in {args.work / STAGE1} '
+    if 1 not in args.stages or args.stage1_from:
+        raise SystemExit(f'bench_accuracy: --staged needs stage 1 in {done.parent} '
                          f'(trained on the same data for {args.stage1_epochs} epochs); run stage 1 first')
     result = train_and_evaluate(STAGE1, TINY['TOOD'][0] if not args.full else FULL['TOOD'][0], [], data,
                                 args.work, args, epochs=args.stage1_epochs)
@@ -242,6 +253,10 @@ def main() -> None:
     parser.add_argument('--stage1-epochs', type=int, help="--staged's TOOD pre-training (default: the preset's)")
     parser.add_argument('--stages', type=int, nargs='+', choices=(1, 2), default=[1, 2],
                         help='--staged: run only these stages (2 reuses stage 1 from --work)')
+    parser.add_argument('--stage1-from', type=Path, help='--staged: the stage-1 folder to start from '
+                                                          '(default WORK/stage1)')
+    parser.add_argument('--variants', nargs='*', choices=sorted(VARIANTS), default=list(VARIANTS),
+                        help='--staged: how the AFMNet row is also scored (none: --variants alone)')
     args = parser.parse_args()
     configs = FULL if args.full else TINY
     unknown = [name for name in args.models if name not in configs]
@@ -285,11 +300,11 @@ def main() -> None:
                    for name in args.models}
     modes = ('full', 'sliced') if args.real else ('full',)
     rows = dict(results)
-    if start:  # the starting point, and each head of AFMNet alone
+    if start:  # the starting point, and the AFMNet row's variants
         rows = {'TOOD stage 1': start, **results}
         for name, r in results.items():
-            rows.update({f'{name} {heads} head': r[f'heads_{heads}'] | dict(train_s=r['train_s'])
-                         for heads in ('main', 'hd') if f'heads_{heads}' in r})
+            rows.update({f'{name}, {variant}': metrics | dict(train_s=r['train_s'])
+                         for variant, metrics in r.get('variants', {}).items()})
 
     from rich.console import Console
     from rich.table import Table
