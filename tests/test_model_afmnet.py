@@ -425,3 +425,44 @@ def test_merge_by_role_takes_small_boxes_in_windows_from_the_hd_head():
     inputs, samples = make_batch()
     with torch.no_grad():
         assert len(model.predict(inputs, samples)[0].pred_instances) > 0
+
+
+def packed_masks(model, samples, inputs):
+    """The masks the training pipeline packs (RenderObjectMasks), drawn on the host."""
+    from mmengine.structures import PixelData
+
+    with torch.no_grad():
+        logits = model.mask_estimator(model._features(inputs)[1][:2])
+    for sample in samples:
+        masks = model._render_masks(sample, [t.shape[-2:] for t in logits], (8, 16))
+        sample.gt_mask_s, sample.gt_mask_l = (PixelData(data=m[None]) for m in masks)
+    return samples
+
+
+@pytest.mark.parametrize('epoch,syncs', [
+    # mmdet's loss code: FocalLoss's one_hot (2), loss_by_feat_single's nonzero, the
+    # centerness NaN assert, GIoULoss's any(weight > 0); and our two loss normalisers
+    (0, {'aten._local_scalar_dense.default': 6, 'aten.nonzero.default': 1}),
+    # QualityFocalLoss's and loss_by_feat_single's nonzero, GIoULoss's any, the normalisers
+    (5, {'aten._local_scalar_dense.default': 3, 'aten.nonzero.default': 2})])
+def test_the_hd_head_training_path_syncs_only_in_mmdets_losses(epoch, syncs):
+    """Windows, crops, P2, IRFI, the HD head, its per-image targets and losses of a batch: the
+    host reads device values only inside mmdet's loss functions and for the two loss
+    normalisers (`.item()`), a constant per iteration; the old per-window path had hundreds."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('bench_train', 'bench/bench_train.py')
+    bench_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_train)
+    model = build(tiny_model_cfg())
+    model.set_epoch(epoch)
+    inputs, samples = make_batch(h=384, w=512)
+    samples = packed_masks(model, samples, inputs)
+    out = model._branches(inputs, samples, training=True)
+    with bench_train.op_counter() as counts:
+        crops, windows, hw, valid_hw = model._hd_input(out, samples, training=True)
+        scores, boxes, flat, valid = model._hd_cells(crops, windows, hw, valid_hw)
+        priors = model.hd_head.prior_generator.single_level_grid_priors(hw, 0, device='cpu')[flat]
+        losses = model.hd_head.loss_by_cells(scores, boxes, priors, valid, [s.gt_instances for s in samples])
+        sum(losses.values()).backward()
+    assert windows.k == 4 and dict(counts.sync_names) == syncs
