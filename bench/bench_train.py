@@ -11,6 +11,8 @@ the CPU-time ratio (the process's own CPU seconds): wall time moves with the oth
     .venv/bin/python bench/bench_train.py --size 1333x800 --batch 1 --iters 1 --warmup 1 --profile
                                                                 # + torch.profiler's top ops per model
     .venv/bin/python bench/bench_train.py --count-ops --size 1333x800 --batch 4 --only tood afmnet
+    .venv/bin/python bench/bench_train.py --size 1333x800 --batch 1 --only tood afmnet \
+        --cfg-options model.affm.margin=1              # a variant of AFMNet against the same TOOD
 
 --count-ops counts, for one training iteration (forward and backward, after one warm-up), the
 operators dispatched (each one a kernel launch or at least a dispatcher round trip on a GPU) and
@@ -184,6 +186,9 @@ def worker(args) -> dict:
     configs = TINY if args.tiny else FULL
     kind = args.worker
     cfg = Config.fromfile(str(ROOT / configs['afmnet' if kind.startswith('hd') else kind]))
+    if kind != 'tood' and args.cfg_options:
+        from afmcli.engine.train import parse_cfg_options
+        cfg.merge_from_dict(parse_cfg_options(args.cfg_options))
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(args.device)
@@ -260,6 +265,7 @@ def run(kind: str, args) -> dict:
            '--threads', str(args.threads)]
     cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny + ['--profile'] * args.profile
     cmd += ['--count-ops'] * args.count_ops
+    cmd += ['--cfg-options', *args.cfg_options] if args.cfg_options else []
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.profile else subprocess.PIPE,
                          text=True, cwd=ROOT)
     if out.returncode:  # one failed measurement must not hide the others, nor its cause
@@ -283,6 +289,8 @@ def main() -> None:
                         help="also print torch.profiler's top operators of each measurement (stderr)")
     parser.add_argument('--count-ops', action='store_true',
                         help='also count operators and host syncs of one iteration (see above)')
+    parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
+                        help="changes to AFMNet's config (mmengine syntax), e.g. model.affm.margin=1")
     parser.add_argument('--only', nargs='+', choices=KINDS, default=KINDS, help='measure these only')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
