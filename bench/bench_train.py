@@ -11,6 +11,7 @@ the CPU-time ratio (the process's own CPU seconds): wall time moves with the oth
     .venv/bin/python bench/bench_train.py --size 1333x800 --batch 1 --iters 1 --warmup 1 --profile
                                                                 # + torch.profiler's top ops per model
     .venv/bin/python bench/bench_train.py --count-ops --size 1333x800 --batch 4 --only tood afmnet
+    .venv/bin/python bench/bench_train.py --parts --size 1333x800 --batch 1 --only afmnet  # per part
     .venv/bin/python bench/bench_train.py --size 1333x800 --batch 1 --only tood afmnet \
         --cfg-options model.affm.margin=1              # a variant of AFMNet against the same TOOD
 
@@ -168,6 +169,38 @@ def _one_op_carafe(counts):
     return restore
 
 
+def afmnet_parts(model, inputs, samples) -> dict:
+    """CPU seconds of each AFMNet part's forward, in training order, and of the backward of
+    all of it (one step, this process)."""
+    import time
+
+    times = {}
+
+    def timed(name, fn):
+        start = time.process_time()
+        out = fn()
+        times[name] = time.process_time() - start
+        return out
+
+    c = timed('backbone', lambda: model.backbone(inputs))
+    feats = timed('neck (CFPN)', lambda: list(model.neck(c)))
+    logits = timed('mask estimators', lambda: model.mask_estimator(feats[:2]))
+    out = dict(c2=c[0], feats=feats, mask_logits=logits, mask_targets=model._mask_targets(samples, logits))
+    feats[1], _ = model.affm.enhance(feats[1], logits[1])
+    main = timed('main head', lambda: model.bbox_head(feats))
+    crops, windows, hw, valid_hw = timed('windows, P2 on crops, IRFI', lambda: model._hd_input(out, samples, True))
+    scores, boxes, flat, valid = timed('HD head', lambda: model._hd_cells(crops, windows, hw, valid_hw))
+    gt = [s.gt_instances for s in samples]
+    losses = timed('main head loss', lambda: model.bbox_head.loss_by_feat(*main, gt, [s.metainfo for s in samples]))
+    priors = model.hd_head.prior_generator.single_level_grid_priors(hw, 0, device=inputs.device)[flat]
+    losses.update(timed('HD head targets and loss', lambda: model.hd_head.loss_by_cells(scores, boxes, priors, valid, gt)))
+    losses.update(model.mask_estimator.loss(logits, out['mask_targets']))
+    total = sum(v if hasattr(v, 'backward') else sum(v) for v in losses.values())
+    timed('backward (all)', total.backward)
+    model.zero_grad(set_to_none=True)
+    return times
+
+
 def worker(args) -> dict:
     """One measurement in this process; prints a JSON line."""
     import torch
@@ -249,6 +282,8 @@ def worker(args) -> dict:
         extra.update(ops=counts.ops, kernel_ops=counts.ops - counts.views, syncs=counts.syncs,
                      from_host=counts.from_host,
                      sync_names=dict(counts.sync_names.most_common(12)))
+    if args.parts and kind == 'afmnet':
+        extra['parts'] = afmnet_parts(model, inputs, samples)
     if args.profile:  # one more step, profiled; the table goes to stderr (stdout is the JSON line)
         from torch.profiler import profile
         with profile() as prof:
@@ -264,7 +299,7 @@ def run(kind: str, args) -> dict:
            '--batch', str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
            '--threads', str(args.threads)]
     cmd += ['--amp'] * args.amp + ['--tiny'] * args.tiny + ['--profile'] * args.profile
-    cmd += ['--count-ops'] * args.count_ops
+    cmd += ['--count-ops'] * args.count_ops + ['--parts'] * args.parts
     cmd += ['--cfg-options', *args.cfg_options] if args.cfg_options else []
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.profile else subprocess.PIPE,
                          text=True, cwd=ROOT)
@@ -289,6 +324,8 @@ def main() -> None:
                         help="also print torch.profiler's top operators of each measurement (stderr)")
     parser.add_argument('--count-ops', action='store_true',
                         help='also count operators and host syncs of one iteration (see above)')
+    parser.add_argument('--parts', action='store_true',
+                        help="also time each of AFMNet's parts (forward) and the backward, one step")
     parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
                         help="changes to AFMNet's config (mmengine syntax), e.g. model.affm.margin=1")
     parser.add_argument('--only', nargs='+', choices=KINDS, default=KINDS, help='measure these only')
@@ -334,6 +371,13 @@ def main() -> None:
                             f"{r['syncs'] / max(base['syncs'], 1):.2f}x" if base else '',
                             ', '.join(f'{k} {v}' for k, v in list(r['sync_names'].items())[:4]))
         console.print(counted)
+    if 'parts' in res['afmnet']:
+        parts = Table(title='AFMNet: CPU seconds of each part (forward), and the backward, one step')
+        parts.add_column('part')
+        parts.add_column('CPU s', justify='right')
+        for name, seconds in res['afmnet']['parts'].items():
+            parts.add_row(name, f'{seconds:.2f}')
+        console.print(parts)
     console.print(f"HD head cells on windows / dense: {res['hd_windows']['cells'] / res['hd_dense']['cells']:.3f}")
 
 
