@@ -1,14 +1,19 @@
 """The `afm` command. Thin: each subcommand lives in afmcli/commands/<name>.py.
 
-Any error prints as one line on stderr with exit code 2; `--debug` anywhere on the
+Any error prints as one line on stderr with exit code 2, each warning as one line; errors
+about a parameter of library code name the command's flag. `--debug` anywhere on the
 command line shows the traceback (and the libraries' warnings) instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import os
 import sys
 import warnings
+from typing import Iterator
 
 import typer
 
@@ -16,6 +21,7 @@ from afmcli import __version__
 
 from afmcli.commands import (convert, demo, env, evaluate, fuse, infer, masks,
                              synth, train)
+from afmcli.errors import AfmError, AfmWarning, ParameterError
 
 app = typer.Typer(
     name="afm",
@@ -43,16 +49,48 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the full trace
     _state["debug"] = debug
 
 
+def command_flags(function) -> dict[str, str]:
+    """How a command spells each of its parameters: ``--flag`` for an option (its first
+    long name), ``NAME`` for an argument."""
+    flags = {}
+    for name, param in inspect.signature(function).parameters.items():
+        info = param.default
+        if isinstance(info, typer.models.OptionInfo):
+            long = [d for d in info.param_decls or () if d.startswith("--")]
+            flags[name] = long[0] if long else "--" + name.replace("_", "-")
+        elif isinstance(info, typer.models.ArgumentInfo):
+            flags[name] = info.metavar or name.upper()
+    return flags
+
+
+def flag_errors(module, name: str):
+    """The command ``module.name`` with library errors and warnings about parameters told in
+    its flags: its own parameters by name, the library's other names through ``module.FLAGS``."""
+    function = getattr(module, name)
+    flags = {**command_flags(function), **getattr(module, "FLAGS", {})}
+
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        try:
+            with _warnings_as_lines(flags):
+                return function(*args, **kwargs)
+        except ParameterError as exc:
+            raise AfmError(exc.spelled(flags)) from exc
+
+    return command
+
+
 # Each subcommand's help ends with its examples (EXAMPLES in its module).
-app.command("convert-visdrone", epilog=convert.EXAMPLES)(convert.convert_visdrone)
-app.command("make-masks", epilog=masks.EXAMPLES)(masks.make_masks)
-app.command("synth", epilog=synth.EXAMPLES)(synth.synth)
-app.command("train", context_settings={"allow_extra_args": False}, epilog=train.EXAMPLES)(train.train)
-app.command("infer", epilog=infer.EXAMPLES)(infer.infer)
-app.command("fuse", epilog=fuse.EXAMPLES)(fuse.fuse)
-app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate)
-app.command("demo", epilog=demo.EXAMPLES)(demo.demo)
-app.command("env", epilog=env.EXAMPLES)(env.env)
+app.command("convert-visdrone", epilog=convert.EXAMPLES)(flag_errors(convert, "convert_visdrone"))
+app.command("make-masks", epilog=masks.EXAMPLES)(flag_errors(masks, "make_masks"))
+app.command("synth", epilog=synth.EXAMPLES)(flag_errors(synth, "synth"))
+app.command("train", context_settings={"allow_extra_args": False}, epilog=train.EXAMPLES)(
+    flag_errors(train, "train"))
+app.command("infer", epilog=infer.EXAMPLES)(flag_errors(infer, "infer"))
+app.command("fuse", epilog=fuse.EXAMPLES)(flag_errors(fuse, "fuse"))
+app.command("evaluate", epilog=evaluate.EXAMPLES)(flag_errors(evaluate, "evaluate"))
+app.command("demo", epilog=demo.EXAMPLES)(flag_errors(demo, "demo"))
+app.command("env", epilog=env.EXAMPLES)(flag_errors(env, "env"))
 
 
 def _flags_show_no_type() -> None:
@@ -107,6 +145,28 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module=NOISY_LIBRARIES)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(flags: dict[str, str]) -> Iterator[None]:
+    """afm's warnings as ``afm: warning: ...`` lines (between progress bars, parameters
+    spelled as ``flags``), each time one is warned (not once per place in the code);
+    other warnings as Python shows them."""
+    from afmcli.progress import console
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AfmWarning)
+        others = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if isinstance(message, AfmWarning):
+                console.print(f"afm: warning: {message.spelled(flags)}", markup=False, highlight=False,
+                              soft_wrap=True)
+            else:
+                others(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
+
+
 def _usage_error(exc) -> str:
     """click/typer's usage error as afm's one line."""
     msg = exc.format_message().strip().rstrip(".")
@@ -144,8 +204,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         if _state["debug"]:
             raise
-        from afmcli.errors import AfmError
-
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if isinstance(exc, AfmError):
             print(f"afm: error: {msg}", file=sys.stderr)

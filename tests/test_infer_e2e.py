@@ -10,7 +10,7 @@ import torch
 
 from afmcli.cli import main
 from afmcli.data.visdrone_format import read_visdrone_file
-from afmcli.inference.predictor import Predictor, load_detector
+from afmcli.inference.predictor import load_model
 
 CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood.py"
 
@@ -48,11 +48,10 @@ def run_infer(*args):
 
 def test_batched_tiles_give_the_same_detections_as_one_at_a_time(setup):
     root, images, ckpt = setup
-    model, cfg, _ = load_detector(CONFIG, ckpt)
-    predictor = Predictor(model, cfg, score_thr=0.01)
+    model = load_model(CONFIG, ckpt)
     image = cv2.imread(str(sorted(images.glob("*.jpg"))[0]))
     crops = [image[0:320, 0:320], image[100:420, 200:520], image[180:500, 380:700]]
-    for batch, single in zip(predictor(crops), [predictor([c])[0] for c in crops]):
+    for batch, single in zip(model(crops, 0.01), [model([c], 0.01)[0] for c in crops]):
         assert len(batch) == len(single) > 0
         np.testing.assert_array_equal(batch.labels, single.labels)
         np.testing.assert_allclose(batch.scores, single.scores, atol=1e-5)

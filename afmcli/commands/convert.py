@@ -41,8 +41,8 @@ def convert_visdrone(
     """Convert VisDrone labels to COCO (and back with --to-visdrone).
 
     Writes images/<split>/, labels/org/<split>_annotations/ and
-    labels/annotations/<split>_labels.json under OUT; a folder is replaced only
-    when afm wrote it (see README, Errors and safety).
+    labels/annotations/<split>_labels.json under OUT; afm replaces only what it
+    wrote (see README, Errors and safety).
     """
     from afmcli.data.report import print_summary
 
@@ -61,9 +61,13 @@ def convert_visdrone(
     if slice_size:
         items.update({"crops": stats.crops, "crop annotations": stats.crop_annotations})
     print_summary(f"afm convert-visdrone ({split})", items)
-    if stats.skipped:
-        typer.echo(f"skipped {len(stats.skipped)}: " + "; ".join(stats.skipped[:3])
-                   + (" ..." if len(stats.skipped) > 3 else ""), err=True)
+    _say_skipped(stats.skipped)
+
+
+def _say_skipped(skipped: list[str]) -> None:
+    if skipped:
+        typer.echo(f"skipped {len(skipped)}: " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""),
+                   err=True)
 
 
 def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-# Tile-count warnings before any image is read assume VisDrone's largest image size.
-REFERENCE_SIZE = (2000, 1500)
+# The library's names of parameters that this command spells otherwise.
+FLAGS = {"slices=False": "--no-slices", "full=False": "--no-full-image", "images_dir": "--images"}
 
 EXAMPLES = """Examples:
 
@@ -59,18 +59,8 @@ def infer(
     from rich.console import Console
     from rich.table import Table
 
-    from afmcli.data.slicing import check_overlap, tile_count_warning
     from afmcli.errors import AfmError, warn
-    from afmcli.inference.fusion import check_fusion_options
     from afmcli.inference.run import InferSettings, run_inference
-
-    # Options first, before the model or any image is loaded.
-    check_overlap(overlap)
-    check_fusion_options(method, iou, match, False, None, 2, max_per_img)
-    if not no_slices and slice_size >= 1:
-        message = tile_count_warning([REFERENCE_SIZE], slice_size, overlap)
-        if message:
-            warn(message)
 
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
