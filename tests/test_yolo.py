@@ -1,8 +1,9 @@
-"""YOLO: `afm convert-visdrone --to-yolo`, a round trip on real VisDrone train images
-(ignored regions painted out, others dropped)."""
+"""YOLO: `afm convert-visdrone --to-yolo` (a round trip on real VisDrone train images,
+ignored regions painted out, others dropped) and `afm infer --yolo` results."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -110,3 +111,20 @@ def test_keep_ignored_leaves_the_pixels_and_a_second_split_joins_the_yaml(real_s
     with pytest.raises(SystemExit):
         main(["convert-visdrone", str(real_split), str(out), "--to-yolo", "--split", "train"])
     assert (out / "data.yaml").read_text() == "mine"
+
+
+def test_infer_writes_yolo_results_of_the_fused_detections(tmp_path):
+    from test_infer_e2e import CONFIG, save_tiny_checkpoint
+
+    main(["synth", str(tmp_path / "synth"), "--split", "val", "--images", "1", "--width", "320", "--height", "240"])
+    image = next((tmp_path / "synth" / "images").glob("*.jpg"))
+    out = tmp_path / "pred"
+    main(["infer", str(CONFIG), str(save_tiny_checkpoint(tmp_path / "tiny.pth")), str(image), "--out", str(out),
+          "--slice", "160", "--yolo", "--max-per-img", "50"])
+    fused = json.loads((out / "predictions.json").read_text())
+    classes, boxes, scores = read_yolo(out / "yolo" / f"{image.stem}.txt", (320, 240))
+    assert len(fused) == len(classes) > 0
+    assert classes.tolist() == [r["category_id"] - 1 for r in fused]  # VisDrone's ids from 1, YOLO's from 0
+    np.testing.assert_allclose(boxes, [[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in fused)], atol=1e-3)
+    np.testing.assert_allclose(scores, [r["score"] for r in fused], atol=1e-6)
+    assert "yolo" in (out / ".afm-written").read_text().split()

@@ -7,6 +7,7 @@ Output folder (each entry written at a temporary name, renamed into place at the
     visdrone/<name>.txt   the fused result in VisDrone's format, one file per image
     viz/<name>.png        with viz: fused boxes drawn on the image, with a legend (.jpg above 0.5 MP)
     vid/<video>.txt       with vid: VisDrone-VID result files of video sources
+    yolo/<name>.txt       with yolo: ultralytics-style txt results
     .afm-written          the entries above that afm wrote (afmcli.io.SharedFolder)
     .afm-infer/           run state: fingerprint, per-image records (afmcli.inference.state)
 Each is one writer (afmcli/inference/writers/).
@@ -46,6 +47,7 @@ class InferSettings(PredictSettings):
     viz: bool = False
     viz_score: float = 0.3
     vid: bool = False
+    yolo: bool = False
 
 
 @dataclass
