@@ -462,7 +462,7 @@ def test_a_corrupt_checkpoint_is_not_a_checkpoint(tmp_path, content, detail):
     with pytest.raises(AfmError) as info:
         load_checkpoint_file(path)
     assert str(info.value).startswith(f"{path}: not a checkpoint ({detail}")
-    assert "--trust-checkpoint" not in str(info.value)
+    assert "trust=True" not in str(info.value)  # damaged, not untrusted
 
 
 def test_a_random_zip_is_not_a_checkpoint(tmp_path):
@@ -477,7 +477,7 @@ def test_a_random_zip_is_not_a_checkpoint(tmp_path):
         z.writestr("readme.txt", "hello")
     with pytest.raises(AfmError, match=r"model.pth: not a checkpoint \(damaged or not a torch file") as info:
         load_checkpoint_file(path)
-    assert "--trust-checkpoint" not in str(info.value)
+    assert "trust=True" not in str(info.value)  # damaged, not untrusted
 
 
 # --- the command line ------------------------------------------------------------------------------

@@ -163,3 +163,26 @@ def test_infer_says_when_the_cap_cut_detections(setup, tmp_path, capsys):
     assert "afm: warning: 3 of 3 images reached --max-per-img 5" in capsys.readouterr().err
     run_infer(ckpt, images, "--out", tmp_path / "roomy", "--slice", "320", "--max-per-img", "100000")
     assert "reached --max-per-img" not in capsys.readouterr().err
+
+
+def test_a_run_parses_its_config_once_and_checks_its_settings_once(setup, tmp_path, monkeypatch):
+    from mmengine.config import Config
+
+    import afmcli.inference.predict as predict
+
+    root, images, ckpt = setup
+    calls = {"parse": 0, "check": 0}
+    parse, check = Config.fromfile, predict.check_fusion_options
+
+    def counted_parse(*args, **kwargs):
+        calls["parse"] += 1
+        return parse(*args, **kwargs)
+
+    def counted_check(*args, **kwargs):
+        calls["check"] += 1
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(Config, "fromfile", counted_parse)
+    monkeypatch.setattr(predict, "check_fusion_options", counted_check)
+    run_infer(ckpt, images, "--out", tmp_path / "pred", "--slice", "320")  # 3 images, 6 tiles and a pass each
+    assert calls == {"parse": 1, "check": 1}

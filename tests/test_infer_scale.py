@@ -97,7 +97,7 @@ def test_balanced_shards_are_contiguous_and_even_by_weight():
 
 
 def test_fingerprint_names_what_changed(tmp_path):
-    from afmcli.inference.predictor import load_config
+    from afmcli.engine.train import load_config
     from afmcli.inference.run import InferSettings
     from afmcli.inference.sources import ImageFiles
     from afmcli.inference.state import fingerprint, fingerprint_difference

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 # The library's names of parameters that this command spells otherwise.
-FLAGS = {"slices=False": "--no-slices", "full=False": "--no-full-image", "images_dir": "--images"}
+FLAGS = {"slices=False": "--no-slices", "full=False": "--no-full-image", "images_dir": "--images",
+         "trust=True": "--trust-checkpoint"}
 
 EXAMPLES = """Examples:
 

@@ -72,6 +72,41 @@ def pair_split_files(src: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
     return pairs, problems
 
 
+@dataclass
+class SplitFiles:
+    """The usable images of an official split folder: (image, txt) pairs, their COCO records
+    (no ids yet) and labels; ``skipped``: why each other file was left out."""
+
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    labels: list[ImageLabels] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_split(src: Path, skip_bad: bool) -> SplitFiles:
+    """Pair and read every image and label file of ``src``: the first bad one is an error,
+    or with ``skip_bad`` skipped and listed. No usable image at all is an error."""
+    pairs, problems = pair_split_files(src)
+    if problems and not skip_bad:
+        more = f" (and {len(problems) - 1} more; {{skip_bad}} skips them)" if len(problems) > 1 else ""
+        raise ParameterError(problems[0] + more, "skip_bad")
+    out = SplitFiles(skipped=list(problems))
+    for image_path, txt_path in track(pairs, "Reading labels"):
+        try:
+            record, lab = load_image_labels(image_path, txt_path)
+        except AfmError as exc:
+            if not skip_bad:
+                raise
+            out.skipped.append(str(exc))
+            continue
+        out.pairs.append((image_path, txt_path))
+        out.records.append(record)
+        out.labels.append(lab)
+    if not out.records:
+        raise AfmError(f"{src}: no usable image with annotations")
+    return out
+
+
 def load_image_labels(image_path: Path, txt_path: Path) -> tuple[dict, ImageLabels]:
     """One image's COCO record (no id yet) and labels; AfmError names the bad file."""
     width, height = image_size(image_path)
@@ -173,26 +208,9 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
                                           if slice_sizes else [])
     annotations.check(json_names)
     stats = ConvertStats()
-    pairs, problems = pair_split_files(Path(src))
-    if problems and not skip_bad:
-        more = f" (and {len(problems) - 1} more; {{skip_bad}} skips them)" if len(problems) > 1 else ""
-        raise ParameterError(problems[0] + more, "skip_bad")
-    stats.skipped.extend(problems)
-
-    records, labels, kept = [], [], []
-    for image_path, txt_path in track(pairs, "Reading labels"):
-        try:
-            record, lab = load_image_labels(image_path, txt_path)
-        except AfmError as exc:
-            if not skip_bad:
-                raise
-            stats.skipped.append(str(exc))
-            continue
-        records.append(record)
-        labels.append(lab)
-        kept.append((image_path, txt_path))
-    if not records:
-        raise AfmError(f"{src}: no usable image with annotations")
+    split_files = read_split(Path(src), skip_bad)
+    kept, records, labels = split_files.pairs, split_files.records, split_files.labels
+    stats.skipped.extend(split_files.skipped)
     coco = build_coco(records, labels)
 
     stats.images = len(coco["images"])

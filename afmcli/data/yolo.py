@@ -26,7 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from afmcli.data.convert import SPLITS, link_or_copy, load_image_labels, pair_split_files
+from afmcli.data.convert import SPLITS, link_or_copy, read_split
 from afmcli.data.images import read_image
 from afmcli.data.visdrone_format import CLASSES
 from afmcli.errors import AfmError, ParameterError
@@ -161,24 +161,10 @@ def convert_split_to_yolo(src: Path, out: Path, split: str, keep_ignored: bool =
         check_replaceable(folder, what)
     shared = SharedFolder(out, "afm convert-visdrone", "out")
     shared.check([DATA_YAML])
-    stats = YoloStats()
-    pairs, problems = pair_split_files(Path(src))
-    if problems and not skip_bad:
-        more = f" (and {len(problems) - 1} more; {{skip_bad}} skips them)" if len(problems) > 1 else ""
-        raise ParameterError(problems[0] + more, "skip_bad")
-    stats.skipped.extend(problems)
-    jobs = []
-    for image_path, txt_path in track(pairs, "Reading labels"):
-        try:
-            record, lab = load_image_labels(image_path, txt_path)
-        except AfmError as exc:
-            if not skip_bad:
-                raise
-            stats.skipped.append(str(exc))
-            continue
-        jobs.append(_image_job(image_path, record, lab, keep_ignored, stats))
-    if not jobs:
-        raise AfmError(f"{src}: no usable image with annotations")
+    split_files = read_split(Path(src), skip_bad)
+    stats = YoloStats(skipped=split_files.skipped)
+    jobs = [_image_job(image_path, record, lab, keep_ignored, stats)
+            for (image_path, _), record, lab in zip(split_files.pairs, split_files.records, split_files.labels)]
     splits = [s for s in SPLITS if s == split or (out / "labels" / s / MARKER).is_file()]
     with shared.writing([DATA_YAML]) as stage, atomic_path(images) as img_tmp, atomic_path(labels) as txt_tmp:
         img_tmp.mkdir()

@@ -64,15 +64,6 @@ def state_dict_mismatch(model_shapes: Mapping[str, tuple], ckpt_shapes: Mapping[
     return "; ".join(problems) or None
 
 
-def load_config(config: str | os.PathLike):
-    """The mmengine Config of ``config`` (parsed once per run: fingerprint and model share it)."""
-    from mmengine.config import Config
-
-    if not Path(config).is_file():
-        raise AfmError(f"{config}: config not found")
-    return Config.fromfile(str(config))
-
-
 def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust: bool = False) -> "Model":
     """Build the config's detector, load the checkpoint strictly, put it in eval mode on ``device``.
 
@@ -85,6 +76,7 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     from mmdet.utils import register_all_modules
 
     from afmcli.engine.checkpoint import load_checkpoint_file
+    from afmcli.engine.train import load_config
 
     checkpoint = Path(checkpoint)
     cfg = config if hasattr(config, "to_dict") else load_config(config)

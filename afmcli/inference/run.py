@@ -30,7 +30,8 @@ from afmcli.inference.assemble import Totals, assemble
 from afmcli.inference.distributed import DistContext, balanced_shards, distributed
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
-from afmcli.inference.predictor import Model, config_classes, load_config, load_model
+from afmcli.engine.train import load_config
+from afmcli.inference.predictor import Model, config_classes, load_model
 from afmcli.inference.records import RecordWriter, scan_records
 from afmcli.inference.sources import ImageItem, Source, category_ids, open_source
 from afmcli.inference.state import RunState, fingerprint
