@@ -7,13 +7,9 @@ command line shows the traceback (and the libraries' warnings) instead.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import os
 import sys
 import warnings
-from typing import Iterator
 
 import typer
 
@@ -21,7 +17,8 @@ from afmcli import __version__
 
 from afmcli.commands import (convert, demo, env, evaluate, fuse, infer, masks,
                              synth, train)
-from afmcli.errors import AfmError, AfmWarning, ParameterError
+from afmcli.commands.flags import flag_errors
+from afmcli.errors import AfmError
 
 app = typer.Typer(
     name="afm",
@@ -47,37 +44,6 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the full trace
           version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                        help="Print afm's version and exit.")) -> None:
     _state["debug"] = debug
-
-
-def command_flags(function) -> dict[str, str]:
-    """How a command spells each of its parameters: ``--flag`` for an option (its first
-    long name), ``NAME`` for an argument."""
-    flags = {}
-    for name, param in inspect.signature(function).parameters.items():
-        info = param.default
-        if isinstance(info, typer.models.OptionInfo):
-            long = [d for d in info.param_decls or () if d.startswith("--")]
-            flags[name] = long[0] if long else "--" + name.replace("_", "-")
-        elif isinstance(info, typer.models.ArgumentInfo):
-            flags[name] = info.metavar or name.upper()
-    return flags
-
-
-def flag_errors(module, name: str):
-    """The command ``module.name`` with library errors and warnings about parameters told in
-    its flags: its own parameters by name, the library's other names through ``module.FLAGS``."""
-    function = getattr(module, name)
-    flags = {**command_flags(function), **getattr(module, "FLAGS", {})}
-
-    @functools.wraps(function)
-    def command(*args, **kwargs):
-        try:
-            with _warnings_as_lines(flags):
-                return function(*args, **kwargs)
-        except ParameterError as exc:
-            raise AfmError(exc.spelled(flags)) from exc
-
-    return command
 
 
 # Each subcommand's help ends with its examples (EXAMPLES in its module).
@@ -143,28 +109,6 @@ def _quiet_libraries() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy's divide/invalid/empty-slice
     warnings.filterwarnings("ignore", module=NOISY_LIBRARIES)
-
-
-@contextlib.contextmanager
-def _warnings_as_lines(flags: dict[str, str]) -> Iterator[None]:
-    """afm's warnings as ``afm: warning: ...`` lines (between progress bars, parameters
-    spelled as ``flags``), each time one is warned (not once per place in the code);
-    other warnings as Python shows them."""
-    from afmcli.progress import console
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", AfmWarning)
-        others = warnings.showwarning
-
-        def show(message, category, *args, **kwargs):
-            if isinstance(message, AfmWarning):
-                console.print(f"afm: warning: {message.spelled(flags)}", markup=False, highlight=False,
-                              soft_wrap=True)
-            else:
-                others(message, category, *args, **kwargs)
-
-        warnings.showwarning = show
-        yield
 
 
 def _usage_error(exc) -> str:

@@ -62,9 +62,9 @@ class Detections:
         order = np.argsort(-self.scores, kind="stable")
         return self.take(order if limit is None else order[:limit])
 
-    def relabel(self, mapping: Sequence[int], categories: Mapping[int, str] | None = None) -> "Detections":
+    def relabel(self, mapping: Sequence[int]) -> "Detections":
         """Labels replaced by ``mapping[label]`` (label index -> category id)."""
-        return Detections(self.boxes, self.scores, np.asarray(mapping, dtype=np.int64)[self.labels], categories)
+        return Detections(self.boxes, self.scores, np.asarray(mapping, dtype=np.int64)[self.labels])
 
 
 def detections_to_visdrone_rows(dets: Detections, limit: int | None) -> np.ndarray:

@@ -67,7 +67,7 @@ def test_library_errors_and_warnings_name_the_command_s_flags(capsys):
 
     import typer
 
-    from afmcli.cli import flag_errors
+    from afmcli.commands.flags import flag_errors
     from afmcli.errors import AfmError, ParameterError, warn
 
     def run(src: str = typer.Argument(...), slice_size: int = typer.Option(640, "--slice"),

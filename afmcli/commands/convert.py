@@ -51,7 +51,7 @@ def convert_visdrone(
     labels/annotations/<split>_labels.json under OUT; afm replaces only what it
     wrote (see README, Errors and safety).
     """
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
     from afmcli.errors import AfmError
 
     if to_visdrone and to_yolo:
@@ -87,7 +87,7 @@ def _say_skipped(skipped: list[str]) -> None:
 
 def _to_yolo(src: Path, out: Path, split: str, keep_ignored: bool, copy: bool, skip_bad: bool,
              workers: int) -> None:
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
     from afmcli.data.yolo import convert_split_to_yolo
 
     stats = convert_split_to_yolo(src, out, split, keep_ignored=keep_ignored, copy=copy, skip_bad=skip_bad,
@@ -107,7 +107,7 @@ def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:
     from afmcli.data.coco import (MAX_DETS_PER_IMAGE, coco_results_to_visdrone, images_over_cap,
                                   write_visdrone_folder)
     from afmcli.data.coco_check import load_coco_gt, load_coco_results
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
     from afmcli.errors import AfmError, warn
     from afmcli.evaluation.meaning import category_warning, coverage_message
     from afmcli.io import check_replaceable

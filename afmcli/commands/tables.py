@@ -1,11 +1,15 @@
-"""Plain tables (afmcli.evaluation.tables) as rich tables on the terminal."""
+"""Tables on the terminal (rich): the evaluation's plain tables, the data commands' summaries."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
-from afmcli.evaluation.tables import TextTable
+if TYPE_CHECKING:  # the data commands print summaries without loading the evaluation
+    from afmcli.evaluation.tables import TextTable
 
 
 def rich_table(table: TextTable) -> Table:
@@ -19,3 +23,13 @@ def rich_table(table: TextTable) -> Table:
     for row in table.rows:
         out.add_row(*row)
     return out
+
+
+def print_summary(title: str, items: dict) -> None:
+    """Print ``items`` (name -> value) as a two-column table on stdout."""
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for name, value in items.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
+    Console().print(table)

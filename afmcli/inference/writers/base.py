@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: run.py imports the writers
+    from afmcli.inference.predict import ImageResult
+    from afmcli.inference.run import InferSettings
+    from afmcli.inference.sources import ImageItem, Source
 
 # Gives the temporary path of an entry of OUT; every entry is renamed into place once
 # all writers have closed without error (afmcli.io.SharedFolder.writing).
@@ -19,8 +24,8 @@ WRITERS: list[type["Writer"]] = []
 class RunInfo:
     """What the writers of a run know about it."""
 
-    settings: object  # afmcli.inference.run.InferSettings
-    source: object  # afmcli.inference.sources.Source
+    settings: InferSettings
+    source: Source
     classes: tuple[str, ...]  # the model's class names
     category_ids: tuple[int, ...]  # the category id of each model class
     state_dir: Path  # OUT/.afm-infer: writers keep what they make while the run goes there
@@ -50,14 +55,14 @@ class Writer:
         self.run = run
 
     @classmethod
-    def check(cls, source) -> None:
+    def check(cls, source: Source) -> None:
         """Refuse, before any work, a source this format cannot describe."""
 
     @classmethod
-    def on_image(cls, run: RunInfo, item, image: np.ndarray, result) -> None:
+    def on_image(cls, run: RunInfo, item: ImageItem, image: np.ndarray, result: ImageResult) -> None:
         """Called for each image as it is run (only with ``needs_pixels``)."""
 
-    def add(self, item, result) -> None:
+    def add(self, item: ImageItem, result: ImageResult) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
