@@ -186,3 +186,33 @@ def test_a_run_parses_its_config_once_and_checks_its_settings_once(setup, tmp_pa
     monkeypatch.setattr(predict, "check_fusion_options", counted_check)
     run_infer(ckpt, images, "--out", tmp_path / "pred", "--slice", "320")  # 3 images, 6 tiles and a pass each
     assert calls == {"parse": 1, "check": 1}
+
+
+def test_images_of_one_stem_in_two_folders_get_two_outputs(setup, tmp_path):
+    """Images are named by their path relative to the images folder, never by the stem alone:
+    seq0/x.jpg and seq4/x.jpg are two images, and `afm evaluate` finds each one's file."""
+    from afmcli.data.coco import coco_categories
+
+    root, images, ckpt = setup
+    first, second = sorted(images.glob("*.jpg"))[:2]
+    (tmp_path / "imgs" / "seq0").mkdir(parents=True)
+    (tmp_path / "imgs" / "seq4").mkdir()
+    (tmp_path / "imgs" / "seq0" / "x.jpg").write_bytes(first.read_bytes())
+    (tmp_path / "imgs" / "seq4" / "x.jpg").write_bytes(second.read_bytes())
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "seq0/x.jpg", "width": 700, "height": 500},
+                                         {"id": 2, "file_name": "seq4/x.jpg", "width": 700, "height": 500}],
+                              "annotations": [{"id": 1, "image_id": 2, "category_id": 4, "bbox": [10, 10, 30, 20],
+                                               "area": 600, "iscrowd": 0}],
+                              "categories": coco_categories()}))
+    out = tmp_path / "pred"
+    run_infer(ckpt, gt, "--out", out, "--images", tmp_path / "imgs", "--no-slices", "--viz", "--yolo")
+    fused = json.loads((out / "predictions.json").read_text())
+    for name, image_id in (("seq0/x", 1), ("seq4/x", 2)):
+        rows = read_visdrone_file(out / "visdrone" / f"{name}.txt")
+        assert len(rows) == sum(r["image_id"] == image_id for r in fused) > 0
+        assert (out / "yolo" / f"{name}.txt").is_file() and (out / "viz" / f"{name}.png").is_file()
+    main(["evaluate", "--gt", str(gt), "--pred", str(out / "visdrone"), "--json", str(tmp_path / "m.json")])
+    by_file = json.loads((tmp_path / "m.json").read_text())
+    main(["evaluate", "--gt", str(gt), "--pred", str(out / "predictions.json"), "--json", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["visdrone"] == by_file["visdrone"]
