@@ -279,7 +279,7 @@ def main() -> None:
     for key in next(iter(results.values())):
         accuracy.add_column(key, justify="right")
     for name, res in results.items():
-        accuracy.add_row(name, *[f"{v:.2f}" for v in res.values()])
+        accuracy.add_row(name, *["-" if v is None else f"{v:.2f}" for v in res.values()])  # None: no objects
     console = Console(width=160)
     console.print(speed)
     console.print(accuracy)
