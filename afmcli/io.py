@@ -219,9 +219,21 @@ class SharedFolder:
         are listed before they appear, so a kill never leaves one of afm's unlisted."""
         names = set(names)
         self.check(names)
+        before = self.owned()
+        created = [p for p in [self.path, *self.path.parents] if not p.exists()]
         self.record(names)
-        with contextlib.ExitStack() as stack:
-            yield lambda name: stack.enter_context(atomic_path(self.path / name))
+        try:
+            with contextlib.ExitStack() as stack:
+                yield lambda name: stack.enter_context(atomic_path(self.path / name))
+        except BaseException:  # nothing was renamed into place: the manifest and folders as they were
+            if before:
+                self._list(before)
+            else:
+                (self.path / MARKER).unlink(missing_ok=True)
+            for folder in created:  # innermost first; only the ones we made, if still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         stale = set()
         for name in (set(drop) - names) & self.owned():
             path = self.path / name
