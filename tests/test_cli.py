@@ -68,7 +68,7 @@ def test_library_errors_and_warnings_name_the_command_s_flags(capsys):
     import typer
 
     from afmcli.commands.flags import flag_errors
-    from afmcli.errors import AfmError, ParameterError, warn
+    from afmcli.errors import AfmError, AfmWarning, ParameterError, warn
 
     def run(src: str = typer.Argument(...), slice_size: int = typer.Option(640, "--slice"),
             frame_step: int = typer.Option(1), images: Optional[str] = typer.Option(None, "--images")) -> None:
@@ -81,5 +81,6 @@ def test_library_errors_and_warnings_name_the_command_s_flags(capsys):
         flag_errors(module, "run")(src="x")
     assert str(info.value) == "SRC: none exists; check --images, --frame-step and --no-slices"
     assert capsys.readouterr().err == "afm: warning: --slice 640 makes many tiles\n"
-    with pytest.raises(ParameterError, match="^src: none exists; check images_dir, frame_step and slices=False$"):
+    with pytest.warns(AfmWarning, match="^slice_size 640 makes many tiles$"), \
+            pytest.raises(ParameterError, match="^src: none exists; check images_dir, frame_step and slices=False$"):
         run(src="x")  # the library call itself says the parameters
