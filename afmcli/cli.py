@@ -1,6 +1,7 @@
 """The `afm` command. Thin: each subcommand lives in afmcli/commands/<name>.py.
 
-Any error prints as one line on stderr with exit code 2; `--debug` anywhere on the
+Any error prints as one line on stderr with exit code 2, each warning as one line; errors
+about a parameter of library code name the command's flag. `--debug` anywhere on the
 command line shows the traceback (and the libraries' warnings) instead.
 """
 
@@ -16,6 +17,8 @@ from afmcli import __version__
 
 from afmcli.commands import (convert, demo, env, evaluate, fuse, infer, masks,
                              synth, train)
+from afmcli.commands.flags import flag_errors
+from afmcli.errors import AfmError
 
 app = typer.Typer(
     name="afm",
@@ -44,15 +47,16 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the full trace
 
 
 # Each subcommand's help ends with its examples (EXAMPLES in its module).
-app.command("convert-visdrone", epilog=convert.EXAMPLES)(convert.convert_visdrone)
-app.command("make-masks", epilog=masks.EXAMPLES)(masks.make_masks)
-app.command("synth", epilog=synth.EXAMPLES)(synth.synth)
-app.command("train", context_settings={"allow_extra_args": False}, epilog=train.EXAMPLES)(train.train)
-app.command("infer", epilog=infer.EXAMPLES)(infer.infer)
-app.command("fuse", epilog=fuse.EXAMPLES)(fuse.fuse)
-app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate)
-app.command("demo", epilog=demo.EXAMPLES)(demo.demo)
-app.command("env", epilog=env.EXAMPLES)(env.env)
+app.command("convert-visdrone", epilog=convert.EXAMPLES)(flag_errors(convert, "convert_visdrone"))
+app.command("make-masks", epilog=masks.EXAMPLES)(flag_errors(masks, "make_masks"))
+app.command("synth", epilog=synth.EXAMPLES)(flag_errors(synth, "synth"))
+app.command("train", context_settings={"allow_extra_args": False}, epilog=train.EXAMPLES)(
+    flag_errors(train, "train"))
+app.command("infer", epilog=infer.EXAMPLES)(flag_errors(infer, "infer"))
+app.command("fuse", epilog=fuse.EXAMPLES)(flag_errors(fuse, "fuse"))
+app.command("evaluate", epilog=evaluate.EXAMPLES)(flag_errors(evaluate, "evaluate"))
+app.command("demo", epilog=demo.EXAMPLES)(flag_errors(demo, "demo"))
+app.command("env", epilog=env.EXAMPLES)(flag_errors(env, "env"))
 
 
 def _flags_show_no_type() -> None:
@@ -144,8 +148,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         if _state["debug"]:
             raise
-        from afmcli.errors import AfmError
-
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if isinstance(exc, AfmError):
             print(f"afm: error: {msg}", file=sys.stderr)

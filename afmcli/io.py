@@ -1,13 +1,22 @@
-"""Atomic output, and the rule for replacing folders.
+"""Atomic output, and the one rule for what afm may replace.
 
 A result is either complete on disk or not there at all: everything is written
 at a temporary name beside its target and renamed into place on success.
 
-afm never deletes what it did not write. A folder that afm writes gets a marker
-file (``.afm-written``) listing the files it put there; such a folder may be
-replaced as a whole later, as long as it holds nothing else. A non-empty folder
-without the marker, or with files the marker does not list, is refused with one
-line before any work (:func:`check_replaceable`).
+afm never deletes or replaces what it did not write. What it wrote in a folder is
+listed in that folder's manifest, ``.afm-written`` (one '/'-separated path a line;
+a listed folder covers everything under it), in one of two ways:
+
+- a folder that is afm's (``--plots DIR``, ``images/<split>/``, ...) lists every file
+  in it; it is replaced as a whole, and only while it holds nothing else
+  (:func:`check_replaceable`);
+- a folder shared with the user (``afm infer --out DIR``, ``labels/annotations/``)
+  lists the entries afm put there; afm replaces or removes those and never the
+  others (:class:`SharedFolder`).
+
+A file the user names explicitly (``--json F``, ``afm fuse --out F``) is replaced:
+naming it is the permission. Anything else in the way is refused with one line
+before any work.
 """
 
 from __future__ import annotations
@@ -19,12 +28,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError, warn
 
 MARKER = ".afm-written"
-SHOW_FOREIGN = 3
 
 
 def _written_files(folder: Path) -> list[str]:
@@ -36,14 +44,25 @@ def _written_files(folder: Path) -> list[str]:
     return out
 
 
+def listed(folder: str | os.PathLike) -> set[str]:
+    """The paths ``folder``'s manifest lists (empty without one)."""
+    marker = Path(folder) / MARKER
+    return set(marker.read_text().splitlines()) if marker.is_file() else set()
+
+
+def _covered(path: str, ours: set[str]) -> bool:
+    """``path`` or a folder above it is listed."""
+    parts = path.split("/")
+    return any("/".join(parts[:k]) in ours for k in range(1, len(parts) + 1))
+
+
 def foreign_files(folder: str | os.PathLike) -> list[str]:
     """Files in ``folder`` that afm did not write there (sorted; [] if it does not exist)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    marker = folder / MARKER
-    ours = set(marker.read_text().splitlines()) | {MARKER} if marker.is_file() else set()
-    return sorted(set(_written_files(folder)) - ours)
+    ours = listed(folder) | {MARKER}
+    return sorted(f for f in _written_files(folder) if not _covered(f, ours))
 
 
 def _check_parents(path: Path, what: str) -> None:
@@ -54,28 +73,39 @@ def _check_parents(path: Path, what: str) -> None:
             return
 
 
+def _about(path: Path, option: str | None, problem: str, default: str = "the output") -> AfmError:
+    """``path: problem``, ``{}`` in ``problem`` standing for ``option``, the parameter that gave
+    the path (a command says its flag: afmcli.errors.ParameterError), else for ``default``."""
+    if option is None:
+        return AfmError(f"{path}: {problem.replace('{}', default)}")
+    return ParameterError(f"{path}: {problem.replace('{}', '{' + option + '}')}", option)
+
+
 def check_replaceable(path: str | os.PathLike, option: str | None = None) -> None:
     """Refuse, before any work, to write the folder ``path`` over anything but afm's own output.
 
-    ``option`` names the command-line option that gave the path, for the message.
+    ``option`` names the parameter that gave the path, for the message.
     """
     path = Path(path)
-    given = f" ({option})" if option else ""
     _check_parents(path, "a folder")
     if path.exists() and not path.is_dir():
-        raise AfmError(f"{path}: exists and is a file; {option or 'the output'} must be a folder")
+        raise _about(path, option, "exists and is a file; {} must be a folder")
     foreign = foreign_files(path)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise AfmError(f"{path}{given}: holds {foreign[0]}{more}, which afm did not write; afm replaces "
-                       f"only its own output folders: choose another folder, or move those files away")
+        holds = (f"holds {foreign[0]}{more}, which afm did not write; afm replaces only its own output "
+                 "folders: choose another folder, or move those files away")
+        if option is None:
+            raise AfmError(f"{path}: {holds}")
+        raise ParameterError(f"{path} ({{{option}}}): {holds}", option)
 
 
 def check_output_file(path: str | os.PathLike, option: str | None = None) -> None:
-    """Refuse, before any work, an output file path that is a folder or lies under a file."""
+    """Refuse, before any work, an output file path that is a folder or lies under a file
+    (an existing file there is replaced: its name was given)."""
     path = Path(path)
     if path.is_dir():
-        raise AfmError(f"{path}: is a folder; {option or 'the output'} must be a file name")
+        raise _about(path, option, "is a folder; {} must be a file name")
     _check_parents(path, "a file")
 
 
@@ -147,15 +177,88 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                     folder.rmdir()
 
 
+class SharedFolder:
+    """A folder afm shares with the user: its manifest lists the entries afm wrote there.
+
+    ``command`` names who writes (for messages); ``parameter`` the library parameter
+    that gave the folder (a command says its flag, see afmcli.errors.ParameterError).
+    """
+
+    def __init__(self, path: str | os.PathLike, command: str, parameter: str):
+        self.path, self.command, self.parameter = Path(path), command, parameter
+
+    def owned(self) -> set[str]:
+        return listed(self.path)
+
+    def check(self, names: Iterable[str]) -> None:
+        """Refuse, before any work, to write ``names`` where something afm did not write is."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ParameterError(f"{self.path}: exists and is not a folder; choose another {{{self.parameter}}}",
+                                 self.parameter)
+        _check_parents(self.path, "a folder")
+        ours = self.owned()
+        for name in names:
+            path = self.path / name
+            if (path.exists() or path.is_symlink()) and not _covered(name, ours):
+                raise ParameterError(f"{path}: exists and was not written by {self.command}; move it away or "
+                                     f"choose another {{{self.parameter}}}", self.parameter)
+
+    def record(self, names: Iterable[str]) -> None:
+        """List ``names`` as afm's (with what is listed already)."""
+        self._list(self.owned() | set(names))
+
+    def _list(self, names: set[str]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text(self.path / MARKER, "".join(f"{n}\n" for n in sorted(names)))
+
+    @contextlib.contextmanager
+    def writing(self, names: Iterable[str], drop: Iterable[str] = ()) -> Iterator[Callable[[str], Path]]:
+        """Yield ``stage(name)``, the temporary path of entry ``name``; when the block ends
+        without error every staged entry is renamed into place, then the listed entries of
+        ``drop`` that this write does not make (an earlier run's) are removed. The names
+        are listed before they appear, so a kill never leaves one of afm's unlisted."""
+        names = set(names)
+        self.check(names)
+        before = self.owned()
+        created = [p for p in [self.path, *self.path.parents] if not p.exists()]
+        self.record(names)
+        try:
+            with contextlib.ExitStack() as stack:
+                yield lambda name: stack.enter_context(atomic_path(self.path / name))
+        except BaseException:  # nothing was renamed into place: the manifest and folders as they were
+            if before:
+                self._list(before)
+            else:
+                (self.path / MARKER).unlink(missing_ok=True)
+            for folder in created:  # innermost first; only the ones we made, if still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        stale = set()
+        for name in (set(drop) - names) & self.owned():
+            path = self.path / name
+            if path.is_dir() and foreign_files(path):
+                warn(f"{path}: an earlier output of {self.command}, kept: it holds files afm did not write")
+                continue
+            _remove(path)
+            stale.add(name)
+        self._list(self.owned() - stale)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
+def dump_json(path: str | os.PathLike, obj, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON at ``path`` as it is (a temporary being staged, say)."""
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=indent)
+
+
 def write_json(path: str | os.PathLike, obj, indent: int | None = None) -> None:
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=indent)
+        dump_json(tmp, obj, indent)
 
 
 def read_json(path: str | os.PathLike):

@@ -110,7 +110,7 @@ def main() -> None:
         ours = []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            loaded, _ = load_images(gt_dir, pred_dir, img_dir)
+            loaded = load_images(gt_dir, pred_dir, img_dir)
             t_read = time.perf_counter() - start
             result = evaluate_visdrone(loaded)
             ours.append((time.perf_counter() - start, t_read))

@@ -34,10 +34,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+import afmcli
 from afmcli.cli import main as afm
-from afmcli.inference.detections import Detections, detections_to_results
-from afmcli.inference.fusion import fuse_image, overlap
-from afmcli.inference.predictor import Predictor, load_detector, predict_image
+from afmcli.detections import Detections, detections_to_results
+from afmcli.inference.fusion import overlap
+from afmcli.inference.predict import PredictSettings, image_units, predict_units
 from afmcli.io import write_json
 
 CONFIG = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tiny_tood.py"
@@ -110,10 +111,18 @@ def train(work: Path, iters: int, device: str = "cpu") -> Path:
     return ckpt
 
 
-def ours_one(predictor, image, args, batch_size, slices=True) -> Detections:
-    """One image through the `afm infer` path (tiles in batches + full pass, fused)."""
-    s, f, _ = predict_image(predictor, image, args.slice, args.overlap, batch_size, slices=slices)
-    return fuse_image([s.relabel(range(1, 11)), f.relabel(range(1, 11))], "nms", 0.6, max_per_img=MAX_DETS)
+def ours_one(model, image, args, batch_size, slices=True) -> Detections:
+    """One image through the `afm infer` path (tiles in batches + full pass, fused): afmcli.predict."""
+    return afmcli.predict(model, image, slice=args.slice, overlap=args.overlap, batch_size=batch_size,
+                          slices=slices, score_thr=args.score_thr, max_per_img=MAX_DETS)
+
+
+def ours_raw(model, image, args, batch_size) -> Detections:
+    """The tile and full-image detections of one image before fusion, as `afm infer` records them."""
+    s = PredictSettings(slice_size=args.slice, overlap=args.overlap, batch_size=batch_size,
+                        score_thr=args.score_thr, max_per_img=MAX_DETS)
+    ((_, result, _),) = predict_units(model, image_units(1, image, model.pipeline, s), list(range(1, 11)), s)
+    return Detections.concat([result.slices, result.full])
 
 
 def sahi_model(ckpt: Path, args):
@@ -166,15 +175,10 @@ def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str)
 
 
 def evaluate_file(work: Path, pred: Path) -> dict[str, float]:
-    from afmcli.evaluation.coco_view import evaluate_coco
-    from afmcli.evaluation.loaders import load_images
-    from afmcli.evaluation.visdrone import evaluate_visdrone
-
-    rows, _ = load_images(work / "Datasets" / "labels" / "annotations" / "val_labels.json", pred)
-    coco, _ = evaluate_coco(rows)
-    vd = evaluate_visdrone(rows)
+    m = afmcli.evaluate(work / "Datasets" / "labels" / "annotations" / "val_labels.json", pred)
+    coco, vd = m["coco"], m["visdrone"]
     return {"AP": coco["AP"], "AP50": coco["AP50"], "AP_small": coco["AP_small"], "AP_tiny": coco["AP_tiny"],
-            "VisDrone AP": vd.stats["AP"], "VisDrone AP50": vd.stats["AP50"]}
+            "VisDrone AP": vd["AP"], "VisDrone AP50": vd["AP50"]}
 
 
 def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
@@ -186,7 +190,7 @@ def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
     settings = InferSettings(slice_size=args.slice, overlap=args.overlap, batch_size=batch_size,
                              score_thr=args.score_thr, max_per_img=500)
     load = time.perf_counter()
-    load_detector(CONFIG, ckpt, device=args.device)  # what run_inference's own load costs, taken off below
+    afmcli.load_model(CONFIG, ckpt, device=args.device)  # what run_inference's own load costs, taken off below
     load = time.perf_counter() - load
     stats = run_inference(CONFIG, ckpt, args.work / "Datasets" / "images" / "val", out, settings,
                           device=args.device, workers=args.workers, overwrite=True)
@@ -221,14 +225,13 @@ def main() -> None:
     gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
     image_ids = [img["id"] for img in gt["images"]]
     images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
-    model, cfg, _ = load_detector(CONFIG, ckpt, device=args.device)
-    predictor = Predictor(model, cfg, args.score_thr)
+    model = afmcli.load_model(CONFIG, ckpt, device=args.device)
 
     sahi = sahi_model(ckpt, args)
     batch_sizes = sorted({1, *args.batch_sizes})
     runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args)}
-    runs.update({f"ours, batch {b}": (lambda im, b=b: ours_one(predictor, im, args, b)) for b in batch_sizes})
-    runs["ours, full image only"] = lambda im: ours_one(predictor, im, args, 1, slices=False)
+    runs.update({f"ours, batch {b}": (lambda im, b=b: ours_one(model, im, args, b)) for b in batch_sizes})
+    runs["ours, full image only"] = lambda im: ours_one(model, im, args, 1, slices=False)
     for run in runs.values():  # warm-up (allocator, thread pools)
         run(images[0])
     # Interleaved per image, so that load from other processes hits every pipeline alike.
@@ -262,8 +265,7 @@ def main() -> None:
         sec, pred = afm_infer_files(ckpt, args, b)
         files[name] = evaluate_file(args.work, pred)
         speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", "-", "-", "-", "-")
-    s, f, _ = predict_image(predictor, images[0], args.slice, args.overlap, batch_sizes[-1])
-    raw_ours = Detections.concat([s.relabel(range(1, 11)), f.relabel(range(1, 11))])
+    raw_ours = ours_raw(model, images[0], args, batch_sizes[-1])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
     speed.add_row("raw, before fusion (image 1)", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
                   f"{box_diff:.4f}", f"{score_diff:.2e}")
@@ -277,7 +279,7 @@ def main() -> None:
     for key in next(iter(results.values())):
         accuracy.add_column(key, justify="right")
     for name, res in results.items():
-        accuracy.add_row(name, *[f"{v:.2f}" for v in res.values()])
+        accuracy.add_row(name, *["-" if v is None else f"{v:.2f}" for v in res.values()])  # None: no objects
     console = Console(width=160)
     console.print(speed)
     console.print(accuracy)

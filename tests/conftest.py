@@ -29,7 +29,8 @@ class SynthSplit:
 @pytest.fixture(scope="session")
 def synth_split(tmp_path_factory) -> SynthSplit:
     """8 synthetic 640x480 images (seed 0), converted to COCO, with mask files."""
-    from afmcli.data.convert import DatasetPaths, convert_split
+    from afmcli.data.convert import convert_split
+    from afmcli.data.layout import DatasetPaths
     from afmcli.data.mask_files import write_mask_files
     from afmcli.data.synth import write_synth_split
 

@@ -188,12 +188,12 @@ def test_ground_truth_with_a_jpg_and_a_png_of_one_name_is_refused(tmp_path, caps
 
 def test_infer_json_with_a_duplicated_image_id_is_refused(tmp_path):
     from afmcli.errors import AfmError
-    from afmcli.inference.sources import resolve_source
+    from afmcli.inference.sources import open_source
 
     src = gt_json(tmp_path / "val_labels.json", [dict(IMAGES[0], file_name="a.jpg"),
                                                  dict(IMAGES[0], file_name="b.jpg")])
     with pytest.raises(AfmError) as info:
-        resolve_source(src, tmp_path)
+        open_source(src, tmp_path)
     assert str(info.value) == f"{src}: images[0] (a.jpg) and images[1] (b.jpg) have the same id 1"
 
 
@@ -462,7 +462,7 @@ def test_a_corrupt_checkpoint_is_not_a_checkpoint(tmp_path, content, detail):
     with pytest.raises(AfmError) as info:
         load_checkpoint_file(path)
     assert str(info.value).startswith(f"{path}: not a checkpoint ({detail}")
-    assert "--trust-checkpoint" not in str(info.value)
+    assert "trust=True" not in str(info.value)  # damaged, not untrusted
 
 
 def test_a_random_zip_is_not_a_checkpoint(tmp_path):
@@ -477,7 +477,7 @@ def test_a_random_zip_is_not_a_checkpoint(tmp_path):
         z.writestr("readme.txt", "hello")
     with pytest.raises(AfmError, match=r"model.pth: not a checkpoint \(damaged or not a torch file") as info:
         load_checkpoint_file(path)
-    assert "--trust-checkpoint" not in str(info.value)
+    assert "trust=True" not in str(info.value)  # damaged, not untrusted
 
 
 # --- the command line ------------------------------------------------------------------------------

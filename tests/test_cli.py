@@ -57,3 +57,30 @@ def test_mmdet_style_options():
         "train", "c.py", "--cfg-options", "a=1", "--cfg-options", "b.c=2", "--amp"]
     assert _mmdet_style_options(["fuse", "a.json", "b.json", "--weights", "2", "1", "--out", "f.json"]) == [
         "fuse", "a.json", "b.json", "--weights", "2", "--weights", "1", "--out", "f.json"]
+
+
+def test_library_errors_and_warnings_name_the_command_s_flags(capsys):
+    """A ParameterError (or AfmWarning) names the library's parameter; the command says its
+    flag: its own parameters by name, others through the module's FLAGS."""
+    import types
+    from typing import Optional
+
+    import typer
+
+    from afmcli.commands.flags import flag_errors
+    from afmcli.errors import AfmError, AfmWarning, ParameterError, warn
+
+    def run(src: str = typer.Argument(...), slice_size: int = typer.Option(640, "--slice"),
+            frame_step: int = typer.Option(1), images: Optional[str] = typer.Option(None, "--images")) -> None:
+        warn("{slice_size} 640 makes many tiles", "slice_size")
+        raise ParameterError("{src}: none exists; check {images_dir}, {frame_step} and {slices=False}",
+                             "src", "images_dir", "frame_step", "slices=False")
+
+    module = types.SimpleNamespace(run=run, FLAGS={"images_dir": "--images", "slices=False": "--no-slices"})
+    with pytest.raises(AfmError) as info:
+        flag_errors(module, "run")(src="x")
+    assert str(info.value) == "SRC: none exists; check --images, --frame-step and --no-slices"
+    assert capsys.readouterr().err == "afm: warning: --slice 640 makes many tiles\n"
+    with pytest.warns(AfmWarning, match="^slice_size 640 makes many tiles$"), \
+            pytest.raises(ParameterError, match="^src: none exists; check images_dir, frame_step and slices=False$"):
+        run(src="x")  # the library call itself says the parameters

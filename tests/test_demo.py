@@ -4,12 +4,13 @@ import json
 
 import pytest
 
+from afmcli.cli import app
 from afmcli.engine.demo import last_checkpoint, make_synthetic_split, run_step
 from afmcli.errors import AfmError
 
 
 def test_make_synthetic_split_writes_both_splits_in_visdrone_layout(tmp_path):
-    data, times = make_synthetic_split(tmp_path, train_images=3, val_images=2, width=160, height=120)
+    data, times = make_synthetic_split(app, tmp_path, train_images=3, val_images=2, width=160, height=120)
 
     assert data == tmp_path / "Datasets"
     assert set(times) == {"synth", "convert-visdrone"} and all(t > 0 for t in times.values())
@@ -27,7 +28,7 @@ def test_make_synthetic_split_writes_both_splits_in_visdrone_layout(tmp_path):
 
 def test_run_step_stops_at_a_failing_command_with_its_own_message(tmp_path):
     with pytest.raises(AfmError, match="missing.json: no such annotations folder or json"):
-        run_step(["evaluate", "--gt", str(tmp_path / "missing.json"), "--pred", str(tmp_path / "p.json")])
+        run_step(app, ["evaluate", "--gt", str(tmp_path / "missing.json"), "--pred", str(tmp_path / "p.json")])
 
 
 def test_last_checkpoint_without_a_checkpoint_is_a_clear_error(tmp_path):

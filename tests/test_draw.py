@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
 from afmcli.viz.draw import (ERROR_COLORS, JPEG_ABOVE_PIXELS, class_color, draw_detections, draw_errors,
                              hex_to_bgr, IGNORED_HEX, text_height, write_image)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from afmcli.errors import AfmError
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
 from afmcli.inference.fusion import (fuse_image, fuse_predictions, greedy_nmm, nms, overlap,
                                      soft_nms, spatial_groups, wbf)
 
@@ -96,7 +96,7 @@ def test_fuse_predictions_unions_image_ids():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(method="wbf", class_agnostic=True), "not supported"),
-    (dict(method="soft-nms", match="ios"), "--match ios"),
+    (dict(method="soft-nms", match="ios"), "^match ios works"),  # the parameter, not the flag
     (dict(method="bogus"), "unknown fusion method"),
     (dict(iou=0.0), "(0, 1]"),
     (dict(weights=[1.0, 2.0]), "2 weights given for 1"),
@@ -203,10 +203,12 @@ def test_wbf_matches_ensemble_boxes_on_the_whole_set(seed):
 def test_results_round_trip_and_streamed_json(tmp_path):
     import json
 
-    from afmcli.inference.detections import detections_to_results, results_to_detections, write_results_json
+    from afmcli.data.coco_check import check_coco_results
+    from afmcli.detections import detections_to_results, results_by_image
+    from afmcli.inference.writers.coco_json import write_results_json
 
     d = random_dets(5, n=20)
-    back = results_to_detections(detections_to_results(3, d), "x.json")[3]
+    back = results_by_image(check_coco_results(detections_to_results(3, d), "x.json"))[3]
     np.testing.assert_allclose(back.boxes, d.boxes, atol=1e-9)
     np.testing.assert_array_equal(back.scores, d.scores)
     np.testing.assert_array_equal(back.labels, d.labels)
@@ -218,7 +220,7 @@ def test_results_round_trip_and_streamed_json(tmp_path):
 def test_detections_to_visdrone_rows_sorted_capped_xywh():
     """xyxy -> x, y, w, h; best score first with ties in input order; cut at the limit;
     category in column 6 and -1 in the last two (a VisDrone result line)."""
-    from afmcli.inference.detections import detections_to_visdrone_rows
+    from afmcli.detections import detections_to_visdrone_rows
 
     d = Detections(np.array([[0, 0, 10, 20], [5, 5, 6, 8], [1, 2, 4, 6], [2, 2, 3, 3]], dtype=float),
                    np.array([0.5, 0.9, 0.5, 0.1]), np.array([4, 1, 7, 2]))

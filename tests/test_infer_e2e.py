@@ -10,7 +10,7 @@ import torch
 
 from afmcli.cli import main
 from afmcli.data.visdrone_format import read_visdrone_file
-from afmcli.inference.predictor import Predictor, load_detector
+from afmcli.inference.predictor import load_model
 
 CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood.py"
 
@@ -48,11 +48,10 @@ def run_infer(*args):
 
 def test_batched_tiles_give_the_same_detections_as_one_at_a_time(setup):
     root, images, ckpt = setup
-    model, cfg, _ = load_detector(CONFIG, ckpt)
-    predictor = Predictor(model, cfg, score_thr=0.01)
+    model = load_model(CONFIG, ckpt)
     image = cv2.imread(str(sorted(images.glob("*.jpg"))[0]))
     crops = [image[0:320, 0:320], image[100:420, 200:520], image[180:500, 380:700]]
-    for batch, single in zip(predictor(crops), [predictor([c])[0] for c in crops]):
+    for batch, single in zip(model(crops, 0.01), [model([c], 0.01)[0] for c in crops]):
         assert len(batch) == len(single) > 0
         np.testing.assert_array_equal(batch.labels, single.labels)
         np.testing.assert_allclose(batch.scores, single.scores, atol=1e-5)
@@ -164,3 +163,56 @@ def test_infer_says_when_the_cap_cut_detections(setup, tmp_path, capsys):
     assert "afm: warning: 3 of 3 images reached --max-per-img 5" in capsys.readouterr().err
     run_infer(ckpt, images, "--out", tmp_path / "roomy", "--slice", "320", "--max-per-img", "100000")
     assert "reached --max-per-img" not in capsys.readouterr().err
+
+
+def test_a_run_parses_its_config_once_and_checks_its_settings_once(setup, tmp_path, monkeypatch):
+    from mmengine.config import Config
+
+    import afmcli.inference.predict as predict
+
+    root, images, ckpt = setup
+    calls = {"parse": 0, "check": 0}
+    parse, check = Config.fromfile, predict.check_fusion_options
+
+    def counted_parse(*args, **kwargs):
+        calls["parse"] += 1
+        return parse(*args, **kwargs)
+
+    def counted_check(*args, **kwargs):
+        calls["check"] += 1
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(Config, "fromfile", counted_parse)
+    monkeypatch.setattr(predict, "check_fusion_options", counted_check)
+    run_infer(ckpt, images, "--out", tmp_path / "pred", "--slice", "320")  # 3 images, 6 tiles and a pass each
+    assert calls == {"parse": 1, "check": 1}
+
+
+def test_images_of_one_stem_in_two_folders_get_two_outputs(setup, tmp_path):
+    """Images are named by their path relative to the images folder, never by the stem alone:
+    seq0/x.jpg and seq4/x.jpg are two images, and `afm evaluate` finds each one's file."""
+    from afmcli.data.coco import coco_categories
+
+    root, images, ckpt = setup
+    first, second = sorted(images.glob("*.jpg"))[:2]
+    (tmp_path / "imgs" / "seq0").mkdir(parents=True)
+    (tmp_path / "imgs" / "seq4").mkdir()
+    (tmp_path / "imgs" / "seq0" / "x.jpg").write_bytes(first.read_bytes())
+    (tmp_path / "imgs" / "seq4" / "x.jpg").write_bytes(second.read_bytes())
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "seq0/x.jpg", "width": 700, "height": 500},
+                                         {"id": 2, "file_name": "seq4/x.jpg", "width": 700, "height": 500}],
+                              "annotations": [{"id": 1, "image_id": 2, "category_id": 4, "bbox": [10, 10, 30, 20],
+                                               "area": 600, "iscrowd": 0}],
+                              "categories": coco_categories()}))
+    out = tmp_path / "pred"
+    run_infer(ckpt, gt, "--out", out, "--images", tmp_path / "imgs", "--no-slices", "--viz", "--yolo")
+    fused = json.loads((out / "predictions.json").read_text())
+    for name, image_id in (("seq0/x", 1), ("seq4/x", 2)):
+        rows = read_visdrone_file(out / "visdrone" / f"{name}.txt")
+        assert len(rows) == sum(r["image_id"] == image_id for r in fused) > 0
+        assert (out / "yolo" / f"{name}.txt").is_file() and (out / "viz" / f"{name}.png").is_file()
+    main(["evaluate", "--gt", str(gt), "--pred", str(out / "visdrone"), "--json", str(tmp_path / "m.json")])
+    by_file = json.loads((tmp_path / "m.json").read_text())
+    main(["evaluate", "--gt", str(gt), "--pred", str(out / "predictions.json"), "--json", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["visdrone"] == by_file["visdrone"]

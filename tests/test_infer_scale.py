@@ -12,10 +12,10 @@ import pytest
 
 from afmcli.cli import main
 from afmcli.errors import AfmError
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
 from afmcli.inference.distributed import balanced_shards
 from afmcli.inference.records import ImageResult, RecordWriter, read_record, scan_records
-from afmcli.inference.sources import FrameReader, resolve_source
+from afmcli.inference.sources import open_source
 from afmcli.inference.state import STATE_DIR
 from test_infer_e2e import save_tiny_checkpoint
 
@@ -97,8 +97,9 @@ def test_balanced_shards_are_contiguous_and_even_by_weight():
 
 
 def test_fingerprint_names_what_changed(tmp_path):
+    from afmcli.engine.train import load_config
     from afmcli.inference.run import InferSettings
-    from afmcli.inference.sources import ImageItem
+    from afmcli.inference.sources import ImageFiles
     from afmcli.inference.state import fingerprint, fingerprint_difference
 
     a, b = tmp_path / "a.pth", tmp_path / "b.pth"
@@ -106,13 +107,14 @@ def test_fingerprint_names_what_changed(tmp_path):
     b.write_bytes(b"weights, trained on")
     config = tmp_path / "c.py"
     config.write_text(f"_base_ = {str(CONFIG)!r}\n")
-    items = [ImageItem(1, tmp_path / "x.jpg", "x.jpg")]
-    base = fingerprint(config, a, InferSettings(), items, "cpu")
-    assert fingerprint(config, a, InferSettings(), items, "cpu") == base
-    assert fingerprint(CONFIG, a, InferSettings(), items, "cuda:1") == {**base, "settings": {
+    items = ImageFiles.of(tmp_path, [tmp_path / "x.jpg"])
+    base = fingerprint(load_config(config), a, InferSettings(), items, "cpu")
+    assert fingerprint(load_config(config), a, InferSettings(), items, "cpu") == base
+    assert fingerprint(load_config(CONFIG), a, InferSettings(), items, "cuda:1") == {**base, "settings": {
         **base["settings"], "device": "cuda"}}  # the same config through _base_; the GPU index is not part
     config.write_text(f"_base_ = {str(CONFIG)!r}\nmodel = dict(test_cfg=dict(score_thr=0.05))\n")
-    changed = fingerprint(config, b, InferSettings(iou=0.5), [ImageItem(1, tmp_path / "y.jpg", "y.jpg")], "cpu")
+    changed = fingerprint(load_config(config), b, InferSettings(iou=0.5), ImageFiles.of(tmp_path, [tmp_path / "y.jpg"]),
+                          "cpu")
     assert fingerprint_difference(base, changed) == "config, checkpoint, image list, iou 0.6 -> 0.5"
 
 
@@ -266,14 +268,15 @@ def test_video_frames_are_named_stepped_and_read_without_seeking(setup, tmp_path
     videos.mkdir()
     decoded = write_video(videos / "clip.avi", 7)
     write_video(videos / "b.avi", 2)
-    items, _ = resolve_source(videos, frame_step=3)
+    source = open_source(videos, frame_step=3)
+    items = source.items
     assert [(i.image_id, i.name, i.frame) for i in items] == [
         (1, "b_0000001", 1), (2, "clip_0000001", 1), (3, "clip_0000004", 4), (4, "clip_0000007", 7)]
-    reader = FrameReader()  # frame 7 first, then 4 (re-reads forward from the start), same pixels
-    assert np.array_equal(reader.read(items[3]), decoded[6]) and np.array_equal(reader.read(items[2]), decoded[3])
-    reader.close()
-    with pytest.raises(AfmError, match="--frame-step must be >= 1"):
-        resolve_source(videos, frame_step=0)
+    # frame 7 first, then 4 (re-reads forward from the start), same pixels
+    (_, seventh), (_, fourth) = source.read([items[3], items[2]])
+    assert np.array_equal(seventh, decoded[6]) and np.array_equal(fourth, decoded[3])
+    with pytest.raises(AfmError, match="frame_step must be >= 1"):
+        open_source(videos, frame_step=0)
 
     out = tmp_path / "pred"
     main(["infer", str(CONFIG), str(ckpt), str(videos / "clip.avi"), "--out", str(out), "--frame-step", "3",

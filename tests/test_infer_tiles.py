@@ -1,23 +1,26 @@
-"""Tiles: lazy crops, true batches, exact shift back to image coordinates."""
+"""Tiles: lazy crops, true batches, exact shift back to image coordinates, through the one
+path `afm infer` and the Python API run (afmcli.inference.predict)."""
 
 import cv2
 import numpy as np
 import pytest
 
 from afmcli.data.slicing import slice_windows
-from afmcli.inference.detections import Detections
-from afmcli.inference.fusion import fuse_image
-from afmcli.inference.predictor import predict_image
+from afmcli.detections import Detections
+from afmcli.inference.predict import PredictSettings, image_units, predict_units
 from afmcli.inference.tiles import batched, iter_crops, window_to_image
 
 
 class BlobDetector:
-    """Finds white rectangles in each crop (one batch per call); records batch sizes."""
+    """A model that finds white rectangles in each crop (one batch per forward); records
+    batch sizes. Its pipeline hands the crops over as they are."""
+
+    pipeline = staticmethod(list)
 
     def __init__(self):
         self.batches = []
 
-    def __call__(self, crops):
+    def forward(self, crops, score_thr=0.0):
         self.batches.append(len(crops))
         out = []
         for crop in crops:
@@ -60,24 +63,33 @@ def blobs_image(height, width, rects):
     return img
 
 
-def test_predict_image_finds_every_object_at_its_image_position_in_true_batches():
+def predict(det: BlobDetector, image: np.ndarray, **settings):
+    """The image's result (labels: category 1), its units in order."""
+    s = PredictSettings(**settings)
+    ((_, result, _),) = predict_units(det, image_units(1, image, det.pipeline, s), [1], s)
+    return result
+
+
+def test_an_image_finds_every_object_at_its_image_position_in_true_batches():
     rects = [[10, 10, 30, 22], [300, 170, 320, 190], [470, 350, 500, 380], [120, 200, 135, 212]]
     image = blobs_image(400, 500, rects)
     det = BlobDetector()
-    slices, full, n_tiles = predict_image(det, image, slice_size=128, overlap=0.25, batch_size=4)
-    assert n_tiles == len(slice_windows(400, 500, 128, 128, 0.25, 0.25)) == 20
-    assert det.batches == [4, 4, 4, 4, 4, 1]  # tiles in batches of 4, then the full image
-    np.testing.assert_array_equal(full.boxes[np.lexsort(full.boxes.T[::-1])], sorted(rects))
     # Pieces cut by tile edges lie inside the whole box (IoS 1): greedy NMM with IoS
     # merges them back, and exactly the objects remain.
-    fused = fuse_image([slices, full], "greedy-nmm", iou=0.5, match="ios")
-    assert sorted(map(tuple, fused.boxes.astype(int).tolist())) == sorted(map(tuple, rects))
+    result = predict(det, image, slice_size=128, overlap=0.25, batch_size=4, method="greedy-nmm", iou=0.5,
+                     match="ios")
+    assert result.n_tiles == len(slice_windows(400, 500, 128, 128, 0.25, 0.25)) == 20
+    assert det.batches == [4, 4, 4, 4, 4, 1]  # tiles in batches of 4, then the full image
+    full = result.full
+    np.testing.assert_array_equal(full.boxes[np.lexsort(full.boxes.T[::-1])], sorted(rects))
+    assert sorted(map(tuple, result.fused.boxes.astype(int).tolist())) == sorted(map(tuple, rects))
+    assert set(result.fused.labels) == {1}
 
 
 def test_an_object_cut_by_tile_edges_is_clipped_pieces_that_cover_it():
     rect = [90, 90, 110, 110]  # across the boundary of the first tile (0..100)
     image = blobs_image(200, 200, [rect])
-    slices, _, _ = predict_image(BlobDetector(), image, 100, 0.0, 8, full=False)
+    slices = predict(BlobDetector(), image, slice_size=100, overlap=0.0, full=False).slices
     assert slices.boxes.min(axis=0)[:2].tolist() == [90, 90] and slices.boxes.max(axis=0)[2:].tolist() == [110, 110]
     assert all(np.all(b[:2] >= 90) and np.all(b[2:] <= 110) for b in slices.boxes)
 
@@ -85,7 +97,7 @@ def test_an_object_cut_by_tile_edges_is_clipped_pieces_that_cover_it():
 def test_one_tile_covering_the_image_is_not_run_twice():
     image = blobs_image(100, 120, [[5, 5, 15, 15]])
     det = BlobDetector()
-    slices, full, n_tiles = predict_image(det, image, 640, 0.25, 8)
-    assert (n_tiles, len(slices), len(full), det.batches) == (0, 0, 1, [1])
-    slices, full, n_tiles = predict_image(det, image, 640, 0.25, 8, full=False)
-    assert (n_tiles, len(slices), len(full)) == (1, 1, 0)
+    r = predict(det, image)
+    assert (r.n_tiles, len(r.slices), len(r.full), det.batches) == (0, 0, 1, [1])
+    r = predict(det, image, full=False)
+    assert (r.n_tiles, len(r.slices), len(r.full)) == (1, 1, 0)

@@ -66,7 +66,7 @@ def test_missing_load_from_fails_fast(tmp_path):
 
 def test_bad_launcher_is_refused():
     cfg = load_config(TINY)
-    with pytest.raises(AfmError, match="--launcher"):
+    with pytest.raises(AfmError, match="^launcher: expected none, pytorch, slurm or mpi, got .mpx.$"):
         prepare_config(cfg, TINY, launcher="mpx")
 
 

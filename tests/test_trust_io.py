@@ -111,3 +111,41 @@ def test_a_folder_is_not_written_over_a_file_nor_a_file_over_a_folder(tmp_path):
         with atomic_path(tmp_path / "d") as tmp:
             tmp.write_text("y")
     assert (tmp_path / "f").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]
+
+
+def test_a_shared_folder_lists_and_replaces_only_its_entries(tmp_path):
+    from afmcli.errors import ParameterError
+    from afmcli.io import SharedFolder
+
+    out = tmp_path / "out"
+    shared = SharedFolder(out, "afm test", "out")
+    with shared.writing(["a.json", "sub/b.txt"]) as stage:
+        stage("a.json").write_text("1")
+        stage("sub/b.txt").write_text("2")
+    assert (out / MARKER).read_text() == "a.json\nsub/b.txt\n"
+    (out / "mine.txt").write_text("keep")
+    with shared.writing(["a.json"], drop=["sub/b.txt", "mine.txt"]) as stage:  # an earlier entry it no longer makes
+        stage("a.json").write_text("3")
+    assert (out / "a.json").read_text() == "3" and not (out / "sub" / "b.txt").exists()
+    assert (out / "mine.txt").read_text() == "keep" and (out / MARKER).read_text() == "a.json\n"
+    with pytest.raises(ParameterError, match=r"mine.txt: exists and was not written by afm test; move it away or "
+                                             r"choose another out$"):
+        shared.check(["mine.txt"])
+
+
+def test_a_failed_shared_write_leaves_the_manifest_and_folders_as_they_were(tmp_path):
+    from afmcli.io import SharedFolder
+
+    target = tmp_path / "Datasets" / "labels" / "annotations"
+    with pytest.raises(RuntimeError):
+        with SharedFolder(target, "afm test", "out").writing(["train_labels.json"]) as stage:
+            stage("train_labels.json").write_text("{}")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    target.mkdir(parents=True)
+    (target / MARKER).write_text("val_labels.json\n")
+    with pytest.raises(RuntimeError):
+        with SharedFolder(target, "afm test", "out").writing(["train_labels.json"]):
+            raise RuntimeError("boom")
+    assert (target / MARKER).read_text() == "val_labels.json\n" and sorted(p.name for p in target.iterdir()) == [
+        MARKER]

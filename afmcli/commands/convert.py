@@ -11,20 +11,26 @@ EXAMPLES = """Examples:
 
   afm convert-visdrone VisDrone2019-DET-train Datasets --split train --slice 640
 
-  afm convert-visdrone results/val/predictions.json results/val/txt --to-visdrone --gt Datasets/labels/annotations/val_labels.json
+  afm convert-visdrone VisDrone2019-DET-train yolo --to-yolo --split train
 """
 
 
 def convert_visdrone(
     src: Path = typer.Argument(..., help="Official split folder (with images/ and annotations/), "
                                "or with --to-visdrone a COCO results json."),
-    out: Path = typer.Argument(..., help="The Datasets/ root, or with --to-visdrone the result folder."),
+    out: Path = typer.Argument(..., help="The Datasets/ root; with --to-visdrone the result folder; with "
+                               "--to-yolo the YOLO dataset root."),
     split: str = typer.Option("train", "--split", help="Split name: train, val or test-dev (names the "
                               "output folders)."),
     to_visdrone: bool = typer.Option(False, "--to-visdrone",
                                      help="Reverse: COCO results json -> VisDrone result txt folder "
                                      "(one file per image of --gt, the best 500 lines each)."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="With --to-visdrone: the COCO json that names the images."),
+    to_yolo: bool = typer.Option(False, "--to-yolo", help="Write a YOLO (ultralytics) dataset instead: "
+                                 "OUT/images/<split>/, OUT/labels/<split>/, OUT/data.yaml; ignored regions "
+                                 "painted out, 'others' dropped."),
+    keep_ignored: bool = typer.Option(False, "--keep-ignored", help="With --to-yolo: leave the ignored "
+                                      "regions' pixels as they are (only their labels are left out)."),
     slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write square crops of this "
                                                    "size (pixels) with their labels; repeat for multi-scale "
                                                    "crops (--slice 512 --slice 800). Default: no crops."),
@@ -36,18 +42,27 @@ def convert_visdrone(
                               "sym-linking them."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unpaired, damaged or malformed files "
                                   "and list them, instead of stopping at the first."),
-    workers: int = typer.Option(0, "--workers", help="Processes for writing crops; 0 = all cores."),
+    workers: int = typer.Option(0, "--workers", help="Processes for writing crops (or painted images); "
+                                "0 = all cores."),
 ) -> None:
-    """Convert VisDrone labels to COCO (and back with --to-visdrone).
+    """Convert VisDrone labels to COCO (back with --to-visdrone, to YOLO with --to-yolo).
 
     Writes images/<split>/, labels/org/<split>_annotations/ and
-    labels/annotations/<split>_labels.json under OUT; a folder is replaced only
-    when afm wrote it (see README, Errors and safety).
+    labels/annotations/<split>_labels.json under OUT; afm replaces only what it
+    wrote (see README, Errors and safety).
     """
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
+    from afmcli.errors import AfmError
 
+    if to_visdrone and to_yolo:
+        raise AfmError("--to-visdrone and --to-yolo go different ways: give one")
     if to_visdrone:
         _to_visdrone(src, out, gt)
+        return
+    if to_yolo:
+        if slice_size:
+            raise AfmError("--slice makes crops for the Datasets/ layout, not with --to-yolo")
+        _to_yolo(src, out, split, keep_ignored, copy, skip_bad, workers)
         return
 
     from afmcli.data.convert import convert_split
@@ -61,9 +76,30 @@ def convert_visdrone(
     if slice_size:
         items.update({"crops": stats.crops, "crop annotations": stats.crop_annotations})
     print_summary(f"afm convert-visdrone ({split})", items)
-    if stats.skipped:
-        typer.echo(f"skipped {len(stats.skipped)}: " + "; ".join(stats.skipped[:3])
-                   + (" ..." if len(stats.skipped) > 3 else ""), err=True)
+    _say_skipped(stats.skipped)
+
+
+def _say_skipped(skipped: list[str]) -> None:
+    if skipped:
+        typer.echo(f"skipped {len(skipped)}: " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""),
+                   err=True)
+
+
+def _to_yolo(src: Path, out: Path, split: str, keep_ignored: bool, copy: bool, skip_bad: bool,
+             workers: int) -> None:
+    from afmcli.commands.tables import print_summary
+    from afmcli.data.yolo import convert_split_to_yolo
+
+    stats = convert_split_to_yolo(src, out, split, keep_ignored=keep_ignored, copy=copy, skip_bad=skip_bad,
+                                  workers=workers)
+    print_summary(f"afm convert-visdrone --to-yolo ({split})", {
+        "images": stats.images, "labels": stats.labels,
+        "ignored regions (cat 0)" + (" painted" if not keep_ignored else ""): stats.ignored_regions,
+        "ignored objects (score 0)" + (" painted" if not keep_ignored else ""): stats.ignored_objects,
+        "images painted": stats.painted_images, "labels dropped under paint": stats.covered,
+        "others (cat 11) dropped": stats.others, "skipped bad files": len(stats.skipped),
+        "output": str(out)})
+    _say_skipped(stats.skipped)
 
 
 def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:
@@ -71,7 +107,7 @@ def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:
     from afmcli.data.coco import (MAX_DETS_PER_IMAGE, coco_results_to_visdrone, images_over_cap,
                                   write_visdrone_folder)
     from afmcli.data.coco_check import load_coco_gt, load_coco_results
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
     from afmcli.errors import AfmError, warn
     from afmcli.evaluation.meaning import category_warning, coverage_message
     from afmcli.io import check_replaceable

@@ -12,9 +12,10 @@ EXAMPLES = """Examples:
 """
 
 
-def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every output (replaced only when "
-                                              "afm wrote it).")) -> None:
+def demo(ctx: typer.Context,
+         out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every output (replaced only when "
+                                  "afm wrote it).")) -> None:
     """synth -> convert-visdrone -> make-masks -> train -> infer (sliced) -> fuse -> evaluate."""
     from afmcli.engine.demo import run_demo
 
-    run_demo(out)
+    run_demo(ctx.find_root().command, out)  # the `afm` command itself runs each step

@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-# Tile-count warnings before any image is read assume VisDrone's largest image size.
-REFERENCE_SIZE = (2000, 1500)
+# The library's names of parameters that this command spells otherwise.
+FLAGS = {"slices=False": "--no-slices", "full=False": "--no-full-image", "images_dir": "--images",
+         "trust=True": "--trust-checkpoint"}
 
 EXAMPLES = """Examples:
 
@@ -54,28 +55,20 @@ def infer(
                                    "(other config, checkpoint, settings or images)."),
     frame_step: int = typer.Option(1, "--frame-step", help="Videos: every N-th frame from the first."),
     vid: bool = typer.Option(False, "--vid", help="Videos: also DIR/vid/<video>.txt in VisDrone-VID format."),
+    yolo: bool = typer.Option(False, "--yolo", help="Also DIR/yolo/<name>.txt: ultralytics-style results "
+                              "(class x_center y_center width height confidence, normalised)."),
 ) -> None:
     """Detect on images with overlapping tiles and a full-image pass."""
     from rich.console import Console
     from rich.table import Table
 
-    from afmcli.data.slicing import check_overlap, tile_count_warning
     from afmcli.errors import AfmError, warn
-    from afmcli.inference.fusion import check_fusion_options
     from afmcli.inference.run import InferSettings, run_inference
-
-    # Options first, before the model or any image is loaded.
-    check_overlap(overlap)
-    check_fusion_options(method, iou, match, False, None, 2, max_per_img)
-    if not no_slices and slice_size >= 1:
-        message = tile_count_warning([REFERENCE_SIZE], slice_size, overlap)
-        if message:
-            warn(message)
 
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
                              method=method, iou=iou, match=match, max_per_img=max_per_img, viz=viz,
-                             viz_score=viz_score, vid=vid)
+                             viz_score=viz_score, vid=vid, yolo=yolo)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
                           frame_step=frame_step)

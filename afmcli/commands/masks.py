@@ -30,7 +30,7 @@ def make_masks(
     Into labels/gt_mask_s/<split>/ and labels/gt_mask_l/<split>/, one <image>.png each.
     """
     from afmcli.data.mask_files import write_mask_files
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
 
     counts = write_mask_files(out, split, kind, small_area, threshold, workers)
     print_summary(f"afm make-masks ({split}, {kind})", {

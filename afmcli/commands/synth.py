@@ -29,7 +29,7 @@ def synth(
     workers: int = typer.Option(0, "--workers", help="Processes; 0 = all cores (output is the same)."),
 ) -> None:
     """Generate a VisDrone-like split: 10 learnable classes, mostly small, dense objects."""
-    from afmcli.data.report import print_summary
+    from afmcli.commands.tables import print_summary
     from afmcli.data.synth import write_synth_split
 
     counts = write_synth_split(out, split, images, seed, width, height, workers)

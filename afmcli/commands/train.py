@@ -7,6 +7,9 @@ from typing import List, Optional
 
 import typer
 
+# The library's names of parameters that this command spells otherwise.
+FLAGS = {"trust=True": "--trust-checkpoint"}
+
 EXAMPLES = """Examples:
 
   afm train configs/AFM/AFMNet-tood_r50_k13.py --data-root Datasets/

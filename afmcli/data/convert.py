@@ -24,37 +24,15 @@ import numpy as np
 
 from afmcli.data.coco import ImageLabels, build_coco, check_gt_rows, visdrone_rows_to_labels
 from afmcli.data.images import check_unique_keys, image_size, list_images, read_image
-from afmcli.data.slicing import boxes_in_window, check_overlap, slice_windows, tile_count_warning
+from afmcli.data.layout import DatasetPaths
+from afmcli.data.slicing import boxes_in_window, check_overlap, slice_windows, warn_many_tiles
 from afmcli.data.visdrone_format import data_line_numbers, read_visdrone_file
-from afmcli.errors import AfmError, warn
-from afmcli.io import atomic_path, check_output_file, check_replaceable, write_json
+from afmcli.errors import AfmError, ParameterError
+from afmcli.io import SharedFolder, atomic_path, check_replaceable, dump_json
 from afmcli.parallel import worker_pool
 from afmcli.progress import track
 
 SPLITS = ("train", "val", "test-dev")
-
-
-@dataclass
-class DatasetPaths:
-    """Where a split lives under the Datasets/ root (the seed's layout)."""
-
-    root: Path
-    split: str
-
-    @property
-    def images(self) -> Path:
-        return self.root / "images" / self.split
-
-    @property
-    def ann_file(self) -> Path:
-        return self.root / "labels" / "annotations" / f"{self.split}_labels.json"
-
-    @property
-    def org_labels(self) -> Path:
-        return self.root / "labels" / "org" / f"{self.split}_annotations"
-
-    def mask_dir(self, size: str) -> Path:
-        return self.root / "labels" / f"gt_mask_{size}" / self.split
 
 
 @dataclass
@@ -92,6 +70,41 @@ def pair_split_files(src: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
                  for s in sorted(images.keys() - txts.keys())]
     pairs = sorted(((images[s], txts[s]) for s in images.keys() & txts.keys()), key=lambda p: p[0].name)
     return pairs, problems
+
+
+@dataclass
+class SplitFiles:
+    """The usable images of an official split folder: (image, txt) pairs, their COCO records
+    (no ids yet) and labels; ``skipped``: why each other file was left out."""
+
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    labels: list[ImageLabels] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_split(src: Path, skip_bad: bool) -> SplitFiles:
+    """Pair and read every image and label file of ``src``: the first bad one is an error,
+    or with ``skip_bad`` skipped and listed. No usable image at all is an error."""
+    pairs, problems = pair_split_files(src)
+    if problems and not skip_bad:
+        more = f" (and {len(problems) - 1} more; {{skip_bad}} skips them)" if len(problems) > 1 else ""
+        raise ParameterError(problems[0] + more, "skip_bad")
+    out = SplitFiles(skipped=list(problems))
+    for image_path, txt_path in track(pairs, "Reading labels"):
+        try:
+            record, lab = load_image_labels(image_path, txt_path)
+        except AfmError as exc:
+            if not skip_bad:
+                raise
+            out.skipped.append(str(exc))
+            continue
+        out.pairs.append((image_path, txt_path))
+        out.records.append(record)
+        out.labels.append(lab)
+    if not out.records:
+        raise AfmError(f"{src}: no usable image with annotations")
+    return out
 
 
 def load_image_labels(image_path: Path, txt_path: Path) -> tuple[dict, ImageLabels]:
@@ -175,13 +188,13 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
     ``slice_size``: crop size, or several (multi-scale crops, all in one sliced set).
     """
     if split not in SPLITS:
-        raise AfmError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise ParameterError(f"{{split}} must be one of {', '.join(SPLITS)}, got {split!r}", "split")
     slice_sizes = [slice_size] if isinstance(slice_size, int) else list(slice_size or [])
     for size in slice_sizes:
         if size <= 0:
-            raise AfmError(f"--slice must be a positive size, got {size}")
+            raise ParameterError(f"{{slice_size}} must be a positive size, got {size}", "slice_size")
     if not 0 <= min_visible <= 1:
-        raise AfmError(f"--min-visible must be in [0, 1], got {min_visible}")
+        raise ParameterError(f"{{min_visible}} must be in [0, 1], got {min_visible}", "min_visible")
     check_overlap(overlap)
     paths = DatasetPaths(Path(out), split)
     outputs = [(paths.images, "images/<split>"), (paths.org_labels, "labels/org/<split>_annotations")]
@@ -189,28 +202,15 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
         outputs.append((DatasetPaths(Path(out), f"{split}_sliced").images, "images/<split>_sliced"))
     for folder, what in outputs:
         check_replaceable(folder, what)
-    check_output_file(paths.ann_file)
+    # labels/annotations/ is shared with the user: afm replaces only the jsons it wrote there.
+    annotations = SharedFolder(paths.ann_file.parent, "afm convert-visdrone", "out")
+    json_names = [paths.ann_file.name] + ([DatasetPaths(Path(out), f"{split}_sliced").ann_file.name]
+                                          if slice_sizes else [])
+    annotations.check(json_names)
     stats = ConvertStats()
-    pairs, problems = pair_split_files(Path(src))
-    if problems and not skip_bad:
-        more = f" (and {len(problems) - 1} more; --skip-bad skips them)" if len(problems) > 1 else ""
-        raise AfmError(problems[0] + more)
-    stats.skipped.extend(problems)
-
-    records, labels, kept = [], [], []
-    for image_path, txt_path in track(pairs, "Reading labels"):
-        try:
-            record, lab = load_image_labels(image_path, txt_path)
-        except AfmError as exc:
-            if not skip_bad:
-                raise
-            stats.skipped.append(str(exc))
-            continue
-        records.append(record)
-        labels.append(lab)
-        kept.append((image_path, txt_path))
-    if not records:
-        raise AfmError(f"{src}: no usable image with annotations")
+    split_files = read_split(Path(src), skip_bad)
+    kept, records, labels = split_files.pairs, split_files.records, split_files.labels
+    stats.skipped.extend(split_files.skipped)
     coco = build_coco(records, labels)
 
     stats.images = len(coco["images"])
@@ -222,18 +222,17 @@ def convert_split(src: Path, out: Path, split: str, copy: bool = False, skip_bad
     stats.dropped = sum(lab.dropped for lab in labels)
 
     for size in slice_sizes:
-        message = tile_count_warning([(r["width"], r["height"]) for r in records], size, overlap)
-        if message:
-            warn(message)
-    with atomic_path(paths.images) as img_tmp, atomic_path(paths.org_labels) as txt_tmp:
+        warn_many_tiles([(r["width"], r["height"]) for r in records], size, overlap)
+    with annotations.writing(json_names) as stage, atomic_path(paths.images) as img_tmp, \
+            atomic_path(paths.org_labels) as txt_tmp:
         img_tmp.mkdir()
         txt_tmp.mkdir()
         for image_path, txt_path in track(kept, "Linking files"):
             link_or_copy(image_path, img_tmp / image_path.name, copy)
             link_or_copy(txt_path, txt_tmp / txt_path.name, copy)
         if slice_sizes:
-            _write_sliced(paths, kept, records, labels, slice_sizes, overlap, min_visible, workers, stats)
-        write_json(paths.ann_file, coco)
+            _write_sliced(paths, kept, records, labels, slice_sizes, overlap, min_visible, workers, stats, stage)
+        dump_json(stage(paths.ann_file.name), coco)
     return stats
 
 
@@ -250,7 +249,7 @@ def multi_scale_windows(height: int, width: int, sizes: Sequence[int], overlap: 
 
 
 def _write_sliced(paths: DatasetPaths, kept, records, labels, slice_sizes, overlap, min_visible,
-                  workers, stats: ConvertStats) -> None:
+                  workers, stats: ConvertStats, stage) -> None:
     sliced = DatasetPaths(paths.root, f"{paths.split}_sliced")
     crop_records, crop_labs, jobs = [], [], []
     with atomic_path(sliced.images) as crop_tmp:
@@ -267,6 +266,6 @@ def _write_sliced(paths: DatasetPaths, kept, records, labels, slice_sizes, overl
             for _ in track(pool.imap_unordered(_write_crops, jobs), "Writing crops", total=len(jobs)):
                 pass
         crop_coco = build_coco(crop_records, crop_labs)
-        write_json(sliced.ann_file, crop_coco)
+        dump_json(stage(sliced.ann_file.name), crop_coco)
     stats.crops = len(crop_records)
     stats.crop_annotations = len(crop_coco["annotations"])

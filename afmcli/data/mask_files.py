@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from afmcli.data.coco_check import load_coco_gt
-from afmcli.data.convert import DatasetPaths
+from afmcli.data.layout import DatasetPaths
 from afmcli.data.images import check_unique_keys, image_stem
 from afmcli.data.masks import render_object_masks, shape_radius
 from afmcli.errors import AfmError

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError, warn
 
 
 def _starts(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
@@ -51,9 +51,9 @@ def slice_windows(height: int, width: int, slice_h: int, slice_w: int,
 MANY_TILES_PER_IMAGE = 200
 
 
-def check_overlap(overlap: float, option: str = "--overlap") -> None:
+def check_overlap(overlap: float) -> None:
     if not 0 <= overlap < 1:
-        raise AfmError(f"{option} must be a ratio in [0, 1), got {overlap}")
+        raise ParameterError(f"{{overlap}} must be a ratio in [0, 1), got {overlap}", "overlap")
 
 
 def tile_count(height: int, width: int, slice_size: int, overlap: float) -> int:
@@ -62,15 +62,16 @@ def tile_count(height: int, width: int, slice_size: int, overlap: float) -> int:
     return len(_starts(int(height), slice_size, step)) * len(_starts(int(width), slice_size, step))
 
 
-def tile_count_warning(sizes: list[tuple[int, int]], slice_size: int, overlap: float) -> str | None:
-    """A warning when (width, height) ``sizes`` make more than MANY_TILES_PER_IMAGE tiles per image."""
+def warn_many_tiles(sizes: list[tuple[int, int]], slice_size: int, overlap: float) -> None:
+    """Warn when (width, height) ``sizes`` make more than MANY_TILES_PER_IMAGE tiles per image."""
     counts = [tile_count(h, w, slice_size, overlap) for w, h in sizes]
     if not counts or max(counts) <= MANY_TILES_PER_IMAGE:
-        return None
+        return
     worst = counts.index(max(counts))
     one = f"{max(counts):,} tiles for a {sizes[worst][0]}x{sizes[worst][1]} image"
     total = f"{sum(counts):,} tiles for {len(counts):,} images ({one})" if len(counts) > 1 else one
-    return f"--slice {slice_size} --overlap {overlap} makes {total}; the usual overlap is 0.2 to 0.25"
+    warn(f"{{slice_size}} {slice_size} {{overlap}} {overlap} makes {total}; the usual overlap is 0.2 to 0.25",
+         "slice_size", "overlap")
 
 
 def clip_boxes_xyxy(boxes: np.ndarray, window: np.ndarray | tuple) -> np.ndarray:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from afmcli.data.visdrone_format import format_visdrone_lines
-from afmcli.errors import AfmError
+from afmcli.errors import ParameterError
 from afmcli.io import atomic_path
 from afmcli.parallel import worker_pool
 from afmcli.progress import track
@@ -294,9 +294,9 @@ def write_synth_split(out: Path, split: str, images: int, seed: int, width: int 
                       height: int | None = None, workers: int = 0) -> dict:
     """Write OUT/images/*.jpg and OUT/annotations/*.txt atomically; returns label counts."""
     if images < 1:
-        raise AfmError(f"--images must be at least 1, got {images}")
+        raise ParameterError(f"{{images}} must be at least 1, got {images}", "images")
     if (width is None) != (height is None) or (width is not None and (width < 64 or height < 64)):
-        raise AfmError("--width and --height go together, each at least 64")
+        raise ParameterError("{width} and {height} go together, each at least 64", "width", "height")
     with atomic_path(out) as tmp:
         (tmp / "images").mkdir(parents=True)
         (tmp / "annotations").mkdir()

@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError
 
 _TRUSTED: list[Path] = []
 
@@ -103,9 +103,9 @@ def load_checkpoint_file(filename: str | os.PathLike, map_location=None, trust: 
                            f"{_first_line(exc)})") from None
         if trust or is_trusted(filename):
             return torch.load(filename, map_location=map_location, weights_only=False)
-        raise AfmError(
+        raise ParameterError(
             f"{filename}: refusing to unpickle {offender}, which is outside the checkpoint "
-            f"allow-list; pass --trust-checkpoint only if you trust this file") from None
+            "allow-list; pass {trust=True} only if you trust this file", "trust=True") from None
     except Exception as exc:  # torch raises many kinds (IndexError, KeyError, RuntimeError...) on junk
         raise AfmError(f"{filename}: not a checkpoint (damaged or not a torch file: "
                        f"{type(exc).__name__}: {_first_line(exc)})") from None

@@ -1,7 +1,8 @@
 """The whole pipeline on a generated mini VisDrone set, on CPU, as a user types it.
 
 Each step is the real `afm` subcommand, run in-process with the arguments printed,
-so the demo shows exactly the commands a user would run on real data.
+so the demo shows exactly the commands a user would run on real data. The caller
+passes the `afm` command in (``afmcli.cli.app``, or the click command running now).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -26,10 +28,11 @@ SLICE, OVERLAP = 320, 0.25
 
 console = Console()
 
+App = Callable[..., object]  # the `afm` command: app(args=[...], prog_name=..., standalone_mode=False)
 
-def run_step(args: list[str]) -> float:
-    from afmcli.cli import app
 
+def run_step(app: App, args: list[str]) -> float:
+    """Run ``afm args`` in this process; the seconds it took."""
     console.rule(f"[bold]afm {shlex.join(args)}")
     start = time.perf_counter()
     code = app(args=args, prog_name="afm", standalone_mode=False)
@@ -45,7 +48,7 @@ def last_checkpoint(work_dir: Path) -> Path:
     return Path(marker.read_text().strip())
 
 
-def make_synthetic_split(out: Path, train_images: int, val_images: int, width: int,
+def make_synthetic_split(app: App, out: Path, train_images: int, val_images: int, width: int,
                          height: int) -> tuple[Path, dict[str, float]]:
     """`afm synth` train and val sets in VisDrone's layout, converted.
 
@@ -55,32 +58,32 @@ def make_synthetic_split(out: Path, train_images: int, val_images: int, width: i
     size = ["--width", str(width), "--height", str(height)]
     times: dict[str, float] = {}
     times["synth"] = sum(
-        run_step(["synth", str(raw / f"VisDrone2019-DET-{split}"), "--split", split,
+        run_step(app, ["synth", str(raw / f"VisDrone2019-DET-{split}"), "--split", split,
                   "--images", str(n), "--seed", str(seed), *size])
         for split, n, seed in (("train", train_images, 0), ("val", val_images, 1)))
     times["convert-visdrone"] = sum(
-        run_step(["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split])
+        run_step(app, ["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split])
         for split in ("train", "val"))
     return data, times
 
 
-def run_demo(out: Path, config: Path = DEMO_CONFIG) -> dict:
+def run_demo(app: App, out: Path, config: Path = DEMO_CONFIG) -> dict:
     """Run every step into ``out``; return the VisDrone/COCO metrics dict."""
     out = Path(out)
-    data, times = make_synthetic_split(out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H)
+    data, times = make_synthetic_split(app, out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H)
     ann = data / "labels" / "annotations"
     work_dir, infer_dir = out / "work_dir", out / "infer"
-    times["make-masks"] = run_step(["make-masks", str(data), "--split", "train"])
-    times["train"] = run_step(["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data)])
+    times["make-masks"] = run_step(app, ["make-masks", str(data), "--split", "train"])
+    times["train"] = run_step(app, ["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data)])
     checkpoint = last_checkpoint(work_dir)
-    times["infer"] = run_step(["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
+    times["infer"] = run_step(app, ["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
                                "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),
                                "--batch-size", "8", "--viz", "--overwrite"])  # the demo owns its folder
-    times["fuse"] = run_step(["fuse", str(infer_dir / "sources" / "slices.json"),
+    times["fuse"] = run_step(app, ["fuse", str(infer_dir / "sources" / "slices.json"),
                               str(infer_dir / "sources" / "full.json"), "--out", str(out / "fused_wbf.json"),
                               "--method", "wbf", "--gt", str(ann / "val_labels.json")])
     metrics_json = out / "metrics.json"
-    times["evaluate"] = run_step(["evaluate", "--gt", str(ann / "val_labels.json"),
+    times["evaluate"] = run_step(app, ["evaluate", "--gt", str(ann / "val_labels.json"),
                                   "--pred", str(infer_dir / "predictions.json"), "--json", str(metrics_json),
                                   "--plots", str(out / "plots"), "--classwise", "--report", str(out / "report")])
 

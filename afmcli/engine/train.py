@@ -9,7 +9,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError
 
 
 def parse_cfg_options(options: list[str] | None) -> dict:
@@ -22,7 +22,7 @@ def parse_cfg_options(options: list[str] | None) -> dict:
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     for opt in options:
         if "=" not in opt:
-            raise AfmError(f"--cfg-options: expected key=value, got {opt!r}")
+            raise ParameterError(f"{{cfg_options}}: expected key=value, got {opt!r}", "cfg_options")
     return parser.parse_args(["--cfg-options", *options]).cfg_options
 
 
@@ -73,7 +73,7 @@ def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume:
                    progress: bool = True):
     """Apply the command-line choices to a loaded config (pure: no Runner built)."""
     if launcher not in ("none", "pytorch", "slurm", "mpi"):
-        raise AfmError(f"--launcher: expected none, pytorch, slurm or mpi, got {launcher!r}")
+        raise ParameterError(f"{{launcher}}: expected none, pytorch, slurm or mpi, got {launcher!r}", "launcher")
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
@@ -112,20 +112,20 @@ def check_load_from(cfg) -> None:
     if not load_from or cfg.get("resume") or "://" in str(load_from):
         return
     if not Path(load_from).is_file():
-        raise AfmError(f"load_from: {load_from} not found; download it (see the config's comment) "
-                       f"or pass --cfg-options load_from=None to train without it")
+        raise ParameterError(f"load_from: {load_from} not found; download it (see the config's comment) "
+                             "or pass {cfg_options} load_from=None to train without it", "cfg_options")
 
 
 def check_data_files(cfg) -> None:
     """Fail before the Runner creates the work dir when a dataset's json or image
-    folder is missing (a wrong --data-root, say): one line naming the path."""
+    folder is missing (a wrong data root, say): one line naming the path."""
     loaders = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
     for key, dataset in inner_datasets(cfg, loaders):
         root = Path(str(dataset.get("data_root") or ""))
         ann_file = dataset.get("ann_file")
         if ann_file and not (root / ann_file).is_file():
-            raise AfmError(f"{key}: annotation file {root / ann_file} not found (data_root {root}/; "
-                           "set it with --data-root)")
+            raise ParameterError(f"{key}: annotation file {root / ann_file} not found (data_root {root}/; "
+                                 "set it with {data_root})", "data_root")
         img_dir = (dataset.get("data_prefix") or {}).get("img")
         if img_dir and not (root / img_dir).is_dir():
             raise AfmError(f"{key}: image folder {root / img_dir} not found (data_root {root}/)")

@@ -19,10 +19,11 @@ import numpy as np
 
 from afmcli.data.coco import (MAX_DETS_PER_IMAGE, check_gt_rows, coco_results_to_visdrone,
                               coco_to_visdrone_rows, images_over_cap)
-from afmcli.data.coco_check import load_coco_gt, load_coco_results
+from afmcli.data.coco_check import Results, check_coco_results, load_coco_gt, load_coco_results
 from afmcli.data.images import check_unique_keys, image_key, image_size, list_images
+from afmcli.data.layout import DatasetPaths
 from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.evaluation.meaning import (box_form_warning, category_warning, check_visdrone_categories,
                                       coverage_message)
 from afmcli.evaluation.visdrone import ImageRows
@@ -81,7 +82,8 @@ def load_txt_ground_truth(gt_dir: Path, images_dir: Path | None) -> GroundTruth:
     if not paths:
         raise AfmError(f"{gt_dir}: no annotation files (*.txt)")
     if images_dir is None:
-        raise AfmError(f"{gt_dir}: a VisDrone annotations folder needs --images for the image sizes")
+        raise ParameterError(f"{gt_dir}: a VisDrone annotations folder needs {{images_dir}} for the image sizes",
+                             "images_dir")
     rows = []
     for path in paths:
         r = read_visdrone_file(path)
@@ -114,6 +116,7 @@ def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
 
 
 def load_ground_truth(gt: Path, images_dir: Path | None = None) -> GroundTruth:
+    gt = Path(gt)
     if gt.is_dir():
         return load_txt_ground_truth(gt, images_dir)
     if gt.is_file():
@@ -121,60 +124,72 @@ def load_ground_truth(gt: Path, images_dir: Path | None = None) -> GroundTruth:
     raise AfmError(f"{gt}: no such annotations folder or json")
 
 
-def load_predictions(pred: Path, gt: GroundTruth) -> tuple[list[np.ndarray], list[str]]:
-    """Result rows per gt image (in gt order), and warnings (missing results, odd
-    category ids, xyxy-looking boxes). No results for any image is an error."""
-    if pred.is_dir():
-        rows, missing = [], []
-        for name in gt.names:
-            path = pred / f"{name}.txt"
-            if path.is_file():
-                rows.append(read_visdrone_file(path))
-            else:
-                missing.append(f"{name}.txt")
-                rows.append(np.zeros((0, 8)))
-        if len(missing) == len(gt.names):
-            hint = (f"; the VisDrone files of `afm infer` are in {pred / 'visdrone'}"
-                    if (pred / "visdrone").is_dir() else "")
-            raise AfmError(f"{pred}: no result file for any of the {len(gt.names)} images "
-                           f"(expected {missing[0]}, ...){hint}")
-        warnings = [coverage_message(missing, len(gt.names), f"result files missing in {pred} (no detections)")
-                    ] if missing else []
-        cut = sum(len(r) > MAX_DETS_PER_IMAGE for r in rows)
-        if cut:
-            warnings.append(f"{pred}: {cut} result files have more than {MAX_DETS_PER_IMAGE} lines; only the "
-                            f"first {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
-    elif pred.is_file():
-        if gt.coco_images is None:
-            raise AfmError(f"{pred}: COCO results name images by id: give the COCO json as --gt")
-        results = load_coco_results(pred)
-        by_key = coco_results_to_visdrone(results, gt.coco_images, pred)
-        rows = [by_key[name] for name in gt.names]
-        covered = set(results.image_ids.tolist())
-        if not covered:
-            raise AfmError(f"{pred}: no detections for any of the {len(gt.names)} images")
-        without = [img["file_name"] for img in gt.coco_images if img["id"] not in covered]
-        warnings = [coverage_message(without, len(gt.names), f"images have no detections in {pred}")] if without else []
-        cut = images_over_cap(results, MAX_DETS_PER_IMAGE)
-        if cut:
-            warnings.append(f"{pred}: {cut} images have more than {MAX_DETS_PER_IMAGE} detections; only "
-                            f"the best {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
+def load_predictions(pred, gt: GroundTruth) -> list[np.ndarray]:
+    """Result rows per gt image (in gt order) from ``pred``: a VisDrone results folder, a
+    COCO results json, or COCO results in memory (a list of dicts). Warns (AfmWarning)
+    about missing results, odd category ids and xyxy-looking boxes; no results for any
+    image is an error."""
+    in_memory = isinstance(pred, list)
+    if not in_memory and Path(pred).is_dir():
+        rows = _folder_rows(Path(pred), gt)
     else:
-        raise AfmError(f"{pred}: no such results folder or json")
+        if not in_memory and not Path(pred).is_file():
+            raise AfmError(f"{pred}: no such results folder or json")
+        source = "predictions" if in_memory else pred
+        if gt.coco_images is None:
+            raise ParameterError(f"{source}: COCO results name images by id: give the COCO json as {{gt}}", "gt")
+        rows = _results_rows(check_coco_results(pred, source) if in_memory else load_coco_results(pred), gt, source)
     dets = [r for r in rows if len(r)]
     if dets:
-        all_rows = np.concatenate(dets)
-        warnings.append(category_warning(all_rows[:, 5], pred))
-        warnings.append(box_form_warning([r[:, :4] for r in rows], list(zip(gt.widths, gt.heights)), pred))
-    return rows, [w for w in warnings if w]
+        for message in (category_warning(np.concatenate(dets)[:, 5], pred),
+                        box_form_warning([r[:, :4] for r in rows], list(zip(gt.widths, gt.heights)), pred)):
+            if message:
+                warn(message)
+    return rows
 
 
-def load_images(gt_path: Path, pred_path: Path, images_dir: Path | None = None
-                ) -> tuple[list[ImageRows], list[str]]:
-    """Everything the evaluation needs, and warnings about the predictions."""
-    gt = load_ground_truth(gt_path, images_dir)
-    dets, warnings = load_predictions(pred_path, gt)
-    return image_rows(gt, dets), warnings
+def _folder_rows(pred: Path, gt: GroundTruth) -> list[np.ndarray]:
+    rows, missing = [], []
+    for name in gt.names:
+        path = pred / f"{name}.txt"
+        if path.is_file():
+            rows.append(read_visdrone_file(path))
+        else:
+            missing.append(f"{name}.txt")
+            rows.append(np.zeros((0, 8)))
+    if len(missing) == len(gt.names):
+        hint = (f"; the VisDrone files of `afm infer` are in {pred / 'visdrone'}"
+                if (pred / "visdrone").is_dir() else "")
+        raise AfmError(f"{pred}: no result file for any of the {len(gt.names)} images "
+                       f"(expected {missing[0]}, ...){hint}")
+    if missing:
+        warn(coverage_message(missing, len(gt.names), f"result files missing in {pred} (no detections)"))
+    cut = sum(len(r) > MAX_DETS_PER_IMAGE for r in rows)
+    if cut:
+        warn(f"{pred}: {cut} result files have more than {MAX_DETS_PER_IMAGE} lines; only the "
+             f"first {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
+    return rows
+
+
+def _results_rows(results: Results, gt: GroundTruth, source) -> list[np.ndarray]:
+    by_key = coco_results_to_visdrone(results, gt.coco_images, source)
+    covered = set(results.image_ids.tolist())
+    if not covered:
+        raise AfmError(f"{source}: no detections for any of the {len(gt.names)} images")
+    without = [img["file_name"] for img in gt.coco_images if img["id"] not in covered]
+    if without:
+        warn(coverage_message(without, len(gt.names), f"images have no detections in {source}"))
+    cut = images_over_cap(results, MAX_DETS_PER_IMAGE)
+    if cut:
+        warn(f"{source}: {cut} images have more than {MAX_DETS_PER_IMAGE} detections; only "
+             f"the best {MAX_DETS_PER_IMAGE} of each are scored (the toolkit's limit)")
+    return [by_key[name] for name in gt.names]
+
+
+def load_images(gt_path: Path, pred, images_dir: Path | None = None) -> list[ImageRows]:
+    """Everything the evaluation needs (``pred`` as :func:`load_predictions` takes it)."""
+    gt = load_ground_truth(Path(gt_path), images_dir)
+    return image_rows(gt, load_predictions(pred, gt))
 
 
 def image_rows(gt: GroundTruth, dets: list[np.ndarray]) -> list[ImageRows]:
@@ -184,19 +199,19 @@ def image_rows(gt: GroundTruth, dets: list[np.ndarray]) -> list[ImageRows]:
 
 def image_files(gt: GroundTruth, gt_path: Path, images_dir: Path | None) -> dict[str, Path]:
     """The image file of each evaluated image (by name, the image key), for drawing: in
-    ``images_dir`` for a txt --gt; for our COCO json (its records already loaded in ``gt``),
+    ``images_dir`` for a txt ground truth; for our COCO json (its records already loaded in ``gt``),
     its ``file_name`` under ``images_dir`` or the split's images folder
     (Datasets/images/<split>/)."""
-    from afmcli.inference.sources import json_images_dir
-
     if gt.coco_images is None:
         if images_dir is None:
-            raise AfmError(f"{gt_path}: a VisDrone annotations folder needs --images to draw the images")
+            raise ParameterError(f"{gt_path}: a VisDrone annotations folder needs {{images_dir}} to draw the images",
+                                 "images_dir")
         files = {image_key(p.name): p for p in list_images(images_dir)}
     else:
-        root = images_dir or json_images_dir(gt_path)
+        root = images_dir or DatasetPaths.from_ann_file(gt_path).images
         files = {image_key(img["file_name"]): root / img["file_name"] for img in gt.coco_images}
     for name in gt.names:
         if name not in files or not files[name].is_file():
-            raise AfmError(f"{files.get(name, images_dir)}: no image file for {name} (pass --images DIR)")
+            raise ParameterError(f"{files.get(name, images_dir)}: no image file for {name} (pass {{images_dir}} DIR)",
+                                 "images_dir")
     return {name: files[name] for name in gt.names}

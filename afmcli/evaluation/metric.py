@@ -20,13 +20,10 @@ from mmengine.evaluator import BaseMetric
 
 from afmcli.data.coco import MAX_DETS_PER_IMAGE
 from afmcli.data.images import image_key
+from afmcli.detections import Detections, detections_to_visdrone_rows
 from afmcli.errors import AfmError
-from afmcli.evaluation.coco_view import evaluate_coco
-from afmcli.evaluation.loaders import load_coco_ground_truth
-from afmcli.evaluation.visdrone import ImageRows, evaluate_visdrone
-from afmcli.inference.detections import Detections, detections_to_visdrone_rows
-
-VIEWS = ("visdrone", "coco", "both")
+from afmcli.evaluation.loaders import image_rows, load_coco_ground_truth
+from afmcli.evaluation.metrics import VIEWS, compute_metrics
 
 
 def prediction_rows(bboxes, scores, labels) -> np.ndarray:
@@ -66,11 +63,5 @@ class VisDroneMetric(BaseMetric):
         dets = [np.zeros((0, 8))] * len(self.gt.names)
         for image_id, rows in results:
             dets[self._image_index[image_id]] = rows
-        images = [ImageRows(n, h, w, g, d) for n, h, w, g, d in
-                  zip(self.gt.names, self.gt.heights, self.gt.widths, self.gt.rows, dets)]
-        out: dict[str, float] = {}
-        if self.view in ("visdrone", "both"):
-            out.update({f"visdrone/{k}": v for k, v in evaluate_visdrone(images).stats.items()})
-        if self.view in ("coco", "both"):
-            out.update({f"coco/{k}": v for k, v in evaluate_coco(images)[0].items()})
-        return out
+        stats = compute_metrics(image_rows(self.gt, dets), self.view).stats
+        return {f"{view}/{k}": v for view, numbers in stats.items() for k, v in numbers.items()}

@@ -1,4 +1,4 @@
-"""`afm infer --launcher pytorch|slurm`: one process per GPU (nccl) or CPU process
+"""`afm infer` under a launcher (pytorch, slurm): one process per GPU (nccl) or CPU process
 (gloo, torchrun), images sharded by tile count, rank 0 deciding and merging."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError
 
 T = TypeVar("T")
 LAUNCHERS = ("none", "pytorch", "slurm")
@@ -39,18 +39,18 @@ class DistContext:
             try:
                 result = fn()
             except AfmError as exc:
-                error = str(exc)
+                error = exc
             except Exception as exc:
                 if self.world > 1:  # the other ranks stop with one line instead of waiting
-                    torch.distributed.broadcast_object_list([(None, f"rank 0 failed: {type(exc).__name__}: {exc}")],
-                                                            src=0)
+                    failed = AfmError(f"rank 0 failed: {type(exc).__name__}: {exc}")
+                    torch.distributed.broadcast_object_list([(None, failed)], src=0)
                 raise
         if self.world > 1:
             box = [(result, error)]
             torch.distributed.broadcast_object_list(box, src=0)
             result, error = box[0]
         if error is not None:
-            raise AfmError(error)
+            raise error
         return result
 
 
@@ -58,7 +58,7 @@ class DistContext:
 def distributed(launcher: str, device: str) -> Iterator[DistContext]:
     """The process group for ``launcher`` (none: one process), torn down at the end."""
     if launcher not in LAUNCHERS:
-        raise AfmError(f"--launcher: expected none, pytorch or slurm, got {launcher!r}")
+        raise ParameterError(f"{{launcher}}: expected none, pytorch or slurm, got {launcher!r}", "launcher")
     if launcher == "none":
         yield DistContext(0, 1, device)
         return
@@ -66,19 +66,20 @@ def distributed(launcher: str, device: str) -> Iterator[DistContext]:
 
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise AfmError(f"--device {device}: CUDA is not available on this machine")
+            raise ParameterError(f"{{device}} {device}: CUDA is not available on this machine", "device")
         from mmengine.dist import init_dist
 
         # Sets this rank's GPU; mmengine takes the timeout in seconds.
         init_dist(launcher, backend="nccl", timeout=int(BARRIER_TIMEOUT.total_seconds()))
         device = f"cuda:{torch.cuda.current_device()}"
     elif launcher == "slurm":
-        raise AfmError("--launcher slurm runs one process per GPU (nccl); on CPUs start the processes "
-                       "with torchrun and --launcher pytorch")
+        raise ParameterError("{launcher} slurm runs one process per GPU (nccl); on CPUs start the processes "
+                             "with torchrun and {launcher} pytorch", "launcher")
     else:
         missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
         if missing:
-            raise AfmError(f"--launcher pytorch: {', '.join(missing)} not set; start afm with torchrun")
+            raise ParameterError(f"{{launcher}} pytorch: {', '.join(missing)} not set; start afm with torchrun",
+                                 "launcher")
         dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
     try:
         yield DistContext(dist.get_rank(), dist.get_world_size(), device)

@@ -6,14 +6,14 @@ import contextlib
 from pathlib import Path
 from typing import Sequence
 
-from afmcli.data.coco_check import load_coco_gt
+from afmcli.data.coco_check import load_coco_gt, load_coco_results
 from afmcli.data.images import image_key
-from afmcli.errors import AfmError, warn
+from afmcli.detections import Detections, detections_to_visdrone_rows, results_by_image
+from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.evaluation.meaning import coverage_message
-from afmcli.inference.detections import (Detections, detections_to_visdrone_rows, results_to_detections,
-                                         write_results_json)
 from afmcli.inference.fusion import apply_cap, check_fusion_options, fuse_predictions
-from afmcli.io import atomic_path, check_output_file, check_replaceable, read_json
+from afmcli.inference.writers.coco_json import write_results_json
+from afmcli.io import atomic_path, check_output_file, check_replaceable
 
 
 def check_image_ids(sources: Sequence[dict[int, Detections]], names: Sequence[Path], gt: Path,
@@ -34,11 +34,12 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
 
     check_fusion_options(method, iou, match, class_agnostic, weights, len(preds), max_per_img)
     if visdrone_dir is not None and gt is None:
-        raise AfmError("--visdrone-dir needs --gt: the VisDrone files are named after its images")
-    check_output_file(out, "--out")
+        raise ParameterError("{visdrone_dir} needs {gt}: the VisDrone files are named after its images",
+                             "visdrone_dir", "gt")
+    check_output_file(out, "out")
     if visdrone_dir is not None:
-        check_replaceable(visdrone_dir, "--visdrone-dir")
-    sources = [results_to_detections(read_json(p), str(p)) for p in preds]
+        check_replaceable(visdrone_dir, "visdrone_dir")
+    sources = [results_by_image(load_coco_results(p)) for p in preds]
     if not any(len(d) for s in sources for d in s.values()):
         # Never replace a good result with an empty one.
         raise AfmError(f"no detections in {', '.join(map(str, preds))}: nothing to fuse"
@@ -58,7 +59,7 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     fused, cut = apply_cap(fuse_predictions(sources, method, iou, match, class_agnostic, weights, None, sizes),
                            max_per_img)
     if cut:
-        warn(f"--max-per-img {max_per_img} cut the fused detections of {cut} of {len(fused)} images")
+        warn(f"{{max_per_img}} {max_per_img} cut the fused detections of {cut} of {len(fused)} images", "max_per_img")
     with atomic_path(out) as tmp_json, (atomic_path(visdrone_dir) if visdrone_dir is not None
                                         else contextlib.nullcontext()) as tmp_dir:
         write_results_json(tmp_json, fused)

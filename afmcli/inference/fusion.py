@@ -23,8 +23,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from afmcli.errors import AfmError
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
+from afmcli.errors import AfmError, ParameterError
 
 METHODS = ("nms", "soft-nms", "wbf", "greedy-nmm")
 MATCHES = ("iou", "ios")
@@ -37,7 +37,7 @@ def check_fusion_options(method: str, iou: float, match: str, class_agnostic: bo
                          max_per_img: int | None = None) -> None:
     """Reject option combinations that a method cannot honour, with one clear line."""
     if max_per_img is not None and max_per_img < 1:
-        raise AfmError(f"--max-per-img must be at least 1, got {max_per_img}")
+        raise ParameterError(f"{{max_per_img}} must be at least 1, got {max_per_img}", "max_per_img")
     if method not in METHODS:
         raise AfmError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
     if match not in MATCHES:
@@ -45,9 +45,9 @@ def check_fusion_options(method: str, iou: float, match: str, class_agnostic: bo
     if not 0 < iou <= 1:
         raise AfmError(f"the overlap threshold must be in (0, 1], got {iou}")
     if match == "ios" and method in ("soft-nms", "wbf"):
-        raise AfmError(f"--match ios works with nms and greedy-nmm, not {method}")
+        raise ParameterError(f"{{match}} ios works with nms and greedy-nmm, not {method}", "match")
     if class_agnostic and method == "wbf":
-        raise AfmError("wbf fuses boxes per class; --class-agnostic is not supported with it")
+        raise ParameterError("wbf fuses boxes per class; {class_agnostic} is not supported with it", "class_agnostic")
     if weights is not None:
         if len(weights) != n_sources:
             raise AfmError(f"{len(weights)} weights given for {n_sources} prediction sources")

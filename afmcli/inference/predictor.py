@@ -1,4 +1,5 @@
-"""A detector from an mmdet config + checkpoint, run on numpy images in true batches.
+"""A detector from an mmdet config + checkpoint (:func:`load_model`), run on numpy images
+in true batches.
 
 The test pipeline is the config's (``test_dataloader.dataset.pipeline``) with its
 file-loading steps replaced by ``LoadImageFromNDArray``: tiles are crops of an
@@ -11,14 +12,13 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from afmcli.errors import AfmError
-from afmcli.inference.detections import Detections
-from afmcli.inference.tiles import batched, iter_crops, plan_windows, window_to_image
+from afmcli.detections import Detections
+from afmcli.errors import AfmError, ParameterError
 
 
 def _type_name(step: Mapping) -> str:
@@ -64,31 +64,30 @@ def state_dict_mismatch(model_shapes: Mapping[str, tuple], ckpt_shapes: Mapping[
     return "; ".join(problems) or None
 
 
-def load_detector(config: str | os.PathLike, checkpoint: str | os.PathLike, device: str = "cpu",
-                  trust: bool = False):
-    """Build the config's detector, load the checkpoint strictly, put it in eval mode.
+def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust: bool = False) -> "Model":
+    """Build the config's detector, load the checkpoint strictly, put it in eval mode on ``device``.
 
-    Returns ``(model, cfg, classes)``. A checkpoint that does not fit the config
-    (other architecture, other class count) is an AfmError naming both files.
+    ``config``: a config file or an already parsed mmengine Config. A checkpoint that does
+    not fit the config (other architecture, other class count) is an AfmError naming both
+    files; it is loaded with ``weights_only=True`` and mmengine's allow-list unless
+    ``trust`` (afmcli.engine.checkpoint).
     """
-    from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
     from afmcli.engine.checkpoint import load_checkpoint_file
+    from afmcli.engine.train import load_config
 
-    config, checkpoint = Path(config), Path(checkpoint)
-    if not config.is_file():
-        raise AfmError(f"{config}: config not found")
+    checkpoint = Path(checkpoint)
+    cfg = config if hasattr(config, "to_dict") else load_config(config)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AfmError(f"--device {device}: CUDA is not available on this machine")
+        raise ParameterError(f"{{device}} {device}: CUDA is not available on this machine", "device")
     register_all_modules()
-    cfg = Config.fromfile(str(config))
     classes = config_classes(cfg)
     model = MODELS.build(cfg.model)
     head_classes = getattr(getattr(model, "bbox_head", None), "num_classes", len(classes))
     if head_classes != len(classes):
-        raise AfmError(f"{config}: the model has {head_classes} classes but the test set lists {len(classes)}")
+        raise AfmError(f"{cfg.filename}: the model has {head_classes} classes but the test set lists {len(classes)}")
 
     ckpt = load_checkpoint_file(checkpoint, map_location="cpu", trust=trust)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
@@ -98,14 +97,14 @@ def load_detector(config: str | os.PathLike, checkpoint: str | os.PathLike, devi
     ckpt_classes = ((ckpt.get("meta") or {}).get("dataset_meta") or {}).get("classes")
     if ckpt_classes is not None and tuple(ckpt_classes) != classes:
         raise AfmError(f"{checkpoint}: trained on {len(ckpt_classes)} classes {tuple(ckpt_classes)[:3]}... "
-                       f"but {config} lists {len(classes)} {classes[:3]}...")
+                       f"but {cfg.filename} lists {len(classes)} {classes[:3]}...")
     problem = state_dict_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
                                   {k: tuple(getattr(v, "shape", ())) for k, v in state.items()})
     if problem:
-        raise AfmError(f"{checkpoint} does not match {config}: {problem}")
+        raise AfmError(f"{checkpoint} does not match {cfg.filename}: {problem}")
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
-    return model, cfg, classes
+    return Model(model, cfg, classes, device)
 
 
 class TilePipeline:
@@ -136,43 +135,28 @@ class TilePipeline:
         return pseudo_collate([self._compose(dict(img=img, img_id=i)) for i, img in enumerate(images)])
 
 
-class Predictor:
-    """Runs a loaded detector on lists of numpy BGR images (one batch per call)."""
+class Model:
+    """A loaded detector (:func:`load_model`): the mmdet model in eval mode on ``device``,
+    its config, its class names and its test pipeline for images in memory."""
 
-    def __init__(self, model, cfg, score_thr: float = 0.0):
-        self.model = model
+    def __init__(self, module, cfg, classes: tuple[str, ...], device: str):
+        self.module, self.cfg, self.classes, self.device = module, cfg, classes, device
         self.pipeline = TilePipeline(cfg)
-        self.score_thr = score_thr
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections per image in that image's pixels, labels as class indices."""
-        return self.forward(self.pipeline(images))
+    def __repr__(self) -> str:
+        return f"Model({Path(self.cfg.filename).name}, {len(self.classes)} classes, {self.device})"
+
+    def __call__(self, images: Sequence[np.ndarray], score_thr: float = 0.0) -> list[Detections]:
+        """Detections per BGR image (one batch), in that image's pixels, labels as class indices."""
+        return self.forward(self.pipeline(images), score_thr)
 
     @torch.no_grad()
-    def forward(self, data: dict) -> list[Detections]:
-        """Detections per image of a batch made by :class:`TilePipeline`."""
+    def forward(self, data: dict, score_thr: float = 0.0) -> list[Detections]:
+        """Detections per image of a batch made by :class:`TilePipeline`, scoring at least ``score_thr``."""
         out = []
-        for sample in self.model.test_step(data):
+        for sample in self.module.test_step(data):
             pred = sample.pred_instances
-            keep = pred.scores >= self.score_thr
+            keep = pred.scores >= score_thr
             out.append(Detections(pred.bboxes[keep].cpu().double().numpy(),
                                   pred.scores[keep].cpu().double().numpy(), pred.labels[keep].cpu().numpy()))
         return out
-
-
-def predict_image(predictor: Callable[[Sequence[np.ndarray]], list[Detections]], image: np.ndarray,
-                  slice_size: int, overlap: float, batch_size: int, slices: bool = True,
-                  full: bool = True) -> tuple[Detections, Detections, int]:
-    """Tiles in batches plus a full-image pass, boxes in image coordinates.
-
-    Returns ``(slice_detections, full_detections, n_tiles)``; tiles as
-    :func:`~afmcli.inference.tiles.plan_windows` places them.
-    """
-    height, width = image.shape[:2]
-    windows = plan_windows(height, width, slice_size, overlap, slices, full)
-    parts = []
-    for batch_windows, crops in zip(batched(windows, batch_size), batched(iter_crops(image, windows), batch_size)):
-        for window, dets in zip(batch_windows, predictor(crops)):
-            parts.append(window_to_image(dets, window))
-    full_dets = window_to_image(predictor([image])[0], (0, 0, width, height)) if full else Detections.empty()
-    return Detections.concat(parts), full_dets, len(windows)

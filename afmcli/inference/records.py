@@ -22,21 +22,12 @@ from typing import Iterator
 
 import numpy as np
 
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
+from afmcli.inference.predict import ImageResult
 
 MAGIC = b"AFMR"
 HEADER = struct.Struct("<4sQI")  # magic, payload length, CRC32 of the payload
 SUFFIX = ".rec"
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    image_id: int
-    size: tuple[int, int]  # width, height
-    n_tiles: int
-    slices: Detections  # labels are category ids from here on
-    full: Detections
-    fused: Detections
 
 
 @dataclass(frozen=True)

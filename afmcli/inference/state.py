@@ -4,9 +4,10 @@
                   and, once assembled without failures, ``complete`` and its stats
     records/      per-image results as they finish (afmcli.inference.records)
     viz/          drawn images as they finish (with --viz)
-    outputs.json  the paths in OUT that afm infer wrote: the only ones it ever
-                  replaces or removes (metrics.json, plots/ or anything else a user
-                  puts in OUT are left alone)
+
+OUT is shared with the user: its manifest (``OUT/.afm-written``, afmcli.io.SharedFolder)
+lists the entries afm infer wrote there, the only ones it ever replaces or removes
+(metrics.json, plots/ or anything else a user puts in OUT are left alone).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
-from afmcli.errors import AfmError
-from afmcli.io import read_json, write_json
+from afmcli.errors import AfmError, ParameterError
+from afmcli.io import SharedFolder, read_json, write_json
 
 STATE_DIR = ".afm-infer"
+# Where afm before the one manifest listed its outputs in OUT: read once into the manifest.
+LEGACY_OUTPUTS = "outputs.json"
 
 
 def file_digest(path: Path) -> str:
@@ -32,20 +34,16 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(config: Path, checkpoint: Path, settings, items: Sequence, device: str) -> dict:
-    """What makes two runs' results the same: the resolved config (bases included),
-    the checkpoint's bytes, the settings that change results, the device type and
-    the image list (ids, paths, frames)."""
-    from mmengine.config import Config
-
-    if not Path(config).is_file():
-        raise AfmError(f"{config}: config not found")
+def fingerprint(cfg, checkpoint: Path, settings, source, device: str) -> dict:
+    """What makes two runs' results the same: the resolved config (bases included), the
+    checkpoint's bytes, the settings that change results, the device type and the images
+    (ids and the source's identity of each)."""
     if not Path(checkpoint).is_file():
         raise AfmError(f"{checkpoint}: checkpoint not found")
     images = hashlib.sha256()
-    for item in items:
-        images.update(f"{item.image_id}\t{Path(item.path).resolve()}\t{item.frame}\n".encode())
-    config_text = json.dumps(Config.fromfile(str(config)).to_dict(), sort_keys=True, default=repr)
+    for item in source.items:
+        images.update(f"{item.image_id}\t{source.identity(item)}\n".encode())
+    config_text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
     return {"config": hashlib.sha256(config_text.encode()).hexdigest(),
             "checkpoint": file_digest(Path(checkpoint)),
             "settings": {**asdict(settings), "device": device.split(":")[0]},
@@ -64,25 +62,19 @@ def fingerprint_difference(old: dict, new: dict) -> str:
 class RunState:
     def __init__(self, out: Path):
         self.out = Path(out)
+        self.folder = SharedFolder(self.out, "afm infer", "out")
         self.dir = self.out / STATE_DIR
         self.records = self.dir / "records"
         self.viz = self.dir / "viz"
         self.run_file = self.dir / "run.json"
-        self.outputs_file = self.dir / "outputs.json"
 
-    def written(self) -> set[str]:
-        return set(read_json(self.outputs_file)) if self.outputs_file.is_file() else set()
-
-    def check_targets(self, targets: Sequence[str]) -> None:
-        """Refuse to replace anything in OUT that afm infer did not write."""
-        if self.out.exists() and not self.out.is_dir():
-            raise AfmError(f"{self.out}: exists and is not a folder; choose another --out")
-        ours = self.written()
-        for name in targets:
-            path = self.out / name
-            if (path.exists() or path.is_symlink()) and name not in ours:
-                raise AfmError(f"{path}: exists and was not written by afm infer; move it away or choose "
-                               "another --out")
+    def check_targets(self, names) -> None:
+        """Refuse, before any work, to write ``names`` over anything in OUT that afm did not write."""
+        legacy = self.dir / LEGACY_OUTPUTS
+        if legacy.is_file():
+            self.folder.record(read_json(legacy))
+            legacy.unlink()
+        self.folder.check(names)
 
     def status(self, fp: dict, overwrite: bool) -> str:
         """``new``, ``resume`` or ``complete``; a different run is refused unless ``overwrite``."""
@@ -90,8 +82,9 @@ class RunState:
             return "new"
         run = read_json(self.run_file)
         if run.get("fingerprint") != fp:
-            raise AfmError(f"{self.out}: holds a run with another {fingerprint_difference(run.get('fingerprint') or {}, fp)}; "
-                           "rerun its command to resume it, or add --overwrite to start this one")
+            raise ParameterError(f"{self.out}: holds a run with another "
+                                 f"{fingerprint_difference(run.get('fingerprint') or {}, fp)}; rerun its command "
+                                 "to resume it, or add {overwrite} to start this one", "overwrite")
         return "complete" if run.get("complete") else "resume"
 
     def stored_stats(self) -> dict:
@@ -104,9 +97,6 @@ class RunState:
                 shutil.rmtree(path, ignore_errors=True)
             write_json(self.run_file, {"fingerprint": fp, "complete": False})
         self.records.mkdir(parents=True, exist_ok=True)
-
-    def set_outputs(self, names: set[str]) -> None:
-        write_json(self.outputs_file, sorted(names))
 
     def finish(self, fp: dict, stats: dict) -> None:
         """All images done and assembled: keep the fingerprint and stats, drop the records."""

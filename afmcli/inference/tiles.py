@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, TypeVar
 import numpy as np
 
 from afmcli.data.slicing import box_areas_xyxy, clip_boxes_xyxy, slice_windows
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from afmcli.inference.detections import Detections
+from afmcli.detections import Detections
 
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")

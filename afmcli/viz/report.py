@@ -17,6 +17,7 @@ import numpy as np
 from afmcli.data.visdrone_format import CATEGORY_IDS, CLASSES
 from afmcli.errors import AfmError
 from afmcli.evaluation.analysis import SIMILAR_CLASSES, STEP_HELP, Analysis, ImageMatches
+from afmcli.evaluation.tables import TextTable
 from afmcli.io import atomic_path, write_json
 from afmcli.progress import track
 from afmcli.viz.draw import draw_errors, write_image
@@ -24,7 +25,6 @@ from afmcli.viz.draw import draw_errors, write_image
 NAMES = dict(zip(CATEGORY_IDS, CLASSES))
 GALLERY_IMAGES = 12
 GALLERY_MAX_SIDE = 1600
-TABLE_IMAGES = 20
 
 
 def write_analysis_dir(analysis: Analysis, out: Path) -> list[str]:
@@ -60,14 +60,12 @@ def write_error_drawings(matches: Sequence[ImageMatches], files: Mapping[str, Pa
     return written
 
 
-def html_table(table) -> str:
-    """A rich Table as an HTML table (its title as caption)."""
-    head = "".join(f"<th>{escape(str(c.header))}</th>" for c in table.columns)
-    right = [c.justify == "right" for c in table.columns]
-    rows = zip(*(list(c.cells) for c in table.columns))
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if r else ""}>{escape(str(v))}</td>'
-                                    for v, r in zip(row, right)) + "</tr>" for row in rows)
-    caption = f"<caption>{escape(str(table.title))}</caption>" if table.title else ""
+def html_table(table: TextTable) -> str:
+    """A table as HTML (its title as caption, numbers aligned right)."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f'<td{" class=num" if r else ""}>{escape(v)}</td>'
+                                    for v, r in zip(row, table.numeric)) + "</tr>" for row in table.rows)
+    caption = f"<caption>{escape(table.title)}</caption>" if table.title else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -93,8 +91,8 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; } dt 
 """
 
 
-def report_html(title: str, meta: Sequence[str], metric_tables: Sequence, analysis_tables: Sequence,
-                worst_table, pr_figures: Sequence[tuple[str, str]], analysis: Analysis,
+def report_html(title: str, meta: Sequence[str], metric_tables: Sequence[TextTable],
+                analysis_tables: Sequence[TextTable], worst_table: TextTable, pr_figures: Sequence[tuple[str, str]], analysis: Analysis,
                 gallery: Sequence[tuple[ImageMatches, str]]) -> str:
     steps = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in STEP_HELP.items())
     similar = "; ".join(" / ".join(g) for g in SIMILAR_CLASSES)
@@ -130,8 +128,8 @@ and crowds shaded grey. Click an image for full size.</p>
 """
 
 
-def write_report(out: Path, title: str, meta: Sequence[str], metric_tables: Sequence,
-                 analysis_tables: Sequence, worst_table, visdrone, analysis: Analysis, files: Mapping[str, Path]) -> Path:
+def write_report(out: Path, title: str, meta: Sequence[str], metric_tables: Sequence[TextTable],
+                 analysis_tables: Sequence[TextTable], worst_table: TextTable, visdrone, analysis: Analysis, files: Mapping[str, Path]) -> Path:
     """The whole report folder, atomically; returns the path of its index.html."""
     from afmcli.viz.pr_curves import plot_pr_curves
 

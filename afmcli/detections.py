@@ -1,29 +1,29 @@
-"""One image's detections as arrays, and their COCO-results form.
+"""One image's detections as arrays, and their two file forms.
 
-Everything in afmcli/inference works on :class:`Detections` (xyxy boxes in image
-pixels); COCO results (``image_id``, ``bbox`` xywh, ``score``, ``category_id``) are
-only the file format.
+The bottom of the package (numpy only): data/, inference/, evaluation/, viz/ and the
+Python API all pass :class:`Detections` (x1 y1 x2 y2 boxes in image pixels). COCO
+results (``image_id``, ``bbox`` x y w h, ``score``, ``category_id``) and VisDrone
+result rows (``x, y, w, h, score, category, -1, -1``) are only the file forms.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-
-from afmcli.data.coco_check import check_coco_results
-from afmcli.io import atomic_path
 
 
 @dataclass(frozen=True)
 class Detections:
-    boxes: np.ndarray   # (N, 4) float64, x1 y1 x2 y2
-    scores: np.ndarray  # (N,) float64
-    labels: np.ndarray  # (N,) int64: label indices or category ids, as the caller uses them
+    """``boxes`` (N, 4) float64 x1 y1 x2 y2, ``scores`` (N,), ``labels`` (N,) int64: label
+    indices or category ids, as the caller uses them. ``categories`` (category id -> class
+    name) is set where the labels are category ids, as in what :func:`afmcli.predict` returns."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    categories: Mapping[int, str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "boxes", np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4))
@@ -42,13 +42,20 @@ class Detections:
         if not parts:
             return cls.empty()
         return cls(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
-                   np.concatenate([p.labels for p in parts]))
+                   np.concatenate([p.labels for p in parts]), parts[0].categories)
 
     def __len__(self) -> int:
         return len(self.scores)
 
+    @property
+    def names(self) -> list[str]:
+        """The class name of each detection (needs ``categories``)."""
+        if self.categories is None:
+            raise ValueError("these detections carry no category names (labels are not category ids)")
+        return [self.categories[int(label)] for label in self.labels]
+
     def take(self, index) -> "Detections":
-        return Detections(self.boxes[index], self.scores[index], self.labels[index])
+        return Detections(self.boxes[index], self.scores[index], self.labels[index], self.categories)
 
     def top(self, limit: int | None) -> "Detections":
         """Sorted by score, highest first (stable: equal scores keep their order), at most ``limit``."""
@@ -78,36 +85,12 @@ def detections_to_results(image_id: int, dets: Detections) -> list[dict]:
             for box, score, label in zip(xywh, dets.scores, dets.labels)]
 
 
-@contextlib.contextmanager
-def results_json_writer(path: str | os.PathLike) -> Iterator[Callable[[int, Detections], None]]:
-    """Yields ``add(image_id, dets)``: COCO results of many images as one JSON list, written
-    image by image (never all as Python dicts at once), renamed into place at the end."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        sep = ""
-
-        def add(image_id: int, dets: Detections) -> None:
-            nonlocal sep
-            for record in detections_to_results(image_id, dets):
-                f.write(sep + json.dumps(record))
-                sep = ", "
-
-        f.write("[")
-        yield add
-        f.write("]")
-
-
-def write_results_json(path: str | os.PathLike, per_image: Mapping[int, Detections]) -> None:
-    with results_json_writer(path) as add:
-        for image_id, dets in per_image.items():
-            add(image_id, dets)
-
-
-def results_to_detections(results, source: str) -> dict[int, Detections]:
-    """Group a COCO results list (checked by the shared validator) by image id, file order kept."""
-    r = check_coco_results(results, source)
-    boxes = r.boxes.copy()
+def results_by_image(results) -> dict[int, Detections]:
+    """Checked COCO results (:class:`afmcli.data.coco_check.Results`: arrays ``image_ids``,
+    ``boxes`` x y w h, ``scores``, ``category_ids``) grouped by image id, file order kept."""
+    boxes = np.asarray(results.boxes, dtype=np.float64).reshape(-1, 4).copy()
     boxes[:, 2:] += boxes[:, :2]
-    order = np.argsort(r.image_ids, kind="stable")
-    ids, starts = np.unique(r.image_ids[order], return_index=True)
+    order = np.argsort(results.image_ids, kind="stable")
+    ids, starts = np.unique(results.image_ids[order], return_index=True)
     groups = np.split(order, starts[1:]) if len(order) else []
-    return {int(i): Detections(boxes[g], r.scores[g], r.category_ids[g]) for i, g in zip(ids, groups)}
+    return {int(i): Detections(boxes[g], results.scores[g], results.category_ids[g]) for i, g in zip(ids, groups)}

@@ -1,0 +1,142 @@
+"""afmcli as a library: load a detector, predict an image or a whole source, evaluate.
+
+    import afmcli
+
+    model = afmcli.load_model("configs/AFM/afmnet_tiny_synth.py", "work_dir/epoch_12.pth")
+    dets = afmcli.predict(model, "image.jpg", slice=640, overlap=0.25, fusion="nms")
+    for item, dets in afmcli.predict_source(model, "Datasets/labels/annotations/val_labels.json"):
+        ...
+    metrics = afmcli.evaluate("Datasets/labels/annotations/val_labels.json", "predictions.json")
+
+:func:`predict` and :func:`predict_source` run the code `afm infer` runs
+(afmcli.inference.predict: the same tiles, batches and fusion), so their detections
+are `afm infer`'s, exactly. Errors are :class:`afmcli.errors.AfmError` naming the
+parameter at fault; warnings go through :mod:`warnings` (:class:`afmcli.errors.AfmWarning`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from afmcli.detections import Detections, detections_to_results
+from afmcli.errors import AfmError, ParameterError, warn
+from afmcli.inference.loader import UnitStream, image_weight, make_loader
+from afmcli.inference.predict import PredictSettings, check_settings, predict_units
+from afmcli.inference.predictor import Model, load_model
+from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
+
+__all__ = ["Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source"]
+
+# The settings' names that this API spells otherwise (after the issue's, SAHI-like, keywords).
+NAMES = {"slice_size": "slice", "method": "fusion"}
+
+
+@contextlib.contextmanager
+def _named_as_here() -> Iterator[None]:
+    """Errors about a setting name this API's keyword for it."""
+    try:
+        yield
+    except ParameterError as exc:
+        raise ParameterError(exc.spelled(NAMES)) from None
+
+
+def _settings(slice: int, overlap: float, fusion: str, iou: float, match: str, batch_size: int, slices: bool,
+              full: bool, score_thr: float, max_per_img: int) -> PredictSettings:
+    settings = PredictSettings(slice_size=slice, overlap=overlap, batch_size=batch_size, slices=slices, full=full,
+                               score_thr=score_thr, method=fusion, iou=iou, match=match, max_per_img=max_per_img)
+    with _named_as_here():
+        check_settings(settings)
+    return settings
+
+
+def _predictions(model: Model, source: Source, settings: PredictSettings,
+                 workers: int) -> Iterator[tuple[ImageItem, Detections | None]]:
+    """Each image of ``source`` with its fused detections (None where it cannot be read),
+    labels as category ids, named."""
+    to_category = category_ids(model.classes, source.categories, source.path)
+    names = dict(zip(to_category, model.classes))
+    weights = [image_weight(source, item, settings) for item in source.items] if workers > 0 else \
+        [1] * len(source.items)
+    stream = UnitStream(source, source.items, weights, model.pipeline, settings)
+    by_id = {item.image_id: item for item in source.items}
+    loader = make_loader(stream, workers, pin_memory=model.device.startswith("cuda"))
+    for image_id, result, _ in predict_units(model, loader, to_category, settings):
+        yield by_id[image_id], None if result is None else Detections(
+            result.fused.boxes, result.fused.scores, result.fused.labels, names)
+
+
+def predict(model: Model, image: str | os.PathLike | np.ndarray, *, slice: int = 640, overlap: float = 0.25,
+            fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8, slices: bool = True,
+            full: bool = True, score_thr: float = 0.01, max_per_img: int = 500) -> Detections:
+    """Sliced inference plus a full-image pass, fused, on one image (a file, or a BGR uint8
+    array as OpenCV reads it); `afm infer`'s defaults.
+
+    Returns the fused detections, best first: ``boxes`` x1 y1 x2 y2 in the image's pixels,
+    ``scores``, ``labels`` (category ids: VisDrone's 1..10 for VisDrone's classes) and
+    ``names`` (class names). ``slice``: tile size in pixels; ``overlap``: ratio of ``slice``
+    in [0, 1); ``fusion``: nms, soft-nms, wbf or greedy-nmm at ``iou`` (``match``: iou or
+    ios); ``slices=False`` or ``full=False`` skips the tiles or the full-image pass.
+    """
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img)
+    if isinstance(image, np.ndarray):
+        source = ArrayImage(image)
+    else:
+        source = open_source(image)
+        if len(source.items) != 1 or source.is_video:
+            raise ParameterError(f"{image}: holds {len(source.items)} images or frames; {{image}} is one image "
+                                 "(predict_source runs on many)", "image")
+    ((item, dets),) = _predictions(model, source, settings, workers=0)
+    if dets is None:
+        raise AfmError(f"{item}: not a readable image (missing, truncated or corrupt)")
+    return dets
+
+
+def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str | os.PathLike | None = None,
+                   frame_step: int = 1, workers: int = 0, slice: int = 640, overlap: float = 0.25,
+                   fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8,
+                   slices: bool = True, full: bool = True, score_thr: float = 0.01,
+                   max_per_img: int = 500) -> Iterator[tuple[ImageItem, Detections]]:
+    """Yield ``(item, detections)`` image by image over what `afm infer` runs on: an image,
+    a folder of images, our COCO json (its images under ``images_dir``, by default the
+    split's Datasets/images/<split>/; labels are its category ids, by class name), a video
+    or a folder of videos (every ``frame_step``-th frame). ``item.image_id`` is the id
+    `afm infer` gives the image (the json's own ids for a json); ``workers`` decode and tile
+    ahead in that many processes. An image that cannot be read is skipped with a warning.
+    Settings as :func:`predict`.
+    """
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img)
+    if workers < 0:
+        raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
+    opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step)
+    for item, dets in _predictions(model, opened, settings, workers):
+        if dets is None:
+            warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")
+            continue
+        yield item, dets
+
+
+def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",
+             images_dir: str | os.PathLike | None = None) -> dict:
+    """Both views' numbers, as `afm evaluate --json` writes them: ``{"visdrone": {...},
+    "coco": {...}, "classwise": {view: {class: {...}}}}`` (percent; NaN as None).
+
+    ``gt``: our COCO json or a VisDrone annotations folder (with ``images_dir`` for the
+    image sizes). ``predictions``: a VisDrone results folder, a COCO results json or list,
+    or ``{image_id: Detections}`` (labels as category ids, as :func:`predict_source` gives
+    them). ``view``: visdrone (the official toolkit's), coco or both.
+    """
+    from afmcli.evaluation.loaders import image_rows, load_ground_truth, load_predictions
+    from afmcli.evaluation.metrics import check_view, compute_metrics
+
+    check_view(view)
+    truth = load_ground_truth(Path(gt), None if images_dir is None else Path(images_dir))
+    if isinstance(predictions, Mapping):
+        predictions = [r for image_id, dets in predictions.items() for r in detections_to_results(image_id, dets)]
+    elif isinstance(predictions, Sequence) and not isinstance(predictions, (str, bytes)):
+        predictions = list(predictions)
+    return compute_metrics(image_rows(truth, load_predictions(predictions, truth)), view).to_json()
