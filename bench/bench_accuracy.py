@@ -53,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from afmcli.cli import app  # noqa: E402
 from afmcli.engine.demo import last_checkpoint, make_synthetic_split, run_step  # noqa: E402
 from afmcli.io import read_json, write_json  # noqa: E402
 
@@ -143,7 +144,7 @@ def make_real_split(src: Path, out: Path, train_images: int | None, val_images: 
             (raw / 'images' / name).symlink_to(src / 'images' / name)
             txt = Path(name).with_suffix('.txt').name
             (raw / 'annotations' / txt).symlink_to(src / 'annotations' / txt)
-        run_step(['convert-visdrone', str(raw), str(data), '--split', split,
+        run_step(app, ['convert-visdrone', str(raw), str(data), '--split', split,
                   *(['--slice', str(slice_size)] if split == 'train' else [])])
     crops = len(read_json(data / 'labels' / 'annotations' / 'train_sliced_labels.json')['images'])
     return data, dict(train_images=len(parts['train']), val_images=len(parts['val']), train_crops=crops,
@@ -171,7 +172,7 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
                     'train_dataloader.dataset.data_prefix.img=images/train_sliced/',
                     'train_cfg.val_interval=1000']
     work_dir = work / name / 'work_dir'
-    train_s = run_step(['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
+    train_s = run_step(app, ['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
                         *(arg for option in options for arg in ('--cfg-options', option))])
     # The config as trained: the one the Runner wrote into the work dir, --cfg-options applied
     # (an ablation row's branches set to None must match its checkpoint).
@@ -190,14 +191,14 @@ def infer_and_evaluate(config: Path, checkpoint: Path, ann: Path, work: Path, ar
     """{mode: metrics}: full-image inference alone, and (--real) sliced inference."""
     infer_dir = work / 'infer'
     slices = ['--slice', str(args.slice), '--overlap', '0.25'] if args.real else ['--no-slices']
-    run_step(['infer', str(config), str(checkpoint), str(ann), '--out', str(infer_dir),
+    run_step(app, ['infer', str(config), str(checkpoint), str(ann), '--out', str(infer_dir),
               *slices, '--device', args.device, '--overwrite'])  # a rerun retrains: a new checkpoint
     modes = dict(full=infer_dir / 'sources' / 'full.json', sliced=infer_dir / 'predictions.json') \
         if args.real else dict(full=infer_dir / 'predictions.json')
     out = {}
     for mode, pred in modes.items():
         metrics_json = work / f'metrics_{mode}.json'
-        run_step(['evaluate', '--gt', str(ann), '--pred', str(pred), '--json', str(metrics_json)])
+        run_step(app, ['evaluate', '--gt', str(ann), '--pred', str(pred), '--json', str(metrics_json)])
         out[mode] = read_json(metrics_json)
     return out
 
@@ -277,7 +278,7 @@ def main() -> None:
     else:
         width, height = map(int, args.size.split('x'))
         args.train_images, args.val_images = args.train_images or 64, args.val_images or 16
-        data, _ = make_synthetic_split(args.work, args.train_images, args.val_images, width, height)
+        data, _ = make_synthetic_split(app, args.work, args.train_images, args.val_images, width, height)
         about = {}
         title = (f"Equal budget: {args.train_images} train / {args.val_images} val synthetic images, "
                  f"{args.size}, epochs {args.epochs or 'per config'}")
