@@ -321,7 +321,7 @@ def main() -> None:
             table.add_row('AFMNet vs TOOD', mode, f"{afm['train_s'] / tood['train_s']:.2f}x",
                           *(fmt(difference(afm[mode][v][k], tood[mode][v][k]), '+.2f') for v, k in COLUMNS))
     Console(width=160).print(table)
-    write_json(args.work / 'results.json', dict(settings=vars(args) | dict(work=str(args.work)), data=about,
+    write_json(args.work / 'results.json', dict(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, data=about,
                                                 results=results, stage1=start))
     print(json.dumps({f'{name}/{mode}': {f'{v}/{k}': None if r[mode][v][k] is None else round(r[mode][v][k], 2)
                                          for v, k in COLUMNS}
