@@ -70,7 +70,9 @@ TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
         # round 3's training switches (docs/architecture.md), each alone on AFMNet
         'AFMNet+k_train8': (TINY_AFMNET, ['model.affm.topk_train=8']),
         'AFMNet+shared_tower': (TINY_AFMNET, ['model.hd_share_tower=True']),
-        'AFMNet+hd_loss2': (TINY_AFMNET, ['model.hd_loss_weight=2.0'])}
+        'AFMNet+hd_loss2': (TINY_AFMNET, ['model.hd_loss_weight=2.0']),
+        # a 1-cell context margin: the HD head's cheaper variant on CPU (docs/benchmarks.md)
+        'AFMNet+margin1': (TINY_AFMNET, ['model.affm.margin=1'])}
 # --staged: the AFMNet row is also scored as each of these configs on top of the trained one
 # (the same checkpoint): each head alone, and round 3's inference switches.
 VARIANTS = {'main head': "model = dict(test_heads='main')",
