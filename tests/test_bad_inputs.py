@@ -503,8 +503,8 @@ def test_version(capsys):
 
 
 def test_shell_completion_script(capsys):
-    code, out, _ = run(capsys, "--show-completion", "bash")
-    assert code == 0 and "_AFM_COMPLETE" in out
+    code, out, err = run(capsys, "--show-completion", "bash")
+    assert code == 0 and "_AFM_COMPLETE" in out, err
 
 
 SUBCOMMANDS = ["convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate", "demo", "env"]
