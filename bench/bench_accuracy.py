@@ -167,6 +167,8 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
         options += ['load_from=None', 'model.backbone.init_cfg=None']
     if load_from is not None:
         options += [f'load_from={load_from}']
+        if args.stage2_lr is not None:  # fine-tune below the rate stage 1 started from
+            options += [f'optim_wrapper.optimizer.lr={args.stage2_lr}']
         if 'afmnet' in config.lower():
             options += ['model.hd_init_from_main=True']
     if args.real:  # the crops, and no validation during training (the bench evaluates after)
@@ -258,6 +260,8 @@ def main() -> None:
                         help='--staged: run only these stages (2 reuses stage 1 from --work)')
     parser.add_argument('--stage1-from', type=Path, help='--staged: the stage-1 folder to start from '
                                                           '(default WORK/stage1)')
+    parser.add_argument('--stage2-lr', type=float,
+                        help="--staged: stage 2's learning rate (default: the config's, as in stage 1)")
     parser.add_argument('--variants', nargs='*', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='--staged: how the AFMNet row is also scored (none: --variants alone)')
     args = parser.parse_args()

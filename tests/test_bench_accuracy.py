@@ -53,3 +53,29 @@ def test_unknown_model_row_is_one_error_line(monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert '--models: unknown AFMNet+X (choose from TOOD, AFMNet, CFPN, CFPN+HD' in err
+
+
+@pytest.mark.parametrize('stage2_lr, expected', [(None, []), (2e-4, ['optim_wrapper.optimizer.lr=0.0002'])])
+def test_stage2_trains_from_stage1_at_its_own_rate(monkeypatch, tmp_path, stage2_lr, expected):
+    """--stage2-lr reaches the Runner only for rows that start from stage 1 (load_from)."""
+    import argparse
+
+    calls = []
+
+    class Trained(Exception):
+        pass
+
+    def run_step(app, argv):
+        calls.append(argv)
+        raise Trained
+
+    monkeypatch.setattr(bench, 'run_step', run_step)
+    args = argparse.Namespace(epochs=2, options=[], full=False, real=False, stage2_lr=stage2_lr)
+    for load_from in (None, tmp_path / 'epoch_8.pth'):
+        with pytest.raises(Trained):
+            bench.train_and_evaluate('AFMNet', 'configs/AFM/afmnet_tiny_synth.py', [], tmp_path, tmp_path,
+                                     args, load_from)
+    options = [[argv[i + 1] for i, a in enumerate(argv) if a == '--cfg-options'] for argv in calls]
+    assert not [o for o in options[0] if o.startswith('optim_wrapper')]
+    assert [o for o in options[1] if o.startswith('optim_wrapper')] == expected
+    assert f'load_from={tmp_path / "epoch_8.pth"}' in options[1]
