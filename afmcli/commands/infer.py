@@ -55,6 +55,8 @@ def infer(
                                    "(other config, checkpoint, settings or images)."),
     frame_step: int = typer.Option(1, "--frame-step", help="Videos: every N-th frame from the first."),
     vid: bool = typer.Option(False, "--vid", help="Videos: also DIR/vid/<video>.txt in VisDrone-VID format."),
+    fuse_conv_bn: bool = typer.Option(False, "--fuse-conv-bn", help="Fold the backbone's BatchNorms into its "
+                                      "convolutions: faster, detections equal up to float rounding."),
     yolo: bool = typer.Option(False, "--yolo", help="Also DIR/yolo/<name>.txt: ultralytics-style results "
                               "(class x_center y_center width height confidence, normalised)."),
 ) -> None:
@@ -68,7 +70,7 @@ def infer(
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
                              method=method, iou=iou, match=match, max_per_img=max_per_img, viz=viz,
-                             viz_score=viz_score, vid=vid, yolo=yolo)
+                             viz_score=viz_score, vid=vid, yolo=yolo, fuse_conv_bn=fuse_conv_bn)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
                           frame_step=frame_step)

@@ -49,6 +49,7 @@ class InferSettings(PredictSettings):
     viz_score: float = 0.3
     vid: bool = False
     yolo: bool = False
+    fuse_conv_bn: bool = False
 
 
 @dataclass
@@ -143,7 +144,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         classes = config_classes(cfg)
         run = RunInfo(settings, plan.source, classes,
                       tuple(category_ids(classes, plan.source.categories, plan.source.path)), state.dir)
-        model = load_model(cfg, checkpoint, ctx.device, trust)
+        model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn)
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))
         run_shard(model, plan.source, plan.shards[ctx.rank], plan.weights[ctx.rank], run, state, ctx, workers)
         ctx.barrier()  # every shard is done before rank 0 reads the records
