@@ -46,9 +46,10 @@ def _named_as_here() -> Iterator[None]:
 
 
 def _settings(slice: int, overlap: float, fusion: str, iou: float, match: str, batch_size: int, slices: bool,
-              full: bool, score_thr: float, max_per_img: int) -> PredictSettings:
+              full: bool, score_thr: float, max_per_img: int, device_tiles: bool) -> PredictSettings:
     settings = PredictSettings(slice_size=slice, overlap=overlap, batch_size=batch_size, slices=slices, full=full,
-                               score_thr=score_thr, method=fusion, iou=iou, match=match, max_per_img=max_per_img)
+                               score_thr=score_thr, method=fusion, iou=iou, match=match, max_per_img=max_per_img,
+                               device_tiles=device_tiles)
     with _named_as_here():
         check_settings(settings)
     return settings
@@ -58,6 +59,8 @@ def _predictions(model: Model, source: Source, settings: PredictSettings,
                  workers: int) -> Iterator[tuple[ImageItem, Detections | None]]:
     """Each image of ``source`` with its fused detections (None where it cannot be read),
     labels as category ids, named."""
+    if settings.device_tiles:
+        model.device_tiles()  # refuses a pipeline that cannot move, before any image is read
     to_category = category_ids(model.classes, source.categories, source.path)
     names = dict(zip(to_category, model.classes))
     weights = [image_weight(source, item, settings) for item in source.items] if workers > 0 else \
@@ -72,7 +75,8 @@ def _predictions(model: Model, source: Source, settings: PredictSettings,
 
 def predict(model: Model, image: str | os.PathLike | np.ndarray, *, slice: int = 640, overlap: float = 0.25,
             fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8, slices: bool = True,
-            full: bool = True, score_thr: float = 0.01, max_per_img: int = 500) -> Detections:
+            full: bool = True, score_thr: float = 0.01, max_per_img: int = 500,
+            device_tiles: bool = False) -> Detections:
     """Sliced inference plus a full-image pass, fused, on one image (a file, or a BGR uint8
     array as OpenCV reads it); `afm infer`'s defaults.
 
@@ -80,9 +84,11 @@ def predict(model: Model, image: str | os.PathLike | np.ndarray, *, slice: int =
     ``scores``, ``labels`` (category ids: VisDrone's 1..10 for VisDrone's classes) and
     ``names`` (class names). ``slice``: tile size in pixels; ``overlap``: ratio of ``slice``
     in [0, 1); ``fusion``: nms, soft-nms, wbf or greedy-nmm at ``iou`` (``match``: iou or
-    ios); ``slices=False`` or ``full=False`` skips the tiles or the full-image pass.
+    ios); ``slices=False`` or ``full=False`` skips the tiles or the full-image pass;
+    ``device_tiles``: the tiles are cut and resized on the model's device (`--device-tiles`).
     """
-    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img)
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
+                         device_tiles)
     if isinstance(image, np.ndarray):
         source = ArrayImage(image)
     else:
@@ -100,7 +106,7 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
                    frame_step: int = 1, workers: int = 0, slice: int = 640, overlap: float = 0.25,
                    fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8,
                    slices: bool = True, full: bool = True, score_thr: float = 0.01,
-                   max_per_img: int = 500) -> Iterator[tuple[ImageItem, Detections]]:
+                   max_per_img: int = 500, device_tiles: bool = False) -> Iterator[tuple[ImageItem, Detections]]:
     """Yield ``(item, detections)`` image by image over what `afm infer` runs on: an image,
     a folder of images, our COCO json (its images under ``images_dir``, by default the
     split's Datasets/images/<split>/; labels are its category ids, by class name), a video
@@ -109,7 +115,8 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
     ahead in that many processes. An image that cannot be read is skipped with a warning.
     Settings as :func:`predict`.
     """
-    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img)
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
+                         device_tiles)
     if workers < 0:
         raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
     opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step)

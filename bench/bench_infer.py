@@ -10,11 +10,14 @@ In one run, on `afm synth` data:
    pass and fusion (class-aware NMS, IoU 0.6) through
    - SAHI: sahi.models.mmdet.MmdetDetectionModel + sahi.predict.get_sliced_prediction
      (one tile per forward pass, mmdet's DetInferencer pipeline), and
-   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at each of --batch-sizes;
+   - ours: afmcli.inference (the `afm infer` path) at batch 1 and at each of --batch-sizes,
+     in each of --precisions (fp16: `afm infer --fp16`), with --fuse-conv-bn: BatchNorms folded,
+     with --device-tiles: also with the tiles cut and resized on the device;
    - with --workers N: `afm infer` itself, files to files (decoding in N workers, pinned
      memory on CUDA), at each batch size; its time includes decoding and writing;
-   and reports images/s, the ratio, and whether the detections are the same
-   (matched count, max box / score difference);
+   and reports images/s, the ratio, whether the detections are the same (matched count,
+   max box / score difference) and, on CUDA, the GPU's mean utilisation while each ran
+   (nvidia-smi, sampled every 50 ms);
 3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
    toolkit's AP) slicing + fusion vs the full-image pass alone vs SAHI.
 Timings exclude model loading; images are read before timing.
@@ -25,6 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -111,10 +117,10 @@ def train(work: Path, iters: int, device: str = "cpu") -> Path:
     return ckpt
 
 
-def ours_one(model, image, args, batch_size, slices=True) -> Detections:
+def ours_one(model, image, args, batch_size, slices=True, device_tiles=False) -> Detections:
     """One image through the `afm infer` path (tiles in batches + full pass, fused): afmcli.predict."""
     return afmcli.predict(model, image, slice=args.slice, overlap=args.overlap, batch_size=batch_size,
-                          slices=slices, score_thr=args.score_thr, max_per_img=MAX_DETS)
+                          slices=slices, score_thr=args.score_thr, max_per_img=MAX_DETS, device_tiles=device_tiles)
 
 
 def ours_raw(model, image, args, batch_size) -> Detections:
@@ -197,6 +203,32 @@ def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
     return stats.seconds - load, out / "predictions.json"
 
 
+class GpuUtilisation:
+    """Mean GPU utilisation (nvidia-smi's, percent) while each named pipeline runs: a thread
+    samples every 50 ms and books each sample to the pipeline running at that moment."""
+
+    def __init__(self, device: str):
+        self.index = torch.device(device).index or 0
+        self.samples: dict[str, list[float]] = {}
+        self.current: str | None = None
+        self.enabled = device.startswith("cuda") and shutil.which("nvidia-smi") is not None
+        if self.enabled:
+            threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            out = subprocess.run(["nvidia-smi", "-i", str(self.index), "--query-gpu=utilization.gpu",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True).stdout
+            name = self.current
+            if name is not None and out.strip().isdigit():
+                self.samples.setdefault(name, []).append(float(out))
+            time.sleep(0.05)
+
+    def mean(self, name: str) -> str:
+        values = self.samples.get(name)
+        return f"{np.mean(values):.0f}%" if values else "-"
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -216,6 +248,11 @@ def main() -> None:
     parser.add_argument("--train-iters", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
     parser.add_argument("--device", default="cpu", help="cpu or cuda:0 (both runs use it)")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "fp16"), default=["fp32"],
+                        help="ours: fp32 and/or fp16 (afm infer --fp16) rows")
+    parser.add_argument("--fuse-conv-bn", action="store_true", help="ours: backbone BatchNorms folded")
+    parser.add_argument("--device-tiles", action="store_true", help="ours: also rows with the tiles cut on "
+                        "the device (afm infer --device-tiles)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     args.work.mkdir(parents=True, exist_ok=True)
@@ -225,54 +262,64 @@ def main() -> None:
     gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
     image_ids = [img["id"] for img in gt["images"]]
     images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
-    model = afmcli.load_model(CONFIG, ckpt, device=args.device)
+    models = {p: afmcli.load_model(CONFIG, ckpt, device=args.device, fp16=p == "fp16",
+                                   fuse_conv_bn=args.fuse_conv_bn) for p in args.precisions}
+    model = next(iter(models.values()))
 
     sahi = sahi_model(ckpt, args)
     batch_sizes = sorted({1, *args.batch_sizes})
     runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args)}
-    runs.update({f"ours, batch {b}": (lambda im, b=b: ours_one(model, im, args, b)) for b in batch_sizes})
+    tilings = [False, True] if args.device_tiles else [False]
+    ours = {f"ours, batch {b}{'' if p == 'fp32' else ', ' + p}{', device tiles' if t else ''}":
+            (lambda im, b=b, m=m, t=t: ours_one(m, im, args, b, device_tiles=t))
+            for p, m in models.items() for t in tilings for b in batch_sizes}
+    runs.update(ours)
     runs["ours, full image only"] = lambda im: ours_one(model, im, args, 1, slices=False)
     for run in runs.values():  # warm-up (allocator, thread pools)
         run(images[0])
     # Interleaved per image, so that load from other processes hits every pipeline alike.
     dets = {name: [] for name in runs}
     secs = dict.fromkeys(runs, 0.0)
+    gpu = GpuUtilisation(args.device)
     for image in images:
         for name, run in runs.items():
+            gpu.current = name
             start = time.perf_counter()
             dets[name].append(run(image))
             secs[name] += time.perf_counter() - start
+            gpu.current = None
     sahi_name = next(iter(runs))
     t_sahi = secs[sahi_name]
     n = len(images)
     speed = Table(title=f"{n} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
-                        f"score >= {args.score_thr}, NMS 0.6 ({device_name(args.device)})")
+                        f"score >= {args.score_thr}, NMS 0.6{', BNs folded' if args.fuse_conv_bn else ''} "
+                        f"({device_name(args.device)})")
     for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "detections", "matched to SAHI",
-                "max box diff (px)", "max score diff"):
+                "max box diff (px)", "max score diff", "GPU busy"):
         speed.add_column(col, justify="right")
     for name in runs:
         if name.endswith("full image only"):
             speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
-                          str(sum(map(len, dets[name]))), "-", "-", "-")
+                          str(sum(map(len, dets[name]))), "-", "-", "-", gpu.mean(name))
             continue
         n_ours, n_sahi, matched, box_diff, score_diff = compare(dets[name], dets[sahi_name])
         speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
-                      str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}")
+                      str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}", gpu.mean(name))
     # Before fusion (SAHI's NMS at IoU > 1 keeps everything): the raw tile + full-image boxes.
     files = {}
     for b in batch_sizes if args.workers > 0 else []:  # includes decoding and writing; SAHI's time does not
         name = f"afm infer files->files, batch {b}, --workers {args.workers}"
         sec, pred = afm_infer_files(ckpt, args, b)
         files[name] = evaluate_file(args.work, pred)
-        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", "-", "-", "-", "-")
+        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", "-", "-", "-", "-", "-")
     raw_ours = ours_raw(model, images[0], args, batch_sizes[-1])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
     speed.add_row("raw, before fusion (image 1)", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
-                  f"{box_diff:.4f}", f"{score_diff:.2e}")
+                  f"{box_diff:.4f}", f"{score_diff:.2e}", "-")
     accuracy = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
     results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full")}
-    results.update({f"slices + full, fused (ours, batch {b})": evaluate(
-        args.work, image_ids, dets[f"ours, batch {b}"], f"ours_b{b}") for b in batch_sizes})
+    results.update({f"slices + full, fused ({name})": evaluate(
+        args.work, image_ids, dets[name], name.replace(", ", "_").replace(" ", "")) for name in ours})
     results["SAHI"] = evaluate(args.work, image_ids, dets[sahi_name], "sahi")
     results.update(files)
     accuracy.add_column("detections")

@@ -57,6 +57,10 @@ def infer(
     vid: bool = typer.Option(False, "--vid", help="Videos: also DIR/vid/<video>.txt in VisDrone-VID format."),
     fuse_conv_bn: bool = typer.Option(False, "--fuse-conv-bn", help="Fold the backbone's BatchNorms into its "
                                       "convolutions: faster, detections equal up to float rounding."),
+    device_tiles: bool = typer.Option(False, "--device-tiles", help="Copy each image to the device once and "
+                                      "cut, resize and pack its tiles there (the test pipeline's CPU work)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half-precision forward passes (float16 autocast, for "
+                              "GPUs); decoding and NMS stay in float32."),
     yolo: bool = typer.Option(False, "--yolo", help="Also DIR/yolo/<name>.txt: ultralytics-style results "
                               "(class x_center y_center width height confidence, normalised)."),
 ) -> None:
@@ -69,8 +73,10 @@ def infer(
 
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
-                             method=method, iou=iou, match=match, max_per_img=max_per_img, viz=viz,
-                             viz_score=viz_score, vid=vid, yolo=yolo, fuse_conv_bn=fuse_conv_bn)
+                             method=method, iou=iou, match=match, max_per_img=max_per_img,
+                             device_tiles=device_tiles, viz=viz,
+                             viz_score=viz_score, vid=vid, yolo=yolo, fuse_conv_bn=fuse_conv_bn,
+                             fp16=fp16)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
                           frame_step=frame_step)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
+import torch
 
 from afmcli.data.slicing import check_overlap
 from afmcli.detections import Detections
@@ -40,6 +41,7 @@ class PredictSettings:
     iou: float = 0.6
     match: str = "iou"
     max_per_img: int = 500
+    device_tiles: bool = False  # cut and resize the tiles on the model's device (afmcli.inference.device_tiles)
 
 
 def check_settings(s: PredictSettings) -> None:
@@ -75,9 +77,12 @@ class Unit:
     data: dict | None  # TilePipeline output, for Model.forward
     image: np.ndarray | None = None  # the pixels, on the image's last unit, where a writer draws them
     failed: bool = False  # unreadable image: the only unit of its image
+    source: np.ndarray | torch.Tensor | None = None  # device_tiles: the image the model cuts ``windows`` from
 
     def pin_memory(self) -> "Unit":
         """DataLoader(pin_memory=True) calls this on each unit (page-locked inputs)."""
+        if self.source is not None:
+            return dataclasses.replace(self, source=torch.from_numpy(self.source).pin_memory())
         if self.data is None:
             return self
         return dataclasses.replace(self, data={**self.data, "inputs": [t.pin_memory() for t in self.data["inputs"]]})
@@ -93,13 +98,15 @@ def image_units(image_id: int, image: np.ndarray | None, pipeline, s: PredictSet
     windows = plan_windows(height, width, s.slice_size, s.overlap, s.slices, s.full)
     groups = list(batched(range(len(windows)), s.batch_size))
     count = len(groups) + int(s.full)
+    # With device_tiles every unit carries the (same) image and the model does the pipeline's work.
+    source = image if s.device_tiles else None
     for k, index in enumerate(groups):
         yield Unit(image_id, k, count, windows[index], False, (width, height),
-                   pipeline(list(iter_crops(image, windows[index]))),
-                   image if keep_image and k == count - 1 else None)
+                   None if s.device_tiles else pipeline(list(iter_crops(image, windows[index]))),
+                   image if keep_image and k == count - 1 else None, source=source)
     if s.full:
         yield Unit(image_id, count - 1, count, np.array([[0, 0, width, height]]), True, (width, height),
-                   pipeline([image]), image if keep_image else None)
+                   None if s.device_tiles else pipeline([image]), image if keep_image else None, source=source)
 
 
 @dataclass
@@ -152,6 +159,8 @@ def predict_units(model, units: Iterable[Unit], to_category: list[int], s: Predi
             yield unit.image_id, None, None
             continue
         image = pending.setdefault(unit.image_id, PendingImage(unit.count, unit.size))
-        if image.add(unit, model.forward(unit.data, s.score_thr)):
+        dets = model.forward(unit.data, s.score_thr) if unit.source is None else \
+            model.forward_windows(unit.source, unit.windows, s.score_thr)
+        if image.add(unit, dets):
             del pending[unit.image_id]
             yield unit.image_id, finish_image(image, unit.image_id, to_category, s), image.image

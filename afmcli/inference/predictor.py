@@ -21,7 +21,7 @@ from afmcli.detections import Detections
 from afmcli.errors import AfmError, ParameterError, warn
 
 
-def _type_name(step: Mapping) -> str:
+def step_type(step: Mapping) -> str:
     t = step.get("type")
     return (t if isinstance(t, str) else getattr(t, "__name__", str(t))).split(".")[-1]
 
@@ -29,7 +29,7 @@ def _type_name(step: Mapping) -> str:
 def ndarray_pipeline(pipeline_cfg: Sequence[Mapping]) -> list[dict]:
     """The test pipeline fed with arrays: every ``Load*`` step (image, annotations,
     masks from files) is dropped and ``LoadImageFromNDArray`` goes first."""
-    steps = [copy.deepcopy(dict(s)) for s in pipeline_cfg if not _type_name(s).startswith("Load")]
+    steps = [copy.deepcopy(dict(s)) for s in pipeline_cfg if not step_type(s).startswith("Load")]
     return [dict(type="mmdet.LoadImageFromNDArray"), *steps]
 
 
@@ -95,8 +95,33 @@ def fuse_backbone_conv_bn(module: torch.nn.Module) -> bool:
     return True
 
 
+def float32_boxes_under_fp16(module: torch.nn.Module) -> None:
+    """Under fp16 autocast, keep boxes in float32: only the convolutions run in half precision.
+
+    Every dense head's outputs are cast back (a forward hook), so decoding, score thresholds
+    and NMS see float32; TOOD's ``deform_sampling``, which moves the boxes by its offsets
+    inside the head, runs in float32 too (in float16 a box at 500 px rounds by 0.25 px, a
+    lot for a 10-px object's IoU).
+    """
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+
+    from afmcli.models.losses import as_float32
+
+    def in_float32(method):
+        def run(*args):
+            with torch.autocast(args[0].device.type, enabled=False):
+                return method(*as_float32(args))
+        return run
+
+    for head in module.modules():
+        if isinstance(head, BaseDenseHead):
+            head.register_forward_hook(lambda _head, _args, output: as_float32(output))
+            if hasattr(head, "deform_sampling"):
+                head.deform_sampling = in_float32(head.deform_sampling)
+
+
 def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust: bool = False,
-               fuse_conv_bn: bool = False) -> "Model":
+               fuse_conv_bn: bool = False, fp16: bool = False) -> "Model":
     """Build the config's detector, load the checkpoint strictly, put it in eval mode on ``device``.
 
     ``config``: a config file or an already parsed mmengine Config. A checkpoint that does
@@ -104,6 +129,8 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     files; it is loaded with ``weights_only=True`` and mmengine's allow-list unless
     ``trust`` (afmcli.engine.checkpoint). ``fuse_conv_bn``: fold the backbone's BatchNorms
     into its convolutions (:func:`fuse_backbone_conv_bn`; detections equal up to rounding).
+    ``fp16``: run the forward passes under float16 autocast (mmdet's ``fp16`` test mode), the
+    heads' outputs cast back to float32 (:func:`float32_boxes_under_fp16`).
     """
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
@@ -139,7 +166,9 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     model.to(device).eval()
     if fuse_conv_bn:
         fuse_backbone_conv_bn(model)
-    return Model(model, cfg, classes, device)
+    if fp16:
+        float32_boxes_under_fp16(model)
+    return Model(model, cfg, classes, device, fp16)
 
 
 class TilePipeline:
@@ -172,24 +201,47 @@ class TilePipeline:
 
 class Model:
     """A loaded detector (:func:`load_model`): the mmdet model in eval mode on ``device``,
-    its config, its class names and its test pipeline for images in memory."""
+    its config, its class names and its test pipeline for images in memory; ``fp16``: its
+    forward passes run under float16 autocast."""
 
-    def __init__(self, module, cfg, classes: tuple[str, ...], device: str):
-        self.module, self.cfg, self.classes, self.device = module, cfg, classes, device
+    def __init__(self, module, cfg, classes: tuple[str, ...], device: str, fp16: bool = False):
+        self.module, self.cfg, self.classes, self.device, self.fp16 = module, cfg, classes, device, fp16
         self.pipeline = TilePipeline(cfg)
+        self._device_tiles = None
+        self._uploaded: tuple[object, torch.Tensor] | None = None  # (the host image, its copy on the device)
+
+    def device_tiles(self):
+        """The test pipeline's work on the device (afmcli.inference.device_tiles); a
+        ParameterError where the pipeline has steps that cannot move there."""
+        if self._device_tiles is None:
+            from afmcli.inference.device_tiles import DeviceTiles
+
+            self._device_tiles = DeviceTiles(self.pipeline.steps)
+        return self._device_tiles
 
     def __repr__(self) -> str:
-        return f"Model({Path(self.cfg.filename).name}, {len(self.classes)} classes, {self.device})"
+        return f"Model({Path(self.cfg.filename).name}, {len(self.classes)} classes, {self.device}" \
+               f"{', fp16' if self.fp16 else ''})"
 
     def __call__(self, images: Sequence[np.ndarray], score_thr: float = 0.0) -> list[Detections]:
         """Detections per BGR image (one batch), in that image's pixels, labels as class indices."""
         return self.forward(self.pipeline(images), score_thr)
 
+    def forward_windows(self, image, windows: np.ndarray, score_thr: float = 0.0) -> list[Detections]:
+        """Detections per crop ``windows`` (xyxy) of ``image`` (H, W, 3 BGR uint8, an array
+        or a pinned tensor), cut and resized on the model's device: the image is copied
+        there once for all the units that pass the same object in a row."""
+        if self._uploaded is None or self._uploaded[0] is not image:
+            self._uploaded = (image, torch.as_tensor(image).to(self.device, non_blocking=True))
+        return self.forward(self.device_tiles().batch(self._uploaded[1], windows), score_thr)
+
     @torch.no_grad()
     def forward(self, data: dict, score_thr: float = 0.0) -> list[Detections]:
         """Detections per image of a batch made by :class:`TilePipeline`, scoring at least ``score_thr``."""
         out = []
-        for sample in self.module.test_step(data):
+        with torch.autocast(torch.device(self.device).type, dtype=torch.float16, enabled=self.fp16):
+            samples = self.module.test_step(data)
+        for sample in samples:
             pred = sample.pred_instances
             keep = pred.scores >= score_thr
             out.append(Detections(pred.bboxes[keep].cpu().double().numpy(),

@@ -50,6 +50,7 @@ class InferSettings(PredictSettings):
     vid: bool = False
     yolo: bool = False
     fuse_conv_bn: bool = False
+    fp16: bool = False
 
 
 @dataclass
@@ -144,7 +145,10 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         classes = config_classes(cfg)
         run = RunInfo(settings, plan.source, classes,
                       tuple(category_ids(classes, plan.source.categories, plan.source.path)), state.dir)
-        model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn)
+        model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn,
+                           fp16=settings.fp16)
+        if settings.device_tiles:
+            model.device_tiles()  # a pipeline that cannot move is refused before anything is written
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))
         run_shard(model, plan.source, plan.shards[ctx.rank], plan.weights[ctx.rank], run, state, ctx, workers)
         ctx.barrier()  # every shard is done before rank 0 reads the records

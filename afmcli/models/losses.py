@@ -15,12 +15,12 @@ from mmdet.models.losses import FocalLoss, QualityFocalLoss
 from mmdet.registry import MODELS
 
 
-def _float32(value):
+def as_float32(value):
     """Floating tensors (also inside a tuple/list, QFL's (labels, scores) target) to float32."""
     if torch.is_tensor(value):
         return value.float() if value.is_floating_point() else value
     if isinstance(value, (tuple, list)):
-        return type(value)(_float32(v) for v in value)
+        return type(value)(as_float32(v) for v in value)
     return value
 
 
@@ -29,7 +29,7 @@ class _Float32Forward:
 
     def forward(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
         with torch.autocast(device_type=pred.device.type, enabled=False):
-            return super().forward(_float32(pred), _float32(target), _float32(weight),
+            return super().forward(as_float32(pred), as_float32(target), as_float32(weight),
                                    avg_factor=avg_factor, reduction_override=reduction_override)
 
 
