@@ -1,7 +1,7 @@
 """--device-tiles / predict(device_tiles=True): tiles cut, resized and packed on the model's
 device from one copy of the image give the test pipeline's input (metainfo exactly, pixels
 within one grey level) and so its detections; a pipeline that cannot move is refused before
-anything is written; the setting is part of a run's fingerprint."""
+anything is written (its fingerprint test: test_infer_fp16.py)."""
 
 from __future__ import annotations
 
@@ -100,14 +100,3 @@ def test_a_pipeline_step_that_cannot_move_is_refused_before_anything_is_written(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
 
-
-def test_device_tiles_is_part_of_the_run_fingerprint(checkpoint, synth_split, tmp_path, capsys):
-    image = sorted(synth_split.images.glob("*.jpg"))[0]
-    args = ["infer", str(CONFIG), str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--slice", "256"]
-    main([*args, "--device-tiles"])
-    assert (tmp_path / "out" / "predictions.json").stat().st_size > 100
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "device_tiles True -> False" in err and "--overwrite" in err, err

@@ -1,6 +1,7 @@
 """--fp16 / load_model(fp16=True): the forward passes under float16 autocast give the fp32
-detections up to half-precision rounding, with decoding and NMS still in float32; the
-setting is part of a run's fingerprint."""
+detections up to half-precision rounding, with decoding and NMS still in float32; each of
+afm infer's speed options (--fp16, --device-tiles, --fuse-conv-bn) is part of a run's
+fingerprint."""
 
 from __future__ import annotations
 
@@ -62,14 +63,16 @@ def test_fp16_gives_the_fp32_detections_up_to_half_precision(config, median_px, 
         shifts.append(shift.min())
     assert np.median(shifts) < median_px, shifts
 
-def test_fp16_is_part_of_the_run_fingerprint(synth_split, tmp_path, capsys):
+@pytest.mark.parametrize("flag,setting", [("--fp16", "fp16"), ("--device-tiles", "device_tiles"),
+                                          ("--fuse-conv-bn", "fuse_conv_bn")])
+def test_each_speed_option_is_part_of_the_run_fingerprint(flag, setting, synth_split, tmp_path, capsys):
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")
     image = sorted(synth_split.images.glob("*.jpg"))[0]
-    args = ["infer", str(CONFIG), str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--no-slices"]
-    main([*args, "--fp16"])
+    args = ["infer", str(CONFIG), str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--slice", "256"]
+    main([*args, flag])
     assert (tmp_path / "out" / "predictions.json").stat().st_size > 100
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "fp16 True -> False" in err and "--overwrite" in err, err
+    assert exit_info.value.code == 2 and f"{setting} True -> False" in err and "--overwrite" in err, err

@@ -1,6 +1,6 @@
 """--fuse-conv-bn / load_model(fuse_conv_bn=True): the backbone's BatchNorms folded into its
 convolutions give the same detections; a backbone whose BNs mmcv would pair with the wrong
-conv is left unfused, with a warning; the setting is part of a run's fingerprint."""
+conv is left unfused, with a warning (the fingerprint test: test_infer_fp16.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import afmcli
-from afmcli.cli import main
 from afmcli.errors import AfmWarning
 from afmcli.inference.predictor import fuse_backbone_conv_bn
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
@@ -73,13 +72,3 @@ def test_a_backbone_that_mmcv_would_fuse_wrongly_is_left_unfused():
         assert fuse_backbone_conv_bn(detector) is False
     assert detector.backbone is original and count_bn(original) == 1
 
-
-def test_fusing_is_part_of_the_run_fingerprint(checkpoint, synth_split, tmp_path, capsys):
-    image = sorted(synth_split.images.glob("*.jpg"))[0]
-    args = ["infer", str(CONFIG), str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--no-slices"]
-    main([*args, "--fuse-conv-bn"])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "fuse_conv_bn True -> False" in err and "--overwrite" in err, err

@@ -139,20 +139,22 @@ class PendingImage:
         return Detections.concat(slices), Detections.concat(full), n_tiles
 
 
-def finish_image(pending: PendingImage, image_id: int, to_category: list[int], s: PredictSettings) -> ImageResult:
+def finish_image(pending: PendingImage, image_id: int, to_category: list[int], s: PredictSettings,
+                 device: str = "cpu") -> ImageResult:
     """Relabel to category ids and fuse the tiles with the full pass (settings checked once,
-    by :func:`check_settings`)."""
+    by :func:`check_settings`), NMS on ``device``."""
     slices, full, n_tiles = pending.detections()
     slices, full = slices.relabel(to_category), full.relabel(to_category)
-    fused = fuse_image([slices, full], s.method, s.iou, s.match, max_per_img=s.max_per_img, image_size=pending.size)
+    fused = fuse_image([slices, full], s.method, s.iou, s.match, max_per_img=s.max_per_img, image_size=pending.size,
+                       device=device)
     return ImageResult(image_id, pending.size, n_tiles, slices, full, fused)
 
 
 def predict_units(model, units: Iterable[Unit], to_category: list[int], s: PredictSettings
                   ) -> Iterator[tuple[int, ImageResult | None, np.ndarray | None]]:
     """Run ``units`` (images may interleave) through ``model`` (afmcli.inference.predictor.Model);
-    yield ``(image_id, result, pixels)`` as each image completes: result None for an
-    unreadable image, pixels where its units kept them."""
+    the fusion runs on ``model.device``; yield ``(image_id, result, pixels)`` as each image
+    completes: result None for an unreadable image, pixels where its units kept them."""
     pending: dict[int, PendingImage] = {}
     for unit in units:
         if unit.failed:
@@ -163,4 +165,4 @@ def predict_units(model, units: Iterable[Unit], to_category: list[int], s: Predi
             model.forward_windows(unit.source, unit.windows, s.score_thr)
         if image.add(unit, dets):
             del pending[unit.image_id]
-            yield unit.image_id, finish_image(image, unit.image_id, to_category, s), image.image
+            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, model.device), image.image
