@@ -174,7 +174,7 @@ def soft_nms(dets: Detections, thr: float, class_agnostic: bool) -> Detections:
 def _mmcv_batched(dets: Detections, nms_cfg: dict, class_agnostic: bool,
                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """mmcv's batched_nms on ``device`` (its CPU kernel is quadratic and single-threaded:
-    about 40 ms for an image's 4,000 tile boxes): (kept indices, their scores after it),
+    about 40 ms for an image's few thousand tile boxes): (kept indices, their scores after it),
     best first."""
     import torch
     from mmcv.ops import batched_nms
