@@ -83,7 +83,9 @@ FULL = {'TOOD': ('configs/AFM/tood_r50_visdrone.py', []),
         'AFMNet': ('configs/AFM/AFMNet-tood_r50_k13.py', [])}
 COLUMNS = [('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_small'), ('coco', 'AP_tiny'),
            ('visdrone', 'AP'), ('visdrone', 'AP50')]
-REAL = Path(os.environ.get('AFM_SHARED', ROOT.parent / 'shared')) / 'data' / 'visdrone-real' / 'VisDrone2019-DET-train'
+# Absolute: the split's folders link to it (a relative AFM_SHARED would give broken links).
+REAL = (Path(os.environ.get('AFM_SHARED', ROOT.parent / 'shared')) / 'data' / 'visdrone-real'
+        / 'VisDrone2019-DET-train').resolve()
 # Real-data presets: images taken from each part (evenly over its sorted files; None = all),
 # crop size, epochs, --cfg-options for both models. 'quick' takes about 15 minutes on a busy
 # 2-core box (one thread each), 'full' (all 257 / 67 images, 3,135 crops) about 45 with

@@ -50,7 +50,7 @@ fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
 rm -rf /tmp/site
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${AFM_SHARED:-$PWD/.realdata}
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${AFM_SHARED:-$PWD/.realdata}
 # Fail at once, not at the time limit, where afm cannot start with the machine's packages.
 "$PY" -m afmcli --version || exit 2
 { nvidia-smi -L; nproc; date -u; git rev-parse HEAD 2>/dev/null; } > "$OUT/machine.txt" 2>&1
