@@ -15,7 +15,6 @@ and the largest score difference between the two (detections matched by rank).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import time
 from pathlib import Path
@@ -32,13 +31,13 @@ CONFIGS = {"tiny TOOD (tests)": ROOT / "tests" / "fixtures" / "tiny_tood.py",
 
 
 def build(config: Path, device: str):
-    """The config's detector in eval mode, BatchNorm statistics and affine drawn in [0.5, 1.5)."""
+    """The config's detector in eval mode on ``device``, BatchNorm statistics and affine drawn
+    in [0.5, 1.5), and its config."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
     import afmcli.models  # noqa: F401  (registers AFMNet's parts)
     from afmcli.engine.train import load_config
-    from afmcli.inference.predictor import Model, config_classes
 
     register_all_modules()
     cfg = load_config(config)
@@ -49,28 +48,26 @@ def build(config: Path, device: str):
             if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
                 for tensor in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
                     tensor.copy_(0.5 + torch.rand_like(tensor))
-    return Model(module.to(device), cfg, config_classes(cfg), device)
+    return module.to(device), cfg
 
 
-def time_batch(model, data: dict, rounds: int, amp: bool) -> tuple[float, np.ndarray]:
+def time_batch(model, data: dict, rounds: int) -> tuple[float, np.ndarray]:
     """Best seconds of one ``model.forward`` over ``data``, and the scores of its last run."""
-    autocast = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
     best = float("inf")
-    with autocast:
-        model.forward(data)  # warm-up: allocator, cudnn's choices
-        for _ in range(rounds):
-            if model.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            dets = model.forward(data)
-            if model.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
+    model.forward(data)  # warm-up: allocator, cudnn's choices
+    for _ in range(rounds):
+        if model.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        dets = model.forward(data)
+        if model.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
     return best, np.concatenate([d.scores for d in dets])
 
 
 def main() -> None:
-    from afmcli.inference.predictor import fuse_backbone_conv_bn
+    from afmcli.inference.predictor import Model, config_classes, fuse_backbone_conv_bn
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -78,7 +75,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="tile side in pixels")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: stable timings on a shared box)")
-    parser.add_argument("--amp", action="store_true", help="CUDA: fp16 autocast for both")
+    parser.add_argument("--amp", action="store_true", help="fp16 autocast for both, as `afm infer --fp16`")
     parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), metavar="NAME", default=list(CONFIGS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -92,17 +89,19 @@ def main() -> None:
     for column in ("model", "backbone BNs", "plain ms", "fused ms", "fused / plain", "max score diff"):
         table.add_column(column, justify="right")
     for name in args.only:
-        plain = build(CONFIGS[name], args.device)
-        fused = copy.copy(plain)
-        fused.module = copy.deepcopy(plain.module)
-        bns = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in plain.module.backbone.modules())
-        assert fuse_backbone_conv_bn(fused.module), name
+        module, cfg = build(CONFIGS[name], args.device)
+        fused_module = copy.deepcopy(module)
+        bns = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.backbone.modules())
+        assert fuse_backbone_conv_bn(fused_module), name
+        # Each Model applies --amp (`afm infer --fp16`) to its own module.
+        plain, fused = (Model(m, cfg, config_classes(cfg), args.device, fp16=args.amp)
+                        for m in (module, fused_module))
         data = plain.pipeline(tiles)
         times, scores = {}, {}
         # Interleaved rounds: a load change on the box hits both alike.
         for _ in range(2):
             for label, model in (("plain", plain), ("fused", fused)):
-                t, s = time_batch(model, data, args.rounds, args.amp)
+                t, s = time_batch(model, data, args.rounds)
                 times[label] = min(times.get(label, t), t)
                 scores[label] = s
         n = min(len(scores["plain"]), len(scores["fused"]))

@@ -10,6 +10,7 @@ fixed point, this resizes in float and rounds, a difference of at most one grey 
 
 from __future__ import annotations
 
+import inspect
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -27,8 +28,10 @@ class DeviceTiles:
     afmcli.inference.predictor.ndarray_pipeline); other steps are refused by name."""
 
     def __init__(self, steps: Sequence[Mapping]):
+        from mmdet.datasets.transforms import PackDetInputs
+
         self.scale, self.keep_ratio = None, False
-        self.meta_keys = ("img_id", "img_path", "ori_shape", "img_shape", "scale_factor", "flip", "flip_direction")
+        self.meta_keys = inspect.signature(PackDetInputs).parameters["meta_keys"].default
         for step in steps:
             name = step_type(step)
             if name == "LoadImageFromNDArray":

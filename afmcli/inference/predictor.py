@@ -105,13 +105,7 @@ def float32_boxes_under_fp16(module: torch.nn.Module) -> None:
     """
     from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 
-    from afmcli.models.losses import as_float32
-
-    def in_float32(method):
-        def run(*args):
-            with torch.autocast(args[0].device.type, enabled=False):
-                return method(*as_float32(args))
-        return run
+    from afmcli.models.losses import as_float32, in_float32
 
     for head in module.modules():
         if isinstance(head, BaseDenseHead):
@@ -130,7 +124,7 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     ``trust`` (afmcli.engine.checkpoint). ``fuse_conv_bn``: fold the backbone's BatchNorms
     into its convolutions (:func:`fuse_backbone_conv_bn`; detections equal up to rounding).
     ``fp16``: run the forward passes under float16 autocast (mmdet's ``fp16`` test mode), the
-    heads' outputs cast back to float32 (:func:`float32_boxes_under_fp16`).
+    boxes kept in float32 (:class:`Model`).
     """
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
@@ -166,8 +160,6 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     model.to(device).eval()
     if fuse_conv_bn:
         fuse_backbone_conv_bn(model)
-    if fp16:
-        float32_boxes_under_fp16(model)
     return Model(model, cfg, classes, device, fp16)
 
 
@@ -202,10 +194,13 @@ class TilePipeline:
 class Model:
     """A loaded detector (:func:`load_model`): the mmdet model in eval mode on ``device``,
     its config, its class names and its test pipeline for images in memory; ``fp16``: its
-    forward passes run under float16 autocast."""
+    forward passes run under float16 autocast, its boxes in float32 (:func:`float32_boxes_under_fp16`,
+    applied to ``module`` here, so the two cannot part)."""
 
     def __init__(self, module, cfg, classes: tuple[str, ...], device: str, fp16: bool = False):
         self.module, self.cfg, self.classes, self.device, self.fp16 = module, cfg, classes, device, fp16
+        if fp16:
+            float32_boxes_under_fp16(module)
         self.pipeline = TilePipeline(cfg)
         self._device_tiles = None
         self._uploaded: tuple[object, torch.Tensor] | None = None  # (the host image, its copy on the device)

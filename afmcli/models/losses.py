@@ -24,13 +24,21 @@ def as_float32(value):
     return value
 
 
+def in_float32(fn):
+    """``fn`` run with autocast off (on its first argument's device type) and its floating
+    positional arguments in float32; keyword arguments pass as they are."""
+    def run(*args, **kwargs):
+        with torch.autocast(device_type=args[0].device.type, enabled=False):
+            return fn(*as_float32(args), **kwargs)
+    return run
+
+
 class _Float32Forward:
     """Mixin: run the parent loss's forward in float32 with autocast disabled."""
 
     def forward(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            return super().forward(as_float32(pred), as_float32(target), as_float32(weight),
-                                   avg_factor=avg_factor, reduction_override=reduction_override)
+        return in_float32(super().forward)(pred, target, weight, avg_factor=avg_factor,
+                                           reduction_override=reduction_override)
 
 
 @MODELS.register_module()
