@@ -33,12 +33,16 @@ def train(
     launcher: str = typer.Option("none", "--launcher", help="none, pytorch (torchrun) or slurm."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
                                           "load_from/resume file (only for files you trust)."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Wall-clock limit, e.g. 2h, 90m, "
+                                           "1h30m or 600 (seconds): ends at the last epoch forecast to "
+                                           "finish within it, with its checkpoint."),
 ) -> None:
     """Train a detector from a config (mmengine Runner; logs and checkpoints in the work dir)."""
     from afmcli.engine.train import train as run_training
 
     runner = run_training(config, work_dir=work_dir, resume=resume, amp=amp, cfg_options=cfg_options,
-                          launcher=launcher, data_root=data_root, trust_checkpoint=trust_checkpoint)
+                          launcher=launcher, data_root=data_root, trust_checkpoint=trust_checkpoint,
+                          max_time=max_time)
     from rich.console import Console
 
     Console().print(f"[bold green]done[/]: checkpoints and logs in {runner.work_dir}")

@@ -1,6 +1,6 @@
 """Training: an mmdet config through mmengine's Runner, as mmdet's tools/train.py does,
 plus what afm adds: safe checkpoint loading, a rich progress display, TensorBoard
-when installed, CPU DDP on gloo, and one option for the data root."""
+when installed, CPU DDP on gloo, a wall-clock limit, and one option for the data root."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def load_config(config: str | os.PathLike, cfg_options: list[str] | None = None)
 
 def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume: str | None = None,
                    amp: bool = False, launcher: str = "none", data_root: str | None = None,
-                   progress: bool = True):
+                   progress: bool = True, max_time: str | float | None = None):
     """Apply the command-line choices to a loaded config (pure: no Runner built)."""
     if launcher not in ("none", "pytorch", "slurm", "mpi"):
         raise ParameterError(f"{{launcher}}: expected none, pytorch, slurm or mpi, got {launcher!r}", "launcher")
@@ -94,6 +94,15 @@ def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume:
     custom_hooks = list(cfg.get("custom_hooks", []) or [])
     if progress and not any(h.get("type") == "RichProgressHook" for h in custom_hooks):
         custom_hooks.append(dict(type="RichProgressHook"))
+    if max_time is not None:
+        from afmcli.engine.time_limit_hook import parse_duration
+
+        try:
+            seconds = parse_duration(max_time)
+        except ValueError as exc:
+            raise ParameterError(f"{{max_time}}: {exc}", "max_time") from None
+        custom_hooks = [h for h in custom_hooks if h.get("type") != "TrainTimeLimitHook"]
+        custom_hooks.append(dict(type="TrainTimeLimitHook", max_time=seconds))
     cfg.custom_hooks = custom_hooks
     if importlib.util.find_spec("tensorboard") is not None:
         vis = cfg.get("visualizer")
@@ -149,16 +158,18 @@ def _init_cpu_distributed(cfg) -> None:
 
 
 def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
-          launcher="none", data_root=None, trust_checkpoint=False, progress=True):
-    """Build the Runner and train. Returns the Runner (for tests and the demo)."""
+          launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None):
+    """Build the Runner and train. Returns the Runner (for tests and the demo).
+    ``max_time`` (seconds, or a duration such as "1h30m") ends training at the last epoch
+    forecast to finish within it (TrainTimeLimitHook)."""
     from mmengine.runner import Runner
 
-    from afmcli.engine import progress_hook  # noqa: F401  (registers RichProgressHook)
+    from afmcli.engine import progress_hook, time_limit_hook  # noqa: F401  (register the hooks)
     from afmcli.engine.checkpoint import install_safe_loader, trusted
 
     config = Path(config)
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
-                         launcher, data_root, progress)
+                         launcher, data_root, progress, max_time)
     check_data_files(cfg)
     _init_cpu_distributed(cfg)
     install_safe_loader()
