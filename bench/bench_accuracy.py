@@ -37,6 +37,12 @@ inference switches, on its checkpoint (--variants picks them; --stage1-from reus
 of another work dir, for a run from another tree).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --real --preset full --staged --jobs 2
+
+--max-time gives every training of the run a wall-clock limit (`afm train --max-time`: it ends
+at the last epoch forecast to fit; --epochs is then the schedule's length, an upper bound).
+Every epoch's checkpoint is kept, and where TOOD reached more epochs than AFMNet, TOOD's
+checkpoint at AFMNet's epoch is scored too ("TOOD at AFMNet's epochs": the same schedule, the
+same epochs) and the comparison row uses it. The "epochs" column says what each row trained.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -173,17 +180,23 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
             options += [f'optim_wrapper.optimizer.lr={args.stage2_lr}']
         if 'afmnet' in config.lower():
             options += ['model.hd_init_from_main=True']
+    limit = []
+    if args.max_time:  # keep every epoch: a row may be compared at another's last epoch
+        limit = ['--max-time', args.max_time]
+        options += ['default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1']
     if args.real:  # the crops, and no validation during training (the bench evaluates after)
         options += ['train_dataloader.dataset.ann_file=labels/annotations/train_sliced_labels.json',
                     'train_dataloader.dataset.data_prefix.img=images/train_sliced/',
                     'train_cfg.val_interval=1000']
     work_dir = work / name / 'work_dir'
     train_s = run_step(app, ['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
-                        *(arg for option in options for arg in ('--cfg-options', option))])
+                        *limit, *(arg for option in options for arg in ('--cfg-options', option))])
     # The config as trained: the one the Runner wrote into the work dir, --cfg-options applied
     # (an ablation row's branches set to None must match its checkpoint).
     trained_config = work_dir / Path(config).name
-    out = dict(config=config, options=options, train_s=train_s, checkpoint=str(last_checkpoint(work_dir)))
+    checkpoint = last_checkpoint(work_dir)
+    out = dict(config=config, options=options, train_s=train_s, checkpoint=str(checkpoint),
+               epochs=checkpoint_epoch(checkpoint))
     out.update(infer_and_evaluate(trained_config, Path(out['checkpoint']), ann, work / name, args))
     for index, variant in enumerate(args.variants if args.staged and name == 'AFMNet' else []):
         derived = work / name / f'variant{index}.py'
@@ -191,6 +204,31 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
         out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, Path(out['checkpoint']), ann,
                                                                      work / name / f'variant{index}', args)
     return out
+
+
+def checkpoint_epoch(checkpoint: Path) -> int | None:
+    """N of an epoch_N.pth checkpoint (None for iteration-based ones)."""
+    match = re.fullmatch(r'epoch_(\d+)\.pth', checkpoint.name)
+    return int(match[1]) if match else None
+
+
+def at_epochs(name: str, result: dict, epochs: int, data: Path, args) -> dict:
+    """The trained row ``name`` scored at its checkpoint of epoch ``epochs`` (kept by --max-time)."""
+    checkpoint = Path(result['checkpoint']).with_name(f'epoch_{epochs}.pth')
+    if not checkpoint.is_file():
+        raise SystemExit(f'bench_accuracy: {checkpoint} not found: {name} cannot be compared at {epochs} epochs')
+    trained_config = args.work / name / 'work_dir' / Path(result['config']).name
+    scored = infer_and_evaluate(trained_config, checkpoint, data / 'labels' / 'annotations' / 'val_labels.json',
+                                args.work / name / f'epoch_{epochs}', args)
+    return scored | dict(config=result['config'], checkpoint=str(checkpoint), epochs=epochs, train_s=None)
+
+
+def add_equal_epochs_row(results: dict, data: Path, args) -> None:
+    """Where TOOD trained more epochs than AFMNet (a --max-time run), add TOOD scored at
+    AFMNet's last epoch as results["TOOD at AFMNet's epochs"]."""
+    tood, afm = results.get('TOOD'), results.get('AFMNet')
+    if tood and afm and None not in (tood['epochs'], afm['epochs']) and tood['epochs'] > afm['epochs']:
+        results["TOOD at AFMNet's epochs"] = at_epochs('TOOD', tood, afm['epochs'], data, args)
 
 
 def infer_and_evaluate(config: Path, checkpoint: Path, ann: Path, work: Path, args) -> dict:
@@ -213,7 +251,7 @@ def stage1(data: Path, about: dict, args) -> dict:
     """--staged's starting point: TOOD trained alone for --stage1-epochs, reused from WORK/stage1
     when an earlier run trained it on the same data for as many epochs."""
     done = (args.stage1_from or args.work / STAGE1) / 'result.json'
-    key = dict(data=about, epochs=args.stage1_epochs, options=list(args.options))
+    key = dict(data=about, epochs=args.stage1_epochs, options=list(args.options), max_time=args.max_time)
     if done.is_file() and read_json(done).get('key') == key:
         print(f'stage 1: reusing {done}')
         return read_json(done)
@@ -264,6 +302,8 @@ def main() -> None:
                                                           '(default WORK/stage1)')
     parser.add_argument('--stage2-lr', type=float,
                         help="--staged: stage 2's learning rate (default: the config's, as in stage 1)")
+    parser.add_argument('--max-time', help="each training's wall-clock limit (afm train --max-time, e.g. 150s); "
+                                           "--epochs is then an upper bound")
     parser.add_argument('--variants', nargs='*', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='--staged: how the AFMNet row is also scored (none: --variants alone)')
     args = parser.parse_args()
@@ -307,6 +347,8 @@ def main() -> None:
     else:
         results = {name: train_and_evaluate(name, *configs[name], data, args.work, args, load_from)
                    for name in args.models}
+    add_equal_epochs_row(results, data, args)
+    tood, afm = results.get('TOOD'), results.get('AFMNet')
     modes = ('full', 'sliced') if args.real else ('full',)
     rows = dict(results)
     if start:  # the starting point, and the AFMNet row's variants
@@ -319,15 +361,17 @@ def main() -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ['model', 'inference', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
+    for col in ['model', 'inference', 'epochs', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
         table.add_column(col, justify='right')
-    tood, afm = results.get('TOOD'), results.get('AFMNet')
+    peer = results.get("TOOD at AFMNet's epochs", tood)  # the same epochs as AFMNet
     for mode in modes:
         for name, r in rows.items():
-            table.add_row(name, mode, f"{r['train_s']:.0f}", *(fmt(r[mode][v][k], '.2f') for v, k in COLUMNS))
-        if tood and afm:
-            table.add_row('AFMNet vs TOOD', mode, f"{afm['train_s'] / tood['train_s']:.2f}x",
-                          *(fmt(difference(afm[mode][v][k], tood[mode][v][k]), '+.2f') for v, k in COLUMNS))
+            table.add_row(name, mode, str(r.get('epochs') or '-'), fmt(r['train_s'], '.0f'),
+                          *(fmt(r[mode][v][k], '.2f') for v, k in COLUMNS))
+        if tood and afm:  # time per epoch where the epochs differ (a --max-time run)
+            per_epoch = [r['train_s'] / (r.get('epochs') or 1) for r in (afm, tood)]
+            table.add_row('AFMNet vs TOOD', mode, '', f"{per_epoch[0] / per_epoch[1]:.2f}x",
+                          *(fmt(difference(afm[mode][v][k], peer[mode][v][k]), '+.2f') for v, k in COLUMNS))
     Console(width=160).print(table)
     write_json(args.work / 'results.json', dict(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, data=about,
                                                 results=results, stage1=start))

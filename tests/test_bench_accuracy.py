@@ -70,7 +70,7 @@ def test_stage2_trains_from_stage1_at_its_own_rate(monkeypatch, tmp_path, stage2
         raise Trained
 
     monkeypatch.setattr(bench, 'run_step', run_step)
-    args = argparse.Namespace(epochs=2, options=[], full=False, real=False, stage2_lr=stage2_lr)
+    args = argparse.Namespace(epochs=2, options=[], full=False, real=False, stage2_lr=stage2_lr, max_time=None)
     for load_from in (None, tmp_path / 'epoch_8.pth'):
         with pytest.raises(Trained):
             bench.train_and_evaluate('AFMNet', 'configs/AFM/afmnet_tiny_synth.py', [], tmp_path, tmp_path,
@@ -79,3 +79,50 @@ def test_stage2_trains_from_stage1_at_its_own_rate(monkeypatch, tmp_path, stage2
     assert not [o for o in options[0] if o.startswith('optim_wrapper')]
     assert [o for o in options[1] if o.startswith('optim_wrapper')] == expected
     assert f'load_from={tmp_path / "epoch_8.pth"}' in options[1]
+
+
+def test_max_time_reaches_afm_train_and_keeps_every_epoch(monkeypatch, tmp_path):
+    import argparse
+
+    calls = []
+    monkeypatch.setattr(bench, 'run_step', lambda app, argv: calls.append(argv) or 0)
+    monkeypatch.setattr(bench, 'last_checkpoint', lambda work_dir: work_dir / 'epoch_3.pth')
+    monkeypatch.setattr(bench, 'infer_and_evaluate', lambda *a: {})
+    args = argparse.Namespace(epochs=8, options=[], full=False, real=False, stage2_lr=None, max_time='150s',
+                              staged=False)
+    out = bench.train_and_evaluate('TOOD', 'configs/AFM/tood_tiny_synth.py', [], tmp_path, tmp_path, args)
+    argv = calls[0]
+    assert argv[argv.index('--max-time') + 1] == '150s'
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == '--cfg-options']
+    assert {'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1',
+            'train_cfg.max_epochs=8'} <= set(options)
+    assert out['epochs'] == 3
+
+
+@pytest.mark.parametrize('tood_epochs, afm_epochs, scored_at', [(5, 3, 'epoch_3.pth'), (3, 3, None), (3, 4, None)])
+def test_tood_is_compared_at_afmnets_epochs(monkeypatch, tmp_path, tood_epochs, afm_epochs, scored_at):
+    """A --max-time run where TOOD got further: TOOD's checkpoint at AFMNet's last epoch is scored."""
+    import argparse
+
+    scored = []
+    monkeypatch.setattr(bench, 'infer_and_evaluate', lambda config, ckpt, ann, work, args: scored.append(
+        (config, ckpt, work)) or {'full': 'metrics'})
+    ckpts = tmp_path / 'TOOD' / 'work_dir'
+    ckpts.mkdir(parents=True)
+    for epoch in range(1, tood_epochs + 1):
+        (ckpts / f'epoch_{epoch}.pth').write_bytes(b'')
+    results = dict(TOOD=dict(config='configs/AFM/tood_tiny_synth.py', epochs=tood_epochs,
+                             checkpoint=str(ckpts / f'epoch_{tood_epochs}.pth'), train_s=10.0),
+                   AFMNet=dict(epochs=afm_epochs, train_s=20.0))
+    args = argparse.Namespace(work=tmp_path)
+    bench.add_equal_epochs_row(results, tmp_path / 'data', args)
+    if scored_at is None:
+        assert scored == [] and list(results) == ['TOOD', 'AFMNet']
+        return
+    assert scored == [(ckpts / 'tood_tiny_synth.py', ckpts / scored_at, tmp_path / 'TOOD' / 'epoch_3')]
+    assert results["TOOD at AFMNet's epochs"] == dict(full='metrics', config='configs/AFM/tood_tiny_synth.py',
+                                                      checkpoint=str(ckpts / scored_at), epochs=3, train_s=None)
+    (ckpts / scored_at).unlink()
+    del results["TOOD at AFMNet's epochs"]
+    with pytest.raises(SystemExit, match="epoch_3.pth not found: TOOD cannot be compared at 3 epochs"):
+        bench.add_equal_epochs_row(results, tmp_path / 'data', args)
