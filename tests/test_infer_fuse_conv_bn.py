@@ -42,9 +42,15 @@ def test_fused_backbone_gives_the_same_detections(checkpoint, synth_split):
     image = cv2.imread(str(sorted(synth_split.images.glob("*.jpg"))[0]))
     want, got = plain([image])[0], fused([image])[0]
     assert len(want.boxes) > 10 and len(got.boxes) == len(want.boxes)
-    np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
-    np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-2)  # pixels
-    np.testing.assert_array_equal(got.labels, want.labels)
+    # The same detections, one for one; two whose scores tie to 1e-6 may come out in either
+    # order (the folded convolutions round differently, and the CPU's vector width decides).
+    taken = set()
+    for box, score, label in zip(want.boxes, want.scores, want.labels):
+        near = (np.abs(got.boxes - box).max(axis=1) < 1e-2) & (np.abs(got.scores - score) < 1e-4)
+        match = [j for j in np.flatnonzero(near & (got.labels == label)) if j not in taken]
+        assert match, (box, score, label)
+        taken.add(match[0])
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)  # the order by score holds
 
 
 class BnAfterTheOtherConv(torch.nn.Module):
