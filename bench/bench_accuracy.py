@@ -167,7 +167,7 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
                        args, load_from: Path | None = None, epochs: int | None = None) -> dict:
     """Train (from `load_from` when given), infer on the val images, evaluate; returns
     {mode: metrics} per inference mode, and for AFMNet rows of --staged each head alone."""
-    ann = data / 'labels' / 'annotations' / 'val_labels.json'
+    ann = val_labels(data)
     options = list(model_options) + list(args.options)
     epochs = epochs or args.epochs
     if epochs is not None:
@@ -196,14 +196,18 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     trained_config = work_dir / Path(config).name
     checkpoint = last_checkpoint(work_dir)
     out = dict(config=config, options=options, train_s=train_s, checkpoint=str(checkpoint),
-               epochs=checkpoint_epoch(checkpoint))
-    out.update(infer_and_evaluate(trained_config, Path(out['checkpoint']), ann, work / name, args))
+               epochs=checkpoint_epoch(checkpoint), trained_config=str(trained_config))
+    out.update(infer_and_evaluate(trained_config, checkpoint, ann, work / name, args))
     for index, variant in enumerate(args.variants if args.staged and name == 'AFMNet' else []):
         derived = work / name / f'variant{index}.py'
         derived.write_text(f"_base_ = ['{trained_config.relative_to(work / name)}']\n{VARIANTS[variant]}\n")
-        out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, Path(out['checkpoint']), ann,
+        out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, checkpoint, ann,
                                                                      work / name / f'variant{index}', args)
     return out
+
+
+def val_labels(data: Path) -> Path:
+    return data / 'labels' / 'annotations' / 'val_labels.json'
 
 
 def checkpoint_epoch(checkpoint: Path) -> int | None:
@@ -217,8 +221,7 @@ def at_epochs(name: str, result: dict, epochs: int, data: Path, args) -> dict:
     checkpoint = Path(result['checkpoint']).with_name(f'epoch_{epochs}.pth')
     if not checkpoint.is_file():
         raise SystemExit(f'bench_accuracy: {checkpoint} not found: {name} cannot be compared at {epochs} epochs')
-    trained_config = args.work / name / 'work_dir' / Path(result['config']).name
-    scored = infer_and_evaluate(trained_config, checkpoint, data / 'labels' / 'annotations' / 'val_labels.json',
+    scored = infer_and_evaluate(Path(result['trained_config']), checkpoint, val_labels(data),
                                 args.work / name / f'epoch_{epochs}', args)
     return scored | dict(config=result['config'], checkpoint=str(checkpoint), epochs=epochs, train_s=None)
 

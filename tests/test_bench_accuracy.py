@@ -97,6 +97,7 @@ def test_max_time_reaches_afm_train_and_keeps_every_epoch(monkeypatch, tmp_path)
     assert {'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1',
             'train_cfg.max_epochs=8'} <= set(options)
     assert out['epochs'] == 3
+    assert out['trained_config'] == str(tmp_path / 'TOOD' / 'work_dir' / 'tood_tiny_synth.py')
 
 
 @pytest.mark.parametrize('tood_epochs, afm_epochs, scored_at', [(5, 3, 'epoch_3.pth'), (3, 3, None), (3, 4, None)])
@@ -112,7 +113,8 @@ def test_tood_is_compared_at_afmnets_epochs(monkeypatch, tmp_path, tood_epochs, 
     for epoch in range(1, tood_epochs + 1):
         (ckpts / f'epoch_{epoch}.pth').write_bytes(b'')
     results = dict(TOOD=dict(config='configs/AFM/tood_tiny_synth.py', epochs=tood_epochs,
-                             checkpoint=str(ckpts / f'epoch_{tood_epochs}.pth'), train_s=10.0),
+                             checkpoint=str(ckpts / f'epoch_{tood_epochs}.pth'), train_s=10.0,
+                             trained_config=str(ckpts / 'tood_tiny_synth.py')),
                    AFMNet=dict(epochs=afm_epochs, train_s=20.0))
     args = argparse.Namespace(work=tmp_path)
     bench.add_equal_epochs_row(results, tmp_path / 'data', args)
