@@ -20,7 +20,10 @@ In one run, on `afm synth` data:
    (nvidia-smi, sampled every 50 ms);
 3. evaluates (afmcli.evaluation: COCO view with AP_small / AP_tiny, and the VisDrone
    toolkit's AP) slicing + fusion vs the full-image pass alone vs SAHI.
-Timings exclude model loading; images are read before timing.
+Timings exclude model loading; images are read before timing. Each table prints as soon as
+it is complete (speed, accuracy, then `afm infer` files to files), so a run cut short by a
+time limit keeps what it finished; --max-time bounds the interleaved loop (the images
+started by then are finished by every pipeline, the tables say how many ran).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def make_data(work: Path, val_images: int, size: tuple[int, int]) -> None:
         quiet("synth", work / "synth_train", "--split", "train", "--images", 60, "--width", 512,
               "--height", 512, "--seed", 1)
         quiet("convert-visdrone", work / "synth_train", work / "Datasets", "--split", "train")
-    if not (work / "Datasets" / "labels" / "annotations" / "val_labels.json").is_file():
+    if not val_labels(work).is_file():
         quiet("synth", work / "synth_val", "--split", "val", "--images", val_images, "--width", size[0],
               "--height", size[1], "--seed", 2)
         quiet("convert-visdrone", work / "synth_val", work / "Datasets", "--split", "val")
@@ -174,14 +177,18 @@ def compare(ours: list[Detections], theirs: list[Detections]) -> tuple[int, int,
     return n_ours, n_theirs, matched, box_diff, score_diff
 
 
-def evaluate(work: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
+def val_labels(work: Path) -> Path:
+    return work / "Datasets" / "labels" / "annotations" / "val_labels.json"
+
+
+def evaluate(work: Path, labels: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
     pred = work / f"pred_{tag}.json"
     write_json(pred, [r for i, d in zip(image_ids, dets) for r in detections_to_results(i, d.top(500))])
-    return evaluate_file(work, pred)
+    return evaluate_file(labels, pred)
 
 
-def evaluate_file(work: Path, pred: Path) -> dict[str, float]:
-    m = afmcli.evaluate(work / "Datasets" / "labels" / "annotations" / "val_labels.json", pred)
+def evaluate_file(labels: Path, pred: Path) -> dict[str, float]:
+    m = afmcli.evaluate(labels, pred)
     coco, vd = m["coco"], m["visdrone"]
     return {"AP": coco["AP"], "AP50": coco["AP50"], "AP_small": coco["AP_small"], "AP_tiny": coco["AP_tiny"],
             "VisDrone AP": vd["AP"], "VisDrone AP50": vd["AP50"]}
@@ -253,13 +260,15 @@ def main() -> None:
     parser.add_argument("--fuse-conv-bn", action="store_true", help="ours: backbone BatchNorms folded")
     parser.add_argument("--device-tiles", action="store_true", help="ours: also rows with the tiles cut on "
                         "the device (afm infer --device-tiles)")
+    parser.add_argument("--max-time", type=float, default=None, help="seconds for the interleaved loop: "
+                        "no image starts after that (default: every image)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     args.work.mkdir(parents=True, exist_ok=True)
 
     make_data(args.work, args.val_images, size)
     ckpt = train(args.work, args.train_iters, args.device)
-    gt = json.loads((args.work / "Datasets" / "labels" / "annotations" / "val_labels.json").read_text())
+    gt = json.loads(val_labels(args.work).read_text())
     image_ids = [img["id"] for img in gt["images"]]
     images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
     models = {p: afmcli.load_model(CONFIG, ckpt, device=args.device, fp16=p == "fp16",
@@ -281,7 +290,10 @@ def main() -> None:
     dets = {name: [] for name in runs}
     secs = dict.fromkeys(runs, 0.0)
     gpu = GpuUtilisation(args.device)
-    for image in images:
+    loop_start = time.perf_counter()
+    for done, image in enumerate(images):
+        if args.max_time is not None and done and time.perf_counter() - loop_start > args.max_time:
+            break
         for name, run in runs.items():
             gpu.current = name
             start = time.perf_counter()
@@ -290,8 +302,8 @@ def main() -> None:
             gpu.current = None
     sahi_name = next(iter(runs))
     t_sahi = secs[sahi_name]
-    n = len(images)
-    speed = Table(title=f"{n} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
+    n = len(dets[sahi_name])
+    speed = Table(title=f"{n} of {len(images)} images {size[0]}x{size[1]}, slice {args.slice}, overlap {args.overlap}, "
                         f"score >= {args.score_thr}, NMS 0.6{', BNs folded' if args.fuse_conv_bn else ''} "
                         f"({device_name(args.device)})")
     for col in ("pipeline", "seconds", "images/s", "speed vs SAHI", "detections", "matched to SAHI",
@@ -306,31 +318,54 @@ def main() -> None:
         speed.add_row(name, f"{secs[name]:.2f}", f"{n / secs[name]:.3f}", f"{t_sahi / secs[name]:.2f}x",
                       str(n_ours), f"{matched}/{n_sahi}", f"{box_diff:.4f}", f"{score_diff:.2e}", gpu.mean(name))
     # Before fusion (SAHI's NMS at IoU > 1 keeps everything): the raw tile + full-image boxes.
-    files = {}
-    for b in batch_sizes if args.workers > 0 else []:  # includes decoding and writing; SAHI's time does not
-        name = f"afm infer files->files, batch {b}, --workers {args.workers}"
-        sec, pred = afm_infer_files(ckpt, args, b)
-        files[name] = evaluate_file(args.work, pred)
-        speed.add_row(name, f"{sec:.2f}", f"{n / sec:.3f}", f"{t_sahi / sec:.2f}x", "-", "-", "-", "-", "-")
     raw_ours = ours_raw(model, images[0], args, batch_sizes[-1])
     n_ours, n_sahi, matched, box_diff, score_diff = compare([raw_ours], [sahi_one(sahi, images[0], args, 1.01)])
     speed.add_row("raw, before fusion (image 1)", "-", "-", "-", str(n_ours), f"{matched}/{n_sahi}",
                   f"{box_diff:.4f}", f"{score_diff:.2e}", "-")
-    accuracy = Table(title="Accuracy on the synth val images (percent; COCO view and VisDrone toolkit)")
-    results = {"full image only": evaluate(args.work, image_ids, dets["ours, full image only"], "full")}
-    results.update({f"slices + full, fused ({name})": evaluate(
-        args.work, image_ids, dets[name], name.replace(", ", "_").replace(" ", "")) for name in ours})
-    results["SAHI"] = evaluate(args.work, image_ids, dets[sahi_name], "sahi")
-    results.update(files)
-    accuracy.add_column("detections")
-    for key in next(iter(results.values())):
-        accuracy.add_column(key, justify="right")
-    for name, res in results.items():
-        accuracy.add_row(name, *["-" if v is None else f"{v:.2f}" for v in res.values()])  # None: no objects
     console = Console(width=160)
     console.print(speed)
-    console.print(accuracy)
+    gt_path = labels_of(args.work, gt, n)
+    accuracy = Table(title=f"Accuracy on {n} synth val images (percent; COCO view and VisDrone toolkit)")
+    results = {"full image only": evaluate(args.work, gt_path, image_ids, dets["ours, full image only"], "full")}
+    results.update({f"slices + full, fused ({name})": evaluate(
+        args.work, gt_path, image_ids, dets[name], name.replace(", ", "_").replace(" ", "")) for name in ours})
+    results["SAHI"] = evaluate(args.work, gt_path, image_ids, dets[sahi_name], "sahi")
+    console.print(metrics_table(accuracy, results))
+    if args.workers > 0:  # includes decoding and writing; SAHI's time does not
+        scaled = f" (SAHI's time scaled from {n})" if n < len(images) else ""
+        files = Table(title=f"`afm infer` files to files, all {len(images)} images, --workers {args.workers}{scaled}")
+        files_results = {}
+        for col in ("pipeline", "seconds", "images/s", "speed vs SAHI"):
+            files.add_column(col, justify="right")
+        for b in batch_sizes:
+            name = f"afm infer files->files, batch {b}"
+            sec, pred = afm_infer_files(ckpt, args, b)
+            files.add_row(name, f"{sec:.2f}", f"{len(images) / sec:.3f}", f"{t_sahi / n * len(images) / sec:.2f}x")
+            files_results[name] = evaluate_file(val_labels(args.work), pred)
+        console.print(files)
+        console.print(metrics_table(Table(title="Accuracy of `afm infer` files to files, all images"), files_results))
 
+
+def labels_of(work: Path, gt: dict, n: int) -> Path:
+    """The val labels of the first ``n`` images (all of them: the file itself)."""
+    if n == len(gt["images"]):
+        return val_labels(work)
+    keep = {img["id"] for img in gt["images"][:n]}
+    path = work / f"val_labels_first{n}.json"
+    # Every per-image record list (annotations, VisDrone's "others") keeps those images' records.
+    write_json(path, {key: [r for r in value if r.get("image_id", -1) in keep]
+                      if key not in ("images", "categories") and isinstance(value, list) else value
+                      for key, value in {**gt, "images": gt["images"][:n]}.items()})
+    return path
+
+
+def metrics_table(table: Table, results: dict[str, dict[str, float]]) -> Table:
+    table.add_column("detections")
+    for key in next(iter(results.values())):
+        table.add_column(key, justify="right")
+    for name, res in results.items():
+        table.add_row(name, *["-" if v is None else f"{v:.2f}" for v in res.values()])  # None: no objects
+    return table
 
 if __name__ == "__main__":
     main()

@@ -306,7 +306,9 @@ def run(kind: str, args) -> dict:
     if out.returncode:  # one failed measurement must not hide the others, nor its cause
         print(f"{kind} failed (exit {out.returncode}):\n{(out.stderr or '')[-3000:]}", file=sys.stderr)
         return dict(NOT_RUN, kind=kind)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{kind}: {json.dumps(result)}", file=sys.stderr, flush=True)  # kept if a time limit cuts the rest
+    return result
 
 
 def main() -> None:

@@ -45,11 +45,12 @@ OUT=${OUT:-/tmp/afm_real_out}; mkdir -p "$OUT"
 if [ -n "${DRY:-}" ]; then
   DEV=cpu; SIZES=(--train-images 4 --val-images 2 --epochs 3 --stage1-epochs 2 --max-time 15s)
   COST=(320x256 1 1 1)
-  INFER=(--val-images 1 --size 640x400 --batch-sizes 2 --train-iters 4 --workers 1); LIMITS=(600 600 1800 1800)
+  INFER=(--val-images 2 --size 640x400 --batch-sizes 2 --train-iters 4 --workers 1 --max-time 0)
+  LIMITS=(600 600 1800 1800)
 else  # seconds for the training cost, the inference bench, stage 1, stage 2: 575 s in all
   # Each stage: ~25 s to start, at most 100 s of training, then inference and evaluation.
   DEV=cuda:0; SIZES=(--epochs 12 --stage1-epochs 24 --max-time 100s); COST=(1333x800 4 20 5)
-  INFER=(--val-images 16 --size 1600x1000 --batch-sizes 8 32 64 --train-iters 300 --workers 4)
+  INFER=(--val-images 16 --size 1600x1000 --batch-sizes 8 32 64 --train-iters 300 --workers 4 --max-time 40)
   LIMITS=(110 120 160 185)
 fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
