@@ -124,13 +124,15 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     ``trust`` (afmcli.engine.checkpoint). ``fuse_conv_bn``: fold the backbone's BatchNorms
     into its convolutions (:func:`fuse_backbone_conv_bn`; detections equal up to rounding).
     ``fp16``: run the forward passes under float16 autocast (mmdet's ``fp16`` test mode), the
-    boxes kept in float32 (:class:`Model`).
+    boxes kept in float32 (:class:`Model`). Heads that decode as TOODHead decode each batch
+    at once (afmcli.models.batched_predict: mmdet's results, fewer operators and host syncs).
     """
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
     from afmcli.engine.checkpoint import load_checkpoint_file
     from afmcli.engine.train import load_config
+    from afmcli.models.batched_predict import batch_tood_decoding
 
     checkpoint = Path(checkpoint)
     cfg = config if hasattr(config, "to_dict") else load_config(config)
@@ -158,6 +160,7 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
         raise AfmError(f"{checkpoint} does not match {cfg.filename}: {problem}")
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
+    batch_tood_decoding(model)
     if fuse_conv_bn:
         fuse_backbone_conv_bn(model)
     return Model(model, cfg, classes, device, fp16)
@@ -233,12 +236,14 @@ class Model:
     @torch.no_grad()
     def forward(self, data: dict, score_thr: float = 0.0) -> list[Detections]:
         """Detections per image of a batch made by :class:`TilePipeline`, scoring at least ``score_thr``."""
-        out = []
         with torch.autocast(torch.device(self.device).type, dtype=torch.float16, enabled=self.fp16):
-            samples = self.module.test_step(data)
-        for sample in samples:
-            pred = sample.pred_instances
-            keep = pred.scores >= score_thr
-            out.append(Detections(pred.bboxes[keep].cpu().double().numpy(),
-                                  pred.scores[keep].cpu().double().numpy(), pred.labels[keep].cpu().numpy()))
+            preds = [sample.pred_instances for sample in self.module.test_step(data)]
+        # One copy to the host per field for the whole batch, not three per image.
+        ends = np.cumsum([len(p.scores) for p in preds])[:-1]
+        boxes, scores, labels = (np.split(torch.cat([getattr(p, key) for p in preds]).cpu().numpy(), ends)
+                                 for key in ("bboxes", "scores", "labels"))
+        out = []
+        for b, s, lab in zip(boxes, scores, labels):
+            keep = s >= np.asarray(score_thr, dtype=s.dtype)  # compared in the scores' dtype, as torch does
+            out.append(Detections(b[keep].astype(np.float64), s[keep].astype(np.float64), lab[keep]))
         return out

@@ -4,7 +4,8 @@
 #     torch.profiler summary of each iteration (top CUDA kernels, host time);
 #  2. inference near the limit: bench_infer.py, the `afm infer` path against SAHI at batch 8,
 #     32 and 64, fp32 and fp16, tiles cut on the CPU and on the device, BatchNorms folded,
-#     with the GPU's utilisation, and `afm infer` files to files with 4 workers;
+#     with the GPU's utilisation, and `afm infer` files to files with 4 workers; then
+#     bench_decode.py: TOODHead's decoding of a batch, mmdet's per-image loop against ours;
 #  3. the staged real-data comparison: bench_accuracy.py --real --preset gpu --staged (TOOD
 #     alone, then TOOD continued against AFMNet from it, side by side). Each training has a
 #     wall-clock limit (--max-time: it ends at the last epoch that fits, checkpoint saved), so
@@ -46,12 +47,12 @@ if [ -n "${DRY:-}" ]; then
   DEV=cpu; SIZES=(--train-images 4 --val-images 2 --epochs 3 --stage1-epochs 2 --max-time 15s)
   COST=(320x256 1 1 1)
   INFER=(--val-images 2 --size 640x400 --batch-sizes 2 --train-iters 4 --workers 1 --max-time 0)
-  LIMITS=(600 600 1800 1800)
-else  # seconds for the training cost, the inference bench, stage 1, stage 2: 575 s in all
+  DECODE=(--batch-sizes 2 --rounds 1 --train-iters 4); LIMITS=(600 600 600 1800 1800)
+else  # seconds for the training cost, the inference bench, the decoding bench, stage 1, stage 2: 575 s
   # Each stage: ~25 s to start, at most 100 s of training, then inference and evaluation.
   DEV=cuda:0; SIZES=(--epochs 12 --stage1-epochs 24 --max-time 100s); COST=(1333x800 4 20 5)
-  INFER=(--val-images 16 --size 1600x1000 --batch-sizes 8 32 64 --train-iters 300 --workers 4 --max-time 40)
-  LIMITS=(110 120 160 185)
+  INFER=(--val-images 16 --size 1600x1000 --batch-sizes 8 32 64 --train-iters 300 --workers 4 --max-time 30)
+  DECODE=(--batch-sizes 8 32 64 --rounds 3 --train-iters 300); LIMITS=(110 100 20 160 185)
 fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
 rm -rf /tmp/site
@@ -73,6 +74,10 @@ echo "train_cost rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 timeout "${LIMITS[1]}" "$PY" bench/bench_infer.py --device $DEV "${INFER[@]}" --precisions fp32 fp16 \
   --device-tiles --fuse-conv-bn --work /tmp/afm_bench_infer > "$OUT/infer.log" 2>&1
 echo "infer rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
+# The decoding of a batch (the model bench_infer trained and cached in the same --work).
+timeout "${LIMITS[2]}" "$PY" bench/bench_decode.py --device $DEV "${DECODE[@]}" --work /tmp/afm_bench_infer \
+  > "$OUT/decode.log" 2>&1
+echo "decode rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 
 # 3. The staged comparison.
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_use.csv" 2>/dev/null &
@@ -86,10 +91,10 @@ bench() {  # bench NAME LIMIT ARGS...: one bench_accuracy run, its log in $OUT
     --variants "$@" > "$OUT/$name.log" 2>&1
   echo "$name rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 }
-bench stage1 "${LIMITS[2]}" --work /tmp/real_bench --stages 1
-bench stage2 "${LIMITS[3]}" --work /tmp/real_bench --stages 2 --jobs 2 --models TOOD AFMNet
+bench stage1 "${LIMITS[3]}" --work /tmp/real_bench --stages 1
+bench stage2 "${LIMITS[4]}" --work /tmp/real_bench --stages 2 --jobs 2 --models TOOD AFMNet
 kill $monitor 2>/dev/null
 cp /tmp/real_bench/results.json "$OUT/results.json" 2>/dev/null
 (cd /tmp && tar -czf "$OUT/logs.tar.gz" --exclude='*.pth' --exclude='*.jpg' --exclude='Datasets' \
   --exclude='raw' real_bench) 2>/dev/null
-tail -n 25 "$OUT/train_cost.log" "$OUT/infer.log" "$OUT/stage2.log"
+tail -n 25 "$OUT/train_cost.log" "$OUT/infer.log" "$OUT/decode.log" "$OUT/stage2.log"
