@@ -174,3 +174,14 @@ def test_model_forward_splits_one_copy_per_field_into_images():
     assert dets[2].boxes.tolist() == [[7, 7, 9, 9]] and dets[2].labels.tolist() == [1]
     assert dets[0].boxes.dtype == np.float64 and dets[0].scores.dtype == np.float64
     assert dets[1].boxes.shape == (0, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_decoding_on_cuda_gives_mmdets_detections():
+    head = tood_head(min_bbox_size=12).cuda()
+    scores, boxes = head_outputs(batch=6, silent=(2,))
+    scores, boxes = [s.cuda() for s in scores], [b.cuda() for b in boxes]
+    metas = METAS * 2
+    want = TOODHead.predict_by_feat(head, scores, boxes, batch_img_metas=metas, rescale=True)
+    assert_same(want, batched_predict_by_feat(head, scores, boxes, batch_img_metas=metas, rescale=True), ties=True)
