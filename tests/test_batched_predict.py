@@ -176,6 +176,22 @@ def test_model_forward_splits_one_copy_per_field_into_images():
     assert dets[1].boxes.shape == (0, 4)
 
 
+def test_load_model_batches_the_decoding(tmp_path):
+    """afmcli.load_model wires it in: a batch of B 512-px tiles (no padding: mmengine reads
+    each image's padding from a host tensor) costs B + 5 host syncs (the data preprocessor's
+    one, the candidate counts, one NMS per tile, one copy per field)."""
+    import afmcli
+    from test_infer_e2e import CONFIG, save_tiny_checkpoint
+
+    model = afmcli.load_model(CONFIG, save_tiny_checkpoint(tmp_path / "tiny.pth"))
+    assert "predict_by_feat" in vars(model.module.bbox_head)
+    tiles = list(np.random.default_rng(0).integers(0, 255, (4, 512, 512, 3), dtype=np.uint8))
+    data = model.pipeline(tiles)
+    dets = []
+    assert count_syncs(lambda: dets.extend(model.forward(data, 0.01))) == 4 + 5
+    assert len(dets) == 4 and all(len(d) > 0 for d in dets)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_batched_decoding_on_cuda_gives_mmdets_detections():
