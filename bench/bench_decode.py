@@ -14,7 +14,9 @@ bench_train.py --count-ops), its time (median of --rounds, the two interleaved),
 whether the detections are the same (exactly; ties in score may swap places). For scale,
 the operators of the network's forward pass on the same batch. A second table takes the
 whole batch, network included, to numpy detections per tile: plain mmdet (`test_step`,
-then each image's boxes, scores and labels to the host) against `Model.forward`.
+then each image's boxes, scores and labels to the host) against `Model.forward`, and
+`Model.forward_windows` (`--device-tiles`: the tiles cut on the device from one image, its
+windows repeated up to the batch size).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -68,6 +71,8 @@ def main() -> None:
     for img in gt["images"]:
         image = cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"]))
         tiles += iter_crops(image, plan_windows(*image.shape[:2], 512, 0.25))
+    # --device-tiles: the last image on the device, its windows repeated up to the batch size
+    on_device, windows = torch.as_tensor(image).to(args.device), plan_windows(*image.shape[:2], 512, 0.25)
     model = afmcli.load_model(bench_infer.CONFIG, ckpt, device=args.device)
     detector, head = model.module, model.module.bbox_head
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -109,8 +114,10 @@ def main() -> None:
         whole.add_column(col, justify="right")
     for batch in args.batch_sizes:
         data = model.pipeline([tiles[i % len(tiles)] for i in range(batch)])
+        cut = windows[np.arange(batch) % len(windows)]
         paths = {"mmdet test_step + per-image copies": lambda: mmdet_detections(detector, head, data),
-                 "afmcli Model.forward": lambda: model.forward(data, 0.0)}
+                 "afmcli Model.forward": lambda: model.forward(data, 0.0),
+                 "afmcli Model.forward_windows (--device-tiles)": lambda: model.forward_windows(on_device, cut, 0.0)}
         counts, times = {}, {name: [] for name in paths}
         for name, path in paths.items():
             with bench_train.op_counter() as counts[name]:

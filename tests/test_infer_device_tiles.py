@@ -46,7 +46,7 @@ def test_device_batch_is_the_pipelines_input(scale, keep_ratio):
     cfg = Config.fromfile(str(CONFIG))
     cfg.test_dataloader.dataset.pipeline[1] = dict(type="Resize", scale=scale, keep_ratio=keep_ratio)
     pipeline = TilePipeline(cfg)
-    image = real_image()  # 1360 x 765: up- and downscaled crops, odd sizes
+    image = real_image()  # 960 x 540: up- and downscaled crops, odd sizes
     h, w = image.shape[:2]
     windows = np.array([[0, 0, 512, 512], [w - 512, h - 512, w, h], [100, 37, 401, 250], [0, 0, w, h]])
     want = pipeline([image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows])
@@ -59,6 +59,28 @@ def test_device_batch_is_the_pipelines_input(scale, keep_ratio):
         # cv2 resizes uint8 in fixed point: about one pixel in eight is one grey level apart
         assert diff.max() <= 1 and diff.float().mean() < 0.25, (diff.max(), diff.float().mean())
 
+
+
+@pytest.mark.parametrize("scale", [(512, 512), (800, 600)])
+def test_tiles_of_one_size_come_as_one_tensor_equal_to_the_list(checkpoint, scale):
+    """SAHI's tiles all have one size: they come stacked, resized at once, and the data
+    preprocessor's batch (normalised, padded) and metainfo are the list form's exactly."""
+    model = afmcli.load_model(CONFIG, checkpoint)
+    model.pipeline.steps[1] = dict(type="Resize", scale=scale, keep_ratio=True)
+    tiles = DeviceTiles(model.pipeline.steps)
+    image = torch.from_numpy(real_image())
+    h, w = image.shape[:2]
+    windows = np.array([[0, 0, 512, 512], [w - 512, h - 512, w, h], [300, 20, 812, 532]])  # 960 x 540
+    stacked = tiles.batch(image, windows)
+    assert torch.is_tensor(stacked["inputs"]) and stacked["inputs"].shape[0] == 3
+    listed = dict(stacked, inputs=[tiles.resized(image[y1:y2, x1:x2].permute(2, 0, 1)[None])[0]
+                                   for x1, y1, x2, y2 in windows])
+    a, b = (model.module.data_preprocessor(d, False) for d in (stacked, listed))
+    assert torch.equal(a["inputs"], b["inputs"])
+    assert [s.metainfo for s in a["data_samples"]] == [s.metainfo for s in b["data_samples"]]
+    mixed = tiles.batch(image, np.array([[0, 0, 512, 512], [0, 0, 300, 200]]))["inputs"]
+    assert isinstance(mixed, list) and [t.shape[1:] for t in mixed] == [
+        tuple(reversed(tiles.size(512, 512))), tuple(reversed(tiles.size(300, 200)))]
 
 def test_device_tiles_give_the_pipelines_detections(checkpoint, image):
     model = afmcli.load_model(CONFIG, checkpoint)

@@ -60,20 +60,31 @@ class DeviceTiles:
 
     def batch(self, image: torch.Tensor, windows: np.ndarray) -> dict:
         """``model.test_step``'s input for the crops ``windows`` (xyxy) of ``image`` (H, W, 3
-        uint8 BGR, on the model's device), as TilePipeline makes it from the crops."""
+        uint8 BGR, on the model's device), as TilePipeline makes it from the crops. Crops of
+        one size (SAHI's tiles all are) come as one (N, 3, H, W) tensor, resized at once, which
+        the data preprocessor also normalises and pads at once; others as a list."""
         from mmdet.structures import DetDataSample
 
-        inputs, samples = [], []
-        for index, (x1, y1, x2, y2) in enumerate(np.asarray(windows, dtype=np.int64).tolist()):
-            crop = image[y1:y2, x1:x2].permute(2, 0, 1)
-            height, width = crop.shape[1:]
+        crops = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in np.asarray(windows, dtype=np.int64).tolist()]
+        samples = []
+        for index, crop in enumerate(crops):
+            height, width = crop.shape[:2]
             new_w, new_h = self.size(width, height)
-            if (new_w, new_h) != (width, height):
-                # cv2's INTER_LINEAR: half-pixel centres (align_corners=False), no antialiasing
-                crop = F.interpolate(crop[None].float(), size=(new_h, new_w), mode="bilinear",
-                                     align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
-            inputs.append(crop.contiguous())
             meta = dict(img_id=index, img_path=None, ori_shape=(height, width), img_shape=(new_h, new_w),
                         scale_factor=(new_w / width, new_h / height))
             samples.append(DetDataSample(metainfo={k: meta[k] for k in self.meta_keys if k in meta}))
+        if len({crop.shape for crop in crops}) == 1:
+            inputs = self.resized(torch.stack(crops).permute(0, 3, 1, 2))
+        else:
+            inputs = [self.resized(crop.permute(2, 0, 1)[None])[0] for crop in crops]
         return dict(inputs=inputs, data_samples=samples)
+
+    def resized(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) uint8 crops of one size after the Resize step, contiguous."""
+        height, width = crops.shape[2:]
+        new_w, new_h = self.size(width, height)
+        if (new_w, new_h) != (width, height):
+            # cv2's INTER_LINEAR: half-pixel centres (align_corners=False), no antialiasing
+            crops = F.interpolate(crops.float(), size=(new_h, new_w), mode="bilinear",
+                                  align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+        return crops.contiguous()
