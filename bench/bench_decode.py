@@ -22,7 +22,6 @@ windows repeated up to the batch size).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import time
@@ -36,15 +35,8 @@ from rich.table import Table
 
 import afmcli
 from afmcli.inference.tiles import iter_crops, plan_windows
-
-HERE = Path(__file__).resolve().parent
-
-
-def bench_module(name: str):
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_infer import CONFIG, device_name, make_data, train, val_labels
+from bench_train import op_counter
 
 
 def same(want, got) -> bool:
@@ -52,6 +44,23 @@ def same(want, got) -> bool:
     def rows(r):
         return sorted(torch.cat([r.scores[:, None], r.labels[:, None].float(), r.bboxes], 1).tolist())
     return len(want) == len(got) and torch.equal(want.scores, got.scores) and rows(want) == rows(got)
+
+
+def measure(runs: dict, rounds: int, sync) -> tuple[dict, dict, dict]:
+    """Each of ``runs`` (name: callable) once under the operator counter, then ``rounds``
+    timed rounds, the runs interleaved: (results, counts, median ms) by name."""
+    results, counts, times = {}, {}, {name: [] for name in runs}
+    for name, run in runs.items():
+        with op_counter() as counts[name]:
+            results[name] = run()
+    for _ in range(rounds):
+        for name, run in runs.items():
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return results, counts, {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -62,22 +71,22 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
     parser.add_argument("--train-iters", type=int, default=200)
     args = parser.parse_args()
-    bench_infer, bench_train = bench_module("bench_infer"), bench_module("bench_train")
     args.work.mkdir(parents=True, exist_ok=True)
-    bench_infer.make_data(args.work, 4, (1600, 1000))
-    ckpt = bench_infer.train(args.work, args.train_iters, args.device)
-    gt = json.loads(bench_infer.val_labels(args.work).read_text())
+    make_data(args.work, 4, (1600, 1000))
+    ckpt = train(args.work, args.train_iters, args.device)
+    gt = json.loads(val_labels(args.work).read_text())
     tiles = []
     for img in gt["images"]:
         image = cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"]))
-        tiles += iter_crops(image, plan_windows(*image.shape[:2], 512, 0.25))
+        windows = plan_windows(*image.shape[:2], 512, 0.25)
+        tiles += iter_crops(image, windows)
     # --device-tiles: the last image on the device, its windows repeated up to the batch size
-    on_device, windows = torch.as_tensor(image).to(args.device), plan_windows(*image.shape[:2], 512, 0.25)
-    model = afmcli.load_model(bench_infer.CONFIG, ckpt, device=args.device)
+    on_device = torch.as_tensor(image).to(args.device)
+    model = afmcli.load_model(CONFIG, ckpt, device=args.device)
     detector, head = model.module, model.module.bbox_head
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
-    table = Table(title=f"TOODHead decoding of one batch of 512-px tiles, tiny TOOD ({bench_infer.device_name(args.device)})")
+    table = Table(title=f"TOODHead decoding of one batch of 512-px tiles, tiny TOOD ({device_name(args.device)})")
     for col in ("batch", "forward ops", "decoding", "ops", "host syncs", "ms", "ms / tile", "detections",
                 "same as mmdet", "ops vs mmdet", "ms vs mmdet"):
         table.add_column(col, justify="right")
@@ -86,22 +95,11 @@ def main() -> None:
         with torch.no_grad():
             data = detector.data_preprocessor(model.pipeline(crops), False)
             metas = [s.metainfo for s in data["data_samples"]]
-            with bench_train.op_counter() as forward:
+            with op_counter() as forward:
                 outs = head(detector.extract_feat(data["inputs"]))
             decoders = {"mmdet": lambda: type(head).predict_by_feat(head, *outs, batch_img_metas=metas, rescale=True),
                         "batched": lambda: head.predict_by_feat(*outs, batch_img_metas=metas, rescale=True)}
-            results, counts, times = {}, {}, {name: [] for name in decoders}
-            for name, decode in decoders.items():
-                with bench_train.op_counter() as counts[name]:
-                    results[name] = decode()
-            for _ in range(args.rounds):
-                for name, decode in decoders.items():
-                    sync()
-                    start = time.perf_counter()
-                    decode()
-                    sync()
-                    times[name].append(time.perf_counter() - start)
-        ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
+            results, counts, ms = measure(decoders, args.rounds, sync)
         agree = sum(same(a, b) for a, b in zip(results["mmdet"], results["batched"]))
         for name in decoders:
             table.add_row(str(batch), str(forward.ops), name, str(counts[name].ops), str(counts[name].syncs),
@@ -118,16 +116,7 @@ def main() -> None:
         paths = {"mmdet test_step + per-image copies": lambda: mmdet_detections(detector, head, data),
                  "afmcli Model.forward": lambda: model.forward(data, 0.0),
                  "afmcli Model.forward_windows (--device-tiles)": lambda: model.forward_windows(on_device, cut, 0.0)}
-        counts, times = {}, {name: [] for name in paths}
-        for name, path in paths.items():
-            with bench_train.op_counter() as counts[name]:
-                path()
-        for _ in range(args.rounds):
-            for name, path in paths.items():
-                start = time.perf_counter()
-                path()  # ends on the host: nothing left to synchronise
-                times[name].append(time.perf_counter() - start)
-        ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
+        _, counts, ms = measure(paths, args.rounds, sync)
         first = next(iter(paths))
         for name in paths:
             whole.add_row(str(batch), name, str(counts[name].ops), str(counts[name].syncs), f"{ms[name]:.1f}",

@@ -367,5 +367,6 @@ def metrics_table(table: Table, results: dict[str, dict[str, float]]) -> Table:
         table.add_row(name, *["-" if v is None else f"{v:.2f}" for v in res.values()])  # None: no objects
     return table
 
+
 if __name__ == "__main__":
     main()

@@ -89,10 +89,12 @@ def test_the_cuts_are_exercised():
     assert count['size'][0] < count['all'][0]
 
 
+_spec = importlib.util.spec_from_file_location('bench_train', 'bench/bench_train.py')
+bench_train = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_train)
+
+
 def count_syncs(fn) -> int:
-    spec = importlib.util.spec_from_file_location('bench_train', 'bench/bench_train.py')
-    bench_train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_train)
     with bench_train.op_counter() as counts:
         fn()
     return counts.syncs

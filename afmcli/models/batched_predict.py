@@ -5,8 +5,8 @@ levels: score filter, top-k, gather, rescale, size filter and NMS, each a handfu
 operators and host syncs per image and level. At 32 tiles of 512 px the tiny TOOD's
 decoding dispatches 3,661 operators and 256 host syncs, against 642 operators for its
 whole forward pass (bench/bench_decode.py): on a GPU the host then launches kernels one
-by one while the device waits. Here each step runs once for
-the batch; only the NMS (mmcv's, as mmdet calls it) stays per image.
+by one while the device waits. Here each step runs once for the batch; only the NMS
+(mmcv's, as mmdet calls it) stays per image.
 
 The result is mmdet's, operation for operation (the same float32 products and
 comparisons), except where two candidates have exactly the same score: the order of
