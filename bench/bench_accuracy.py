@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from afmcli.cli import app  # noqa: E402
+from afmcli.data.layout import DatasetPaths  # noqa: E402
 from afmcli.engine.demo import last_checkpoint, make_synthetic_split, run_step  # noqa: E402
 from afmcli.io import read_json, write_json  # noqa: E402
 
@@ -167,7 +168,7 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
                        args, load_from: Path | None = None, epochs: int | None = None) -> dict:
     """Train (from `load_from` when given), infer on the val images, evaluate; returns
     {mode: metrics} per inference mode, and for AFMNet rows of --staged each head alone."""
-    ann = val_labels(data)
+    ann = DatasetPaths(data, 'val').ann_file
     options = list(model_options) + list(args.options)
     epochs = epochs or args.epochs
     if epochs is not None:
@@ -206,10 +207,6 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     return out
 
 
-def val_labels(data: Path) -> Path:
-    return data / 'labels' / 'annotations' / 'val_labels.json'
-
-
 def checkpoint_epoch(checkpoint: Path) -> int | None:
     """N of an epoch_N.pth checkpoint (None for iteration-based ones)."""
     match = re.fullmatch(r'epoch_(\d+)\.pth', checkpoint.name)
@@ -221,7 +218,7 @@ def at_epochs(name: str, result: dict, epochs: int, data: Path, args) -> dict:
     checkpoint = Path(result['checkpoint']).with_name(f'epoch_{epochs}.pth')
     if not checkpoint.is_file():
         raise SystemExit(f'bench_accuracy: {checkpoint} not found: {name} cannot be compared at {epochs} epochs')
-    scored = infer_and_evaluate(Path(result['trained_config']), checkpoint, val_labels(data),
+    scored = infer_and_evaluate(Path(result['trained_config']), checkpoint, DatasetPaths(data, 'val').ann_file,
                                 args.work / name / f'epoch_{epochs}', args)
     return scored | dict(config=result['config'], checkpoint=str(checkpoint), epochs=epochs, train_s=None)
 

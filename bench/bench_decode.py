@@ -35,7 +35,7 @@ from rich.table import Table
 
 import afmcli
 from afmcli.inference.tiles import iter_crops, plan_windows
-from bench_infer import CONFIG, device_name, make_data, train, val_labels
+from bench_infer import CONFIG, device_name, make_data, train, val_split
 from bench_train import op_counter
 
 
@@ -74,10 +74,11 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     make_data(args.work, 4, (1600, 1000))
     ckpt = train(args.work, args.train_iters, args.device)
-    gt = json.loads(val_labels(args.work).read_text())
+    split = val_split(args.work)
+    gt = json.loads(split.ann_file.read_text())
     tiles = []
     for img in gt["images"]:
-        image = cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"]))
+        image = cv2.imread(str(split.images / img["file_name"]))
         windows = plan_windows(*image.shape[:2], 512, 0.25)
         tiles += iter_crops(image, windows)
     # --device-tiles: the last image on the device, its windows repeated up to the batch size

@@ -45,6 +45,7 @@ from rich.table import Table
 
 import afmcli
 from afmcli.cli import main as afm
+from afmcli.data.layout import DatasetPaths
 from afmcli.detections import Detections, detections_to_results
 from afmcli.inference.fusion import overlap
 from afmcli.inference.predict import PredictSettings, image_units, predict_units
@@ -68,7 +69,7 @@ def make_data(work: Path, val_images: int, size: tuple[int, int]) -> None:
         quiet("synth", work / "synth_train", "--split", "train", "--images", 60, "--width", 512,
               "--height", 512, "--seed", 1)
         quiet("convert-visdrone", work / "synth_train", work / "Datasets", "--split", "train")
-    if not val_labels(work).is_file():
+    if not val_split(work).ann_file.is_file():
         quiet("synth", work / "synth_val", "--split", "val", "--images", val_images, "--width", size[0],
               "--height", size[1], "--seed", 2)
         quiet("convert-visdrone", work / "synth_val", work / "Datasets", "--split", "val")
@@ -177,8 +178,9 @@ def compare(ours: list[Detections], theirs: list[Detections]) -> tuple[int, int,
     return n_ours, n_theirs, matched, box_diff, score_diff
 
 
-def val_labels(work: Path) -> Path:
-    return work / "Datasets" / "labels" / "annotations" / "val_labels.json"
+def val_split(work: Path) -> DatasetPaths:
+    """The synth val split of --work (its labels and images)."""
+    return DatasetPaths(work / "Datasets", "val")
 
 
 def evaluate(work: Path, labels: Path, image_ids: list[int], dets: list[Detections], tag: str) -> dict[str, float]:
@@ -205,7 +207,7 @@ def afm_infer_files(ckpt: Path, args, batch_size: int) -> tuple[float, Path]:
     load = time.perf_counter()
     afmcli.load_model(CONFIG, ckpt, device=args.device)  # what run_inference's own load costs, taken off below
     load = time.perf_counter() - load
-    stats = run_inference(CONFIG, ckpt, args.work / "Datasets" / "images" / "val", out, settings,
+    stats = run_inference(CONFIG, ckpt, val_split(args.work).images, out, settings,
                           device=args.device, workers=args.workers, overwrite=True)
     return stats.seconds - load, out / "predictions.json"
 
@@ -268,9 +270,9 @@ def main() -> None:
 
     make_data(args.work, args.val_images, size)
     ckpt = train(args.work, args.train_iters, args.device)
-    gt = json.loads(val_labels(args.work).read_text())
+    gt = json.loads(val_split(args.work).ann_file.read_text())
     image_ids = [img["id"] for img in gt["images"]]
-    images = [cv2.imread(str(args.work / "Datasets" / "images" / "val" / img["file_name"])) for img in gt["images"]]
+    images = [cv2.imread(str(val_split(args.work).images / img["file_name"])) for img in gt["images"]]
     models = {p: afmcli.load_model(CONFIG, ckpt, device=args.device, fp16=p == "fp16",
                                    fuse_conv_bn=args.fuse_conv_bn) for p in args.precisions}
     model = next(iter(models.values()))
@@ -341,7 +343,7 @@ def main() -> None:
             name = f"afm infer files->files, batch {b}"
             sec, pred = afm_infer_files(ckpt, args, b)
             files.add_row(name, f"{sec:.2f}", f"{len(images) / sec:.3f}", f"{t_sahi / n * len(images) / sec:.2f}x")
-            files_results[name] = evaluate_file(val_labels(args.work), pred)
+            files_results[name] = evaluate_file(val_split(args.work).ann_file, pred)
         console.print(files)
         console.print(metrics_table(Table(title="Accuracy of `afm infer` files to files, all images"), files_results))
 
@@ -349,7 +351,7 @@ def main() -> None:
 def labels_of(work: Path, gt: dict, n: int) -> Path:
     """The val labels of the first ``n`` images (all of them: the file itself)."""
     if n == len(gt["images"]):
-        return val_labels(work)
+        return val_split(work).ann_file
     keep = {img["id"] for img in gt["images"][:n]}
     path = work / f"val_labels_first{n}.json"
     # Every per-image record list (annotations, VisDrone's "others") keeps those images' records.
