@@ -12,7 +12,8 @@ In one run, on `afm synth` data:
      (one tile per forward pass, mmdet's DetInferencer pipeline), and
    - ours: afmcli.inference (the `afm infer` path) at batch 1 and at each of --batch-sizes,
      in each of --precisions (fp16: `afm infer --fp16`), with --fuse-conv-bn: BatchNorms folded,
-     with --device-tiles: also with the tiles cut and resized on the device;
+     with --device-tiles: also with the tiles cut and resized on the device, with
+     --channels-last: also the last precision's model in channels-last memory;
    - with --workers N: `afm infer` itself, files to files (decoding in N workers, pinned
      memory on CUDA), at each batch size; its time includes decoding and writing;
    and reports images/s, the ratio, whether the detections are the same (matched count,
@@ -262,6 +263,8 @@ def main() -> None:
     parser.add_argument("--fuse-conv-bn", action="store_true", help="ours: backbone BatchNorms folded")
     parser.add_argument("--device-tiles", action="store_true", help="ours: also rows with the tiles cut on "
                         "the device (afm infer --device-tiles)")
+    parser.add_argument("--channels-last", action="store_true", help="ours: also rows of the last precision's "
+                        "model in channels-last memory (afm infer --channels-last), at each --batch-sizes")
     parser.add_argument("--max-time", type=float, default=None, help="seconds for the interleaved loop: "
                         "no image starts after that (default: every image)")
     args = parser.parse_args()
@@ -276,14 +279,22 @@ def main() -> None:
     models = {p: afmcli.load_model(CONFIG, ckpt, device=args.device, fp16=p == "fp16",
                                    fuse_conv_bn=args.fuse_conv_bn) for p in args.precisions}
     model = next(iter(models.values()))
+    # (precision label, model, batch sizes): channels-last beside the fastest precision only,
+    # so that the rows, and the time they take, grow by --batch-sizes alone
+    batch_sizes = sorted({1, *args.batch_sizes})
+    variants = [(p, m, batch_sizes) for p, m in models.items()]
+    if args.channels_last:
+        last = args.precisions[-1]
+        nhwc = afmcli.load_model(CONFIG, ckpt, device=args.device, fp16=last == "fp16",
+                                 fuse_conv_bn=args.fuse_conv_bn, channels_last=True)
+        variants.append((f"{last}, channels-last", nhwc, sorted(args.batch_sizes)))
 
     sahi = sahi_model(ckpt, args)
-    batch_sizes = sorted({1, *args.batch_sizes})
     runs = {"SAHI (1 tile / pass)": lambda im: sahi_one(sahi, im, args)}
     tilings = [False, True] if args.device_tiles else [False]
     ours = {f"ours, batch {b}{'' if p == 'fp32' else ', ' + p}{', device tiles' if t else ''}":
             (lambda im, b=b, m=m, t=t: ours_one(m, im, args, b, device_tiles=t))
-            for p, m in models.items() for t in tilings for b in batch_sizes}
+            for p, m, sizes in variants for t in tilings for b in sizes}
     runs.update(ours)
     runs["ours, full image only"] = lambda im: ours_one(model, im, args, 1, slices=False)
     for run in runs.values():  # warm-up (allocator, thread pools)

@@ -1,6 +1,6 @@
 """--fp16 / load_model(fp16=True): the forward passes under float16 autocast give the fp32
 detections up to half-precision rounding, with decoding and NMS still in float32; each of
-afm infer's speed options (--fp16, --device-tiles, --fuse-conv-bn) is part of a run's
+afm infer's speed options (--fp16, --device-tiles, --fuse-conv-bn, --channels-last) is part of a run's
 fingerprint."""
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def test_fp16_gives_the_fp32_detections_up_to_half_precision(config, median_px, 
     assert np.median(shifts) < median_px, shifts
 
 @pytest.mark.parametrize("flag,setting", [("--fp16", "fp16"), ("--device-tiles", "device_tiles"),
-                                          ("--fuse-conv-bn", "fuse_conv_bn")])
+                                          ("--fuse-conv-bn", "fuse_conv_bn"),
+                                          ("--channels-last", "channels_last")])
 def test_each_speed_option_is_part_of_the_run_fingerprint(flag, setting, synth_split, tmp_path, capsys):
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")
     image = sorted(synth_split.images.glob("*.jpg"))[0]

@@ -40,10 +40,14 @@ def test_fused_backbone_gives_the_same_detections(checkpoint, synth_split):
     fused = afmcli.load_model(CONFIG, checkpoint, fuse_conv_bn=True)
     assert count_bn(plain.module.backbone) == 20 and count_bn(fused.module.backbone) == 0
     image = cv2.imread(str(sorted(synth_split.images.glob("*.jpg"))[0]))
-    want, got = plain([image])[0], fused([image])[0]
+    assert_same_detections(plain([image])[0], fused([image])[0])
+
+
+def assert_same_detections(want, got) -> None:
+    """The same detections, one for one, up to float rounding; two whose scores tie to 1e-6
+    may come out in either order (convolutions that round differently, and the CPU's vector
+    width decides)."""
     assert len(want.boxes) > 10 and len(got.boxes) == len(want.boxes)
-    # The same detections, one for one; two whose scores tie to 1e-6 may come out in either
-    # order (the folded convolutions round differently, and the CPU's vector width decides).
     taken = set()
     for box, score, label in zip(want.boxes, want.scores, want.labels):
         near = (np.abs(got.boxes - box).max(axis=1) < 1e-2) & (np.abs(got.scores - score) < 1e-4)

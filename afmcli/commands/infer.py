@@ -61,6 +61,9 @@ def infer(
                                       "cut, resize and pack its tiles there (the test pipeline's CPU work)."),
     fp16: bool = typer.Option(False, "--fp16", help="Half-precision forward passes (float16 autocast, for "
                               "GPUs); decoding and NMS stay in float32."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Weights and activations in channels-last "
+                                       "(NHWC) memory, cuDNN's tensor-core layout (with --fp16 on GPUs); checked "
+                                       "on a probe image, NCHW with a warning where the model misreads it."),
     yolo: bool = typer.Option(False, "--yolo", help="Also DIR/yolo/<name>.txt: ultralytics-style results "
                               "(class x_center y_center width height confidence, normalised)."),
 ) -> None:
@@ -76,7 +79,7 @@ def infer(
                              method=method, iou=iou, match=match, max_per_img=max_per_img,
                              device_tiles=device_tiles, viz=viz,
                              viz_score=viz_score, vid=vid, yolo=yolo, fuse_conv_bn=fuse_conv_bn,
-                             fp16=fp16)
+                             fp16=fp16, channels_last=channels_last)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
                           frame_step=frame_step)

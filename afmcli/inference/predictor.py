@@ -114,8 +114,62 @@ def float32_boxes_under_fp16(module: torch.nn.Module) -> None:
                 head.deform_sampling = in_float32(head.deform_sampling)
 
 
+def dense_head_outputs(module: torch.nn.Module, data: dict) -> list[torch.Tensor]:
+    """Every tensor the detector's dense heads output while ``module.test_step(data)`` runs (float32)."""
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+
+    seen: list[torch.Tensor] = []
+
+    def record(_head, _args, output):
+        stack = [output]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                seen.append(item.detach().float())
+            elif isinstance(item, (tuple, list)):
+                stack.extend(reversed(item))
+
+    hooks = [m.register_forward_hook(record) for m in module.modules() if isinstance(m, BaseDenseHead)]
+    try:
+        with torch.no_grad():
+            module.test_step(data)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def to_channels_last(module: torch.nn.Module, probe: dict) -> bool:
+    """Store the detector's 4-D weights channels-last (NHWC), so that its convolutions take and
+    give channels-last activations (cuDNN's tensor-core layout; on a GPU an NCHW half-precision
+    convolution pays a transposition). True when converted.
+
+    An operator that reads its input's memory as NCHW gives wrong numbers on a channels-last
+    tensor without a word (mmcv's roi_align does; afmcli's models hand it contiguous tensors).
+    So the model stays channels-last only if its dense heads' outputs on ``probe`` (a batch of
+    the test pipeline) equal the NCHW ones up to rounding; otherwise a warning, back to NCHW.
+    """
+    want = dense_head_outputs(module, probe)
+    module.to(memory_format=torch.channels_last)
+    try:
+        got = dense_head_outputs(module, probe)
+    except RuntimeError as error:  # an op that refuses non-contiguous input (mmcv's deform_conv2d)
+        got, reason = None, str(error).splitlines()[0]
+    else:
+        reason = "its outputs differ from NCHW's (an operator reads its input's memory as NCHW)"
+    # The layout changes only the convolutions' summation order: a relative error of about 1e-6.
+    if got is not None and len(got) == len(want) and all(
+            a.shape == b.shape and bool((a - b).abs().max() <= 1e-3 * a.abs().max().clamp_min(1e-6))
+            for a, b in zip(want, got)):
+        return True
+    module.to(memory_format=torch.contiguous_format)
+    warn(f"{{channels_last}}: {type(module).__name__} does not run channels-last ({reason}); running it NCHW",
+         "channels_last")
+    return False
+
+
 def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust: bool = False,
-               fuse_conv_bn: bool = False, fp16: bool = False) -> "Model":
+               fuse_conv_bn: bool = False, fp16: bool = False, channels_last: bool = False) -> "Model":
     """Build the config's detector, load the checkpoint strictly, put it in eval mode on ``device``.
 
     ``config``: a config file or an already parsed mmengine Config. A checkpoint that does
@@ -124,7 +178,8 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     ``trust`` (afmcli.engine.checkpoint). ``fuse_conv_bn``: fold the backbone's BatchNorms
     into its convolutions (:func:`fuse_backbone_conv_bn`; detections equal up to rounding).
     ``fp16``: run the forward passes under float16 autocast (mmdet's ``fp16`` test mode), the
-    boxes kept in float32 (:class:`Model`). Heads that decode as TOODHead decode each batch
+    boxes kept in float32 (:class:`Model`). ``channels_last``: weights and activations in NHWC
+    memory (:func:`to_channels_last`, checked on a probe image). Heads that decode as TOODHead decode each batch
     at once (afmcli.models.batched_predict: mmdet's results, fewer operators and host syncs).
     """
     from mmdet.registry import MODELS
@@ -163,7 +218,15 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     batch_tood_decoding(model)
     if fuse_conv_bn:
         fuse_backbone_conv_bn(model)
-    return Model(model, cfg, classes, device, fp16)
+    loaded = Model(model, cfg, classes, device, fp16)
+    if channels_last:
+        loaded.channels_last = to_channels_last(model, loaded.pipeline([probe_image()]))
+    return loaded
+
+
+def probe_image(size: int = 256) -> np.ndarray:
+    """A fixed noise image (BGR uint8) for checking a model transformation."""
+    return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
 class TilePipeline:
@@ -202,6 +265,7 @@ class Model:
 
     def __init__(self, module, cfg, classes: tuple[str, ...], device: str, fp16: bool = False):
         self.module, self.cfg, self.classes, self.device, self.fp16 = module, cfg, classes, device, fp16
+        self.channels_last = False  # set by load_model(channels_last=True) once checked
         if fp16:
             float32_boxes_under_fp16(module)
         self.pipeline = TilePipeline(cfg)
@@ -219,7 +283,7 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({Path(self.cfg.filename).name}, {len(self.classes)} classes, {self.device}" \
-               f"{', fp16' if self.fp16 else ''})"
+               f"{', fp16' if self.fp16 else ''}{', channels-last' if self.channels_last else ''})"
 
     def __call__(self, images: Sequence[np.ndarray], score_thr: float = 0.0) -> list[Detections]:
         """Detections per BGR image (one batch), in that image's pixels, labels as class indices."""

@@ -51,6 +51,7 @@ class InferSettings(PredictSettings):
     yolo: bool = False
     fuse_conv_bn: bool = False
     fp16: bool = False
+    channels_last: bool = False
 
 
 @dataclass
@@ -146,7 +147,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         run = RunInfo(settings, plan.source, classes,
                       tuple(category_ids(classes, plan.source.categories, plan.source.path)), state.dir)
         model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn,
-                           fp16=settings.fp16)
+                           fp16=settings.fp16, channels_last=settings.channels_last)
         if settings.device_tiles:
             model.device_tiles()  # a pipeline that cannot move is refused before anything is written
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))

@@ -110,10 +110,11 @@ def carafe_any(features: Tensor, masks: Tensor, kernel_size: int, group_size: in
     Both take one dtype. Under autocast the mask (a softmax) comes out float32 while the
     features are half: the mask follows the features (its weights sum to 1 over k*k taps, so
     half precision loses nothing that the half features keep), and the kernel runs in half.
+    mmcv's kernel reads its inputs' memory as NCHW: channels-last tensors are made contiguous.
     """
     masks = masks.to(features.dtype)
     if features.is_cuda:
-        return carafe(features, masks, kernel_size, group_size, scale_factor)
+        return carafe(features.contiguous(), masks.contiguous(), kernel_size, group_size, scale_factor)
     return carafe_torch(features, masks, kernel_size, group_size, scale_factor)
 
 

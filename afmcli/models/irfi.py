@@ -63,7 +63,8 @@ class IRFI(BaseModule):
         # (no tensor from host values: on a GPU that copy waits for the device)
         own = torch.arange(len(boxes), device=crops.device, dtype=crops.dtype)[:, None]
         local = torch.cat([own, *(own.new_full((len(own), 1), v) for v in (m, m, m + ww, m + wh))], dim=1)
-        roi_feats = roi_align(crops, local, self.roi_size, 1.0, 0, 'avg', True)
+        # (mmcv's kernel reads the memory as NCHW: a channels-last input would be misread)
+        roi_feats = roi_align(crops.contiguous(), local, self.roi_size, 1.0, 0, 'avg', True)
         tokens = self.token(F.adaptive_avg_pool2d(self.reduce(roi_feats), 4).flatten(1))
         normalised = torch.stack([boxes[:, 0] / w, boxes[:, 1] / h, boxes[:, 2] / w, boxes[:, 3] / h], dim=1)
         tokens = tokens + self.pos_embed(normalised)

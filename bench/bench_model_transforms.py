@@ -1,15 +1,17 @@
-"""Inference with the backbone's BatchNorms folded into its convolutions (`afm infer
---fuse-conv-bn`) beside the plain mmdet model, side by side in one run.
+"""Inference with the model transformations of `afm infer` (`--fuse-conv-bn`: the backbone's
+BatchNorms folded into its convolutions; `--channels-last`: weights and activations in NHWC
+memory) beside the plain mmdet model, side by side in one run.
 
-    .venv/bin/python bench/bench_fuse_conv_bn.py                       # CPU, 1 thread, 8 tiles of 512
-    .venv/bin/python bench/bench_fuse_conv_bn.py --device cuda --batch 32 --amp
+    .venv/bin/python bench/bench_model_transforms.py                   # CPU, 1 thread, 8 tiles of 512
+    .venv/bin/python bench/bench_model_transforms.py --device cuda --batch 32 --amp
 
 For each config (the tiny test TOOD, the R50 TOOD and AFMNet), the model is built with
 BatchNorm statistics drawn away from the identity (as training leaves them; the weights are
 random, which does not change the work), and one forward pass over a batch of --size tiles
-(``model.test_step``: preprocessing, backbone, neck, head, NMS) is timed for the plain and
-the fused copy in turn, best of --rounds after a warm-up. Reported: ms per batch, the ratio,
-and the largest score difference between the two (detections matched by rank).
+(``model.test_step``: preprocessing, backbone, neck, head, NMS) is timed for the plain copy
+and each of --transforms in turn, best of --rounds after a warm-up, the rounds interleaved.
+Reported: ms per batch, the ratio to plain, and the largest score difference to plain
+(detections matched by rank).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def time_batch(model, data: dict, rounds: int) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
-    from afmcli.inference.predictor import Model, config_classes, fuse_backbone_conv_bn
+    from afmcli.inference.predictor import Model, config_classes, fuse_backbone_conv_bn, to_channels_last
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -75,8 +77,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="tile side in pixels")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: stable timings on a shared box)")
-    parser.add_argument("--amp", action="store_true", help="fp16 autocast for both, as `afm infer --fp16`")
+    parser.add_argument("--amp", action="store_true", help="fp16 autocast for all, as `afm infer --fp16`")
     parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), metavar="NAME", default=list(CONFIGS))
+    parser.add_argument("--transforms", nargs="+", choices=("fuse_conv_bn", "channels_last"),
+                        default=["fuse_conv_bn", "channels_last"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -84,31 +88,36 @@ def main() -> None:
     tiles = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8) for _ in range(args.batch)]
     where = (f"{torch.cuda.get_device_name(0)}{', AMP' if args.amp else ''}" if args.device.startswith("cuda")
              else f"CPU, {torch.get_num_threads()} thread(s)")
-    table = Table(title=f"--fuse-conv-bn: {args.batch} tiles of {args.size} px per forward ({where}), "
-                        f"best of {args.rounds}")
-    for column in ("model", "backbone BNs", "plain ms", "fused ms", "fused / plain", "max score diff"):
+    table = Table(title=f"{args.batch} tiles of {args.size} px per forward ({where}), best of {args.rounds}")
+    for column in ("model", "backbone BNs", "plain ms", *(f"{t} {c}" for t in args.transforms
+                                                            for c in ("ms", "/ plain", "max score diff"))):
         table.add_column(column, justify="right")
     for name in args.only:
         module, cfg = build(CONFIGS[name], args.device)
-        fused_module = copy.deepcopy(module)
         bns = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.backbone.modules())
-        assert fuse_backbone_conv_bn(fused_module), name
         # Each Model applies --amp (`afm infer --fp16`) to its own module.
-        plain, fused = (Model(m, cfg, config_classes(cfg), args.device, fp16=args.amp)
-                        for m in (module, fused_module))
-        data = plain.pipeline(tiles)
+        models = {"plain": Model(module, cfg, config_classes(cfg), args.device, fp16=args.amp)}
+        data = models["plain"].pipeline(tiles)
+        for transform in args.transforms:
+            copy_ = copy.deepcopy(module)
+            done = fuse_backbone_conv_bn(copy_) if transform == "fuse_conv_bn" else to_channels_last(copy_, data)
+            assert done, (name, transform)
+            models[transform] = Model(copy_, cfg, config_classes(cfg), args.device, fp16=args.amp)
         times, scores = {}, {}
-        # Interleaved rounds: a load change on the box hits both alike.
+        # Interleaved rounds: a load change on the box hits all alike.
         for _ in range(2):
-            for label, model in (("plain", plain), ("fused", fused)):
+            for label, model in models.items():
                 t, s = time_batch(model, data, args.rounds)
                 times[label] = min(times.get(label, t), t)
                 scores[label] = s
-        n = min(len(scores["plain"]), len(scores["fused"]))
-        diff = float(np.abs(np.sort(scores["plain"])[::-1][:n] - np.sort(scores["fused"])[::-1][:n]).max()) if n else 0.0
-        table.add_row(name, str(bns), f"{times['plain'] * 1e3:.0f}", f"{times['fused'] * 1e3:.0f}",
-                      f"{times['fused'] / times['plain']:.3f}", f"{diff:.1e}")
-    Console(width=140).print(table)
+        row = [name, str(bns), f"{times['plain'] * 1e3:.0f}"]
+        for transform in args.transforms:
+            n = min(len(scores["plain"]), len(scores[transform]))
+            diff = float(np.abs(np.sort(scores["plain"])[::-1][:n] - np.sort(scores[transform])[::-1][:n]).max()) \
+                if n else 0.0
+            row += [f"{times[transform] * 1e3:.0f}", f"{times[transform] / times['plain']:.3f}", f"{diff:.1e}"]
+        table.add_row(*row)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":
