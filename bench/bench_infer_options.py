@@ -1,10 +1,10 @@
-"""`afm infer`'s speed options (--fp16, --device-tiles, --fuse-conv-bn) beside the plain run
+"""`afm infer`'s speed options (--fp16, --device-tiles, --fuse-conv-bn, --channels-last) beside the plain run
 with one trained model, side by side in one run: AP of both views, time, and how far the
 detections move.
 
     .venv/bin/python bench/bench_infer_options.py CONFIG CHECKPOINT VAL_JSON          # CPU
     .venv/bin/python bench/bench_infer_options.py CONFIG CHECKPOINT VAL_JSON --device cuda --batch 32 \
-        --options fp16 device_tiles fuse_conv_bn all
+        --options fp16 device_tiles fuse_conv_bn channels_last all
 
 A trained checkpoint is what makes the AP comparison mean something: the staged real-data
 bench leaves them (`bench/bench_accuracy.py --real --preset full --staged --work W`:
@@ -34,7 +34,7 @@ import afmcli
 METRICS = (("coco", "AP"), ("coco", "AP50"), ("coco", "AP_small"), ("visdrone", "AP"))
 
 
-OPTIONS = ("fp16", "device_tiles", "fuse_conv_bn")
+OPTIONS = ("fp16", "device_tiles", "fuse_conv_bn", "channels_last")
 
 
 def run(model, val: Path, args, device_tiles: bool) -> tuple[dict, float]:
@@ -82,7 +82,7 @@ def main() -> None:
     for name in ("plain", *args.options):
         on = set(OPTIONS) if name == "all" else {name} - {"plain"}
         model = afmcli.load_model(args.config, args.checkpoint, args.device, fp16="fp16" in on,
-                                  fuse_conv_bn="fuse_conv_bn" in on)
+                                  fuse_conv_bn="fuse_conv_bn" in on, channels_last="channels_last" in on)
         dets, seconds = run(model, args.val, args, "device_tiles" in on)
         results[name] = dets, seconds, afmcli.evaluate(args.val, dets)
     where = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else \

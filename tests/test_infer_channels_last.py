@@ -15,6 +15,7 @@ from mmdet.models.necks import FPN
 
 import afmcli
 from afmcli.errors import AfmWarning
+from afmcli.inference.predictor import full_float32
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
 from test_infer_fuse_conv_bn import assert_same_detections
 
@@ -74,13 +75,29 @@ def test_a_model_that_cannot_run_channels_last_runs_nchw(op, reason, image, tmp_
     assert_same_detections(want, model([image])[0])
 
 
+def test_the_probes_run_in_full_float32_and_restore_tf32():
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for before in (True, False):  # (cuBLAS's flags are a module's, which monkeypatch cannot set)
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = before
+            with pytest.raises(ZeroDivisionError), full_float32():
+                assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+                1 / 0
+            assert torch.backends.cudnn.allow_tf32 is before and torch.backends.cuda.matmul.allow_tf32 is before
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_afmnet_runs_channels_last_on_cuda(image, tmp_path, monkeypatch, recwarn):
-    """mmcv's CUDA CARAFE and RoIAlign get contiguous inputs: the probe passes, NCHW's detections."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+def test_afmnet_runs_channels_last_and_folded_on_cuda(image, tmp_path, monkeypatch, recwarn):
+    """With TF32 on (PyTorch's default for convolutions) both probes pass; mmcv's CUDA CARAFE
+    and RoIAlign get contiguous inputs: NCHW's detections, compared in full float32."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", AFMNET)
-    plain = afmcli.load_model(AFMNET, checkpoint, device="cuda:0")
-    nhwc = afmcli.load_model(AFMNET, checkpoint, device="cuda:0", channels_last=True)
+    nhwc = afmcli.load_model(AFMNET, checkpoint, device="cuda:0", channels_last=True, fuse_conv_bn=True)
     assert nhwc.channels_last and not [w for w in recwarn if issubclass(w.category, AfmWarning)]
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in nhwc.module.backbone.modules())
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    plain = afmcli.load_model(AFMNET, checkpoint, device="cuda:0")
     assert_same_detections(plain([image])[0], nhwc([image])[0])

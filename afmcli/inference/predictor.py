@@ -9,6 +9,7 @@ data_preprocessor (normalise, pad, stack) and the forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -64,6 +65,20 @@ def state_dict_mismatch(model_shapes: Mapping[str, tuple], ckpt_shapes: Mapping[
     return "; ".join(problems) or None
 
 
+@contextlib.contextmanager
+def full_float32():
+    """TF32 off for cuDNN's convolutions and CUDA's matmuls while checking a transformed model
+    against the original: with TF32 (PyTorch's default for convolutions on Ampere and later, a
+    10-bit mantissa) two layouts or two algorithms differ by 1e-3, which a check at float32's
+    rounding would take for a wrong model."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def fuse_backbone_conv_bn(module: torch.nn.Module) -> bool:
     """Fold the backbone's eval-mode BatchNorms into the convolutions before them (mmcv's
     ``fuse_conv_bn``), one pass over each feature map less. True when fused.
@@ -80,7 +95,7 @@ def fuse_backbone_conv_bn(module: torch.nn.Module) -> bool:
     fused = fuse_conv_bn(copy.deepcopy(backbone))
     param = next(backbone.parameters())
     probe = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(param.device, param.dtype)
-    with torch.no_grad():
+    with torch.no_grad(), full_float32():
         want, got = backbone(probe), fused(probe)
     want, got = (want, got) if isinstance(want, (tuple, list)) else ((want,), (got,))
     # Folding changes only the rounding: a relative error of about 1e-6 in fp32.
@@ -131,7 +146,7 @@ def dense_head_outputs(module: torch.nn.Module, data: dict) -> list[torch.Tensor
 
     hooks = [m.register_forward_hook(record) for m in module.modules() if isinstance(m, BaseDenseHead)]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), full_float32():
             module.test_step(data)
     finally:
         for hook in hooks:

@@ -3,8 +3,8 @@
 #  1. training cost: bench_train.py at 1333x800, batch 4, AMP, TOOD against AFMNet, with a
 #     torch.profiler summary of each iteration (top CUDA kernels, host time);
 #  2. inference near the limit: bench_infer.py, the `afm infer` path against SAHI at batch 8,
-#     32 and 64, fp32 and fp16, tiles cut on the CPU and on the device, BatchNorms folded,
-#     with the GPU's utilisation, and `afm infer` files to files with 4 workers; then
+#     32 and 64, fp32 and fp16 (and fp16 channels-last), tiles cut on the CPU and on the device,
+#     BatchNorms folded, with the GPU's utilisation, and `afm infer` files to files with 4 workers; then
 #     bench_decode.py: TOODHead's decoding of a batch, mmdet's per-image loop against ours;
 #  3. the staged real-data comparison: bench_accuracy.py --real --preset gpu --staged (TOOD
 #     alone, then TOOD continued against AFMNet from it, side by side). Each training has a
@@ -72,7 +72,7 @@ echo "train_cost rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 
 # 2. Inference near the limit (the GPU to itself, before the trainings).
 timeout "${LIMITS[1]}" "$PY" bench/bench_infer.py --device $DEV "${INFER[@]}" --precisions fp32 fp16 \
-  --device-tiles --fuse-conv-bn --work /tmp/afm_bench_infer > "$OUT/infer.log" 2>&1
+  --device-tiles --fuse-conv-bn --channels-last --work /tmp/afm_bench_infer > "$OUT/infer.log" 2>&1
 echo "infer rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 # The decoding of a batch (the model bench_infer trained and cached in the same --work).
 timeout "${LIMITS[2]}" "$PY" bench/bench_decode.py --device $DEV "${DECODE[@]}" --work /tmp/afm_bench_infer \
