@@ -279,8 +279,8 @@ def main() -> None:
     models = {p: afmcli.load_model(CONFIG, ckpt, device=args.device, fp16=p == "fp16",
                                    fuse_conv_bn=args.fuse_conv_bn) for p in args.precisions}
     model = next(iter(models.values()))
-    # (precision label, model, batch sizes): channels-last beside the fastest precision only,
-    # so that the rows, and the time they take, grow by --batch-sizes alone
+    # (precision label, model, batch sizes): channels-last beside the last precision only (fp16
+    # in the GPU call), so that the rows, and the time they take, grow by --batch-sizes alone
     batch_sizes = sorted({1, *args.batch_sizes})
     variants = [(p, m, batch_sizes) for p, m in models.items()]
     if args.channels_last:

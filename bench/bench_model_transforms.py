@@ -69,7 +69,7 @@ def time_batch(model, data: dict, rounds: int) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
-    from afmcli.inference.predictor import Model, config_classes, fuse_backbone_conv_bn, to_channels_last
+    from afmcli.inference.predictor import Model, config_classes, fuse_backbone_conv_bn
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -100,9 +100,11 @@ def main() -> None:
         data = models["plain"].pipeline(tiles)
         for transform in args.transforms:
             copy_ = copy.deepcopy(module)
-            done = fuse_backbone_conv_bn(copy_) if transform == "fuse_conv_bn" else to_channels_last(copy_, data)
-            assert done, (name, transform)
-            models[transform] = Model(copy_, cfg, config_classes(cfg), args.device, fp16=args.amp)
+            if transform == "fuse_conv_bn":
+                assert fuse_backbone_conv_bn(copy_), name
+            models[transform] = Model(copy_, cfg, config_classes(cfg), args.device, fp16=args.amp,
+                                      channels_last=transform == "channels_last")
+            assert models[transform].channels_last == (transform == "channels_last"), name
         times, scores = {}, {}
         # Interleaved rounds: a load change on the box hits all alike.
         for _ in range(2):

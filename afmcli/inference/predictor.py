@@ -79,6 +79,13 @@ def full_float32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def same_up_to_rounding(want: Sequence[torch.Tensor], got: Sequence[torch.Tensor], rtol: float) -> bool:
+    """Whether two models' outputs are the same tensors up to ``rtol`` of each one's largest magnitude."""
+    return len(want) == len(got) and all(
+        a.shape == b.shape and bool((a - b).abs().max() <= rtol * a.abs().max().clamp_min(1e-6))
+        for a, b in zip(want, got))
+
+
 def fuse_backbone_conv_bn(module: torch.nn.Module) -> bool:
     """Fold the backbone's eval-mode BatchNorms into the convolutions before them (mmcv's
     ``fuse_conv_bn``), one pass over each feature map less. True when fused.
@@ -99,10 +106,7 @@ def fuse_backbone_conv_bn(module: torch.nn.Module) -> bool:
         want, got = backbone(probe), fused(probe)
     want, got = (want, got) if isinstance(want, (tuple, list)) else ((want,), (got,))
     # Folding changes only the rounding: a relative error of about 1e-6 in fp32.
-    same = len(want) == len(got) and all(
-        a.shape == b.shape and bool(((a - b).abs().max() <= 1e-4 * a.abs().max().clamp_min(1e-6)))
-        for a, b in zip(want, got))
-    if not same:
+    if not same_up_to_rounding(want, got, 1e-4):
         warn(f"{{fuse_conv_bn}}: {type(backbone).__name__}'s BatchNorms do not each follow the conv "
              "registered before them; running it unfused", "fuse_conv_bn")
         return False
@@ -173,9 +177,7 @@ def to_channels_last(module: torch.nn.Module, probe: dict) -> bool:
     else:
         reason = "its outputs differ from NCHW's (an operator reads its input's memory as NCHW)"
     # The layout changes only the convolutions' summation order: a relative error of about 1e-6.
-    if got is not None and len(got) == len(want) and all(
-            a.shape == b.shape and bool((a - b).abs().max() <= 1e-3 * a.abs().max().clamp_min(1e-6))
-            for a, b in zip(want, got)):
+    if got is not None and same_up_to_rounding(want, got, 1e-3):
         return True
     module.to(memory_format=torch.contiguous_format)
     warn(f"{{channels_last}}: {type(module).__name__} does not run channels-last ({reason}); running it NCHW",
@@ -233,10 +235,7 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     batch_tood_decoding(model)
     if fuse_conv_bn:
         fuse_backbone_conv_bn(model)
-    loaded = Model(model, cfg, classes, device, fp16)
-    if channels_last:
-        loaded.channels_last = to_channels_last(model, loaded.pipeline([probe_image()]))
-    return loaded
+    return Model(model, cfg, classes, device, fp16, channels_last)
 
 
 def probe_image(size: int = 256) -> np.ndarray:
@@ -275,15 +274,18 @@ class TilePipeline:
 class Model:
     """A loaded detector (:func:`load_model`): the mmdet model in eval mode on ``device``,
     its config, its class names and its test pipeline for images in memory; ``fp16``: its
-    forward passes run under float16 autocast, its boxes in float32 (:func:`float32_boxes_under_fp16`,
-    applied to ``module`` here, so the two cannot part)."""
+    forward passes run under float16 autocast, its boxes in float32 (:func:`float32_boxes_under_fp16`);
+    ``channels_last``: its weights in NHWC memory where the probe image allows it
+    (:func:`to_channels_last`; the attribute says whether it did). Both are applied to
+    ``module`` here, so the model and its flags cannot part."""
 
-    def __init__(self, module, cfg, classes: tuple[str, ...], device: str, fp16: bool = False):
+    def __init__(self, module, cfg, classes: tuple[str, ...], device: str, fp16: bool = False,
+                 channels_last: bool = False):
         self.module, self.cfg, self.classes, self.device, self.fp16 = module, cfg, classes, device, fp16
-        self.channels_last = False  # set by load_model(channels_last=True) once checked
         if fp16:
             float32_boxes_under_fp16(module)
         self.pipeline = TilePipeline(cfg)
+        self.channels_last = channels_last and to_channels_last(module, self.pipeline([probe_image()]))
         self._device_tiles = None
         self._uploaded: tuple[object, torch.Tensor] | None = None  # (the host image, its copy on the device)
 
