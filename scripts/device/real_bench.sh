@@ -22,9 +22,11 @@ PY=${PYTHON:-python3}
 
 if [ "${1:-}" = --prepare ]; then
   grep -qx /.realdata/ .git/info/exclude || echo /.realdata/ >> .git/info/exclude
+  prep_py=${PYTHON:-.venv/bin/python}
+  [ -x "$prep_py" ] || { echo "$prep_py not found: run 'make install' first (or set PYTHON)" >&2; exit 2; }
   rm -rf .realdata
   # The gpu preset's images (copies: a link would not travel) and every label file.
-  "${PYTHON:-.venv/bin/python}" - <<'EOF' || exit 2
+  "$prep_py" - <<'EOF' || exit 2
 import importlib.util, shutil
 from pathlib import Path
 spec = importlib.util.spec_from_file_location('bench_accuracy', 'bench/bench_accuracy.py')
