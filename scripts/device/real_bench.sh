@@ -23,7 +23,7 @@ PY=${PYTHON:-python3}
 if [ "${1:-}" = --prepare ]; then
   grep -qx /.realdata/ .git/info/exclude || echo /.realdata/ >> .git/info/exclude
   prep_py=${PYTHON:-.venv/bin/python}
-  [ -x "$prep_py" ] || { echo "$prep_py not found: run 'make install' first (or set PYTHON)" >&2; exit 2; }
+  command -v "$prep_py" >/dev/null || { echo "$prep_py not found: run 'make install' first (or set PYTHON)" >&2; exit 2; }
   rm -rf .realdata
   # The gpu preset's images (copies: a link would not travel) and every label file.
   "$prep_py" - <<'EOF' || exit 2
