@@ -6,7 +6,8 @@ The Python API (afmcli/api.py): ``load_model``, ``predict``, ``predict_source``,
 
 __version__ = "0.1.0"
 
-_API = ("Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source")
+_API = ("Detections", "ImageItem", "Model", "OnnxModel", "evaluate", "export", "load_model", "predict",
+        "predict_source")
 __all__ = [*_API, "__version__"]
 
 

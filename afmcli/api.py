@@ -27,10 +27,13 @@ from afmcli.detections import Detections, detections_to_results
 from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
-from afmcli.inference.predictor import Model, load_model
+from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx
+from afmcli.inference.predictor import Model
+from afmcli.inference.predictor import load_model as load_torch_model
 from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
 
-__all__ = ["Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source"]
+__all__ = ["Detections", "ImageItem", "Model", "OnnxModel", "evaluate", "export", "load_model", "predict",
+           "predict_source"]
 
 # The settings' names that this API spells otherwise (after the issue's, SAHI-like, keywords).
 NAMES = {"slice_size": "slice", "method": "fusion"}
@@ -43,6 +46,32 @@ def _named_as_here() -> Iterator[None]:
         yield
     except ParameterError as exc:
         raise ParameterError(exc.spelled(NAMES)) from None
+
+
+def load_model(config: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+               trust: bool = False, fuse_conv_bn: bool = False, fp16: bool = False, channels_last: bool = False,
+               threads: int = 0) -> Model | OnnxModel:
+    """A detector for :func:`predict` and :func:`predict_source`: an mmdet ``config`` and its
+    ``checkpoint`` (afmcli.inference.predictor.load_model: the other options are its), or an
+    ONNX model from :func:`export` alone, run on ONNX Runtime (``device`` cpu, cuda[:N] or
+    tensorrt[:N], ``threads`` 0: one per core) without importing mmcv, mmdet or mmengine."""
+    if is_onnx(config):
+        for name in ("fuse_conv_bn", "fp16", "channels_last"):
+            if locals()[name]:
+                raise ParameterError(f"{{{name}}} applies to PyTorch models, not to an ONNX model", name)
+        return OnnxModel(config, device, threads)
+    if checkpoint is None:
+        raise ParameterError("{checkpoint} is needed with a config (only an ONNX model comes alone)", "checkpoint")
+    return load_torch_model(config, checkpoint, device, trust, fuse_conv_bn, fp16, channels_last)
+
+
+def export(config: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+           trust: bool = False) -> dict:
+    """`afm export`: write the detector as an ONNX model ``out`` for :func:`load_model`; returns
+    its metadata (class names, test geometry, decoding settings)."""
+    from afmcli.deploy.export import export_onnx
+
+    return export_onnx(config, checkpoint, out, trust=trust)
 
 
 def _settings(slice: int, overlap: float, fusion: str, iou: float, match: str, batch_size: int, slices: bool,

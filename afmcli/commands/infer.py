@@ -16,14 +16,17 @@ EXAMPLES = """Examples:
   afm infer configs/AFM/AFMNet-tood_r50_k13.py work_dirs/run1/epoch_12.pth Datasets/labels/annotations/val_labels.json --out results/val
 
   afm infer configs/AFM/AFMNet-tood_r50_k13.py model.pth photo.jpg --out results/photo --viz --device cuda
+
+  afm infer tood.onnx Datasets/images/val --out results/val
 """
 
 
 def infer(
-    config: Path = typer.Argument(..., help="The mmdet config the model was trained with."),
+    config: Path = typer.Argument(..., help="The mmdet config the model was trained with, or an ONNX model "
+                                  "from `afm export` (then no checkpoint: MODEL.onnx SOURCE)."),
     checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
-    source: Path = typer.Argument(..., help="An image, a folder of images, a COCO json, a video or a "
-                                  "folder of videos."),
+    source: Optional[Path] = typer.Argument(None, help="An image, a folder of images, a COCO json, a video or a "
+                                            "folder of videos."),
     out: Path = typer.Option(..., "--out", help="Output folder; rerunning the same command resumes an "
                              "interrupted run. Files afm did not write there are left alone."),
     slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),
@@ -35,7 +38,9 @@ def infer(
     no_slices: bool = typer.Option(False, "--no-slices", help="Skip the tiles (full image only)."),
     score_thr: float = typer.Option(0.01, "--score-thr", help="Drop detections scored below this "
                                     "(0 to 1) before fusion."),
-    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda or cuda:N."),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda or cuda:N; an ONNX model: cpu, "
+                               "cuda[:N] or tensorrt[:N] (ONNX Runtime's execution providers)."),
+    threads: int = typer.Option(0, "--threads", help="ONNX models: ONNX Runtime's threads (0: one per core)."),
     viz: bool = typer.Option(False, "--viz", help="Also draw the fused boxes (DIR/viz/*.png, .jpg above 0.5 megapixel)."),
     viz_score: float = typer.Option(0.3, "--viz-score", help="Lowest score (0 to 1) drawn with --viz."),
     method: str = typer.Option("nms", "--method", help="Fusion: nms, soft-nms, wbf or greedy-nmm."),
@@ -72,8 +77,13 @@ def infer(
     from rich.table import Table
 
     from afmcli.errors import AfmError, warn
+    from afmcli.inference.backends.onnx_runtime import is_onnx
     from afmcli.inference.run import InferSettings, run_inference
 
+    if is_onnx(config) and source is None:  # afm infer MODEL.onnx SOURCE
+        checkpoint, source = config, checkpoint
+    elif source is None:
+        raise typer.BadParameter("missing SOURCE (CONFIG CHECKPOINT SOURCE, or MODEL.onnx SOURCE)")
     settings = InferSettings(slice_size=slice_size, overlap=overlap, batch_size=batch_size,
                              slices=not no_slices, full=not no_full_image, score_thr=score_thr,
                              method=method, iou=iou, match=match, max_per_img=max_per_img,
@@ -82,7 +92,7 @@ def infer(
                              fp16=fp16, channels_last=channels_last)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
-                          frame_step=frame_step)
+                          frame_step=frame_step, threads=threads)
     if stats.rank > 0:
         return  # rank 0 reports for all
     table = Table(title="afm infer", show_header=False)

@@ -161,6 +161,11 @@ def nms(dets: Detections, thr: float, match: str, class_agnostic: bool, device: 
         keep = [index[k] for index in _by_class_and_space(dets, class_agnostic)
                 for k, _ in greedy_groups(dets.boxes[index], dets.scores[index], thr, match)]
         return dets.take(np.asarray(keep, dtype=np.int64))
+    if device == "numpy":  # a backend without mmcv (afmcli.inference.backends)
+        from afmcli.inference.box_nms import batched_nms
+
+        classes = np.unique(dets.labels, return_inverse=True)[1].reshape(-1)
+        return dets.take(batched_nms(dets.boxes, dets.scores, classes, thr, class_agnostic))
     return dets.take(_mmcv_batched(dets, dict(type="nms", iou_threshold=thr), class_agnostic, device)[0])
 
 
@@ -230,7 +235,7 @@ def fuse_image(sources: Sequence[Detections], method: str = "nms", iou: float = 
     ``weights`` (one per source): WBF's model weights; for the other methods each
     source's scores are multiplied by weight / max(weights), so equal weights
     leave scores unchanged. ``device``: where IoU NMS runs (mmcv's CUDA kernel on a GPU;
-    soft-NMS has a CPU kernel only).
+    soft-NMS has a CPU kernel only; ``numpy``: afmcli.inference.box_nms, without mmcv).
     """
     if method == "wbf":
         fused = wbf(sources, iou, weights, image_size)

@@ -83,7 +83,7 @@ class Unit:
         """DataLoader(pin_memory=True) calls this on each unit (page-locked inputs)."""
         if self.source is not None:
             return dataclasses.replace(self, source=torch.from_numpy(self.source).pin_memory())
-        if self.data is None:
+        if self.data is None or not isinstance(self.data["inputs"], list):  # an ONNX model's numpy batch
             return self
         return dataclasses.replace(self, data={**self.data, "inputs": [t.pin_memory() for t in self.data["inputs"]]})
 
@@ -152,8 +152,8 @@ def finish_image(pending: PendingImage, image_id: int, to_category: list[int], s
 
 def predict_units(model, units: Iterable[Unit], to_category: list[int], s: PredictSettings
                   ) -> Iterator[tuple[int, ImageResult | None, np.ndarray | None]]:
-    """Run ``units`` (images may interleave) through ``model`` (afmcli.inference.predictor.Model);
-    the fusion runs on ``model.device``; yield ``(image_id, result, pixels)`` as each image
+    """Run ``units`` (images may interleave) through ``model`` (afmcli.inference.backends);
+    the fusion's NMS runs on ``model.nms_device``; yield ``(image_id, result, pixels)`` as each image
     completes: result None for an unreadable image, pixels where its units kept them."""
     pending: dict[int, PendingImage] = {}
     for unit in units:
@@ -165,4 +165,4 @@ def predict_units(model, units: Iterable[Unit], to_category: list[int], s: Predi
             model.forward_windows(unit.source, unit.windows, s.score_thr)
         if image.add(unit, dets):
             del pending[unit.image_id]
-            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, model.device), image.image
+            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, model.nms_device), image.image

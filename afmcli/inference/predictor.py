@@ -289,6 +289,11 @@ class Model:
         self._device_tiles = None
         self._uploaded: tuple[object, torch.Tensor] | None = None  # (the host image, its copy on the device)
 
+    @property
+    def nms_device(self) -> str:
+        """Where fusion's NMS runs: the model's device."""
+        return self.device
+
     def device_tiles(self):
         """The test pipeline's work on the device (afmcli.inference.device_tiles); a
         ParameterError where the pipeline has steps that cannot move there."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from afmcli.data.slicing import warn_many_tiles
 from afmcli.errors import ParameterError
 from afmcli.inference.assemble import Totals, assemble
+from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx, read_metadata
 from afmcli.inference.distributed import DistContext, balanced_shards, distributed
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
@@ -104,7 +105,7 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
     drawers = [cls for cls in enabled_writers(settings) if cls.needs_pixels]
     by_id = {item.image_id: item for item in shard}
     stream = UnitStream(source, shard, weights, model.pipeline, settings, keep_image=bool(drawers))
-    on_gpu = ctx.device.startswith("cuda")
+    on_gpu = ctx.device.startswith("cuda") and isinstance(model, Model)
     loader = make_loader(stream, workers, pin_memory=on_gpu)
     if on_gpu and hasattr(model.module.data_preprocessor, "_non_blocking"):
         model.module.data_preprocessor._non_blocking = True  # copies from pinned memory overlap compute
@@ -125,11 +126,28 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
             progress.advance(image_task)
 
 
+def check_onnx_settings(settings: InferSettings) -> None:
+    """The PyTorch-only speed options refused for an ONNX model, by name."""
+    for name in ("fuse_conv_bn", "fp16", "channels_last", "device_tiles"):
+        if getattr(settings, name):
+            raise ParameterError(f"{{{name}}} applies to PyTorch models (config + checkpoint), not to an ONNX "
+                                 "model", name)
+    if settings.method == "soft-nms":
+        raise ParameterError("{method} soft-nms runs mmcv's kernel; with an ONNX model use nms, wbf or greedy-nmm",
+                             "method")
+
+
 def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False, workers: int = 0,
-                  launcher: str = "none", overwrite: bool = False, frame_step: int = 1) -> InferStats:
-    """Run (or resume) and write everything; unreadable images are skipped and listed in the stats."""
+                  launcher: str = "none", overwrite: bool = False, frame_step: int = 1,
+                  threads: int = 0) -> InferStats:
+    """Run (or resume) and write everything; unreadable images are skipped and listed in the stats.
+    ``config`` an ONNX model (afm export; ``checkpoint`` the same file): run on ONNX Runtime with
+    ``threads`` (0: one per core)."""
     check_settings(settings)
+    onnx_model = is_onnx(config)
+    if onnx_model:
+        check_onnx_settings(settings)
     if settings.slices:  # before any image is read: at VisDrone's largest image size
         warn_many_tiles([REFERENCE_SIZE], settings.slice_size, settings.overlap)
     if workers < 0:
@@ -137,17 +155,19 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
     start = time.perf_counter()
     state = RunState(out)
     with distributed(launcher, device) as ctx:
-        cfg = load_config(config)  # once per process: the fingerprint and the model share it
+        # once per process: the fingerprint and the model share it
+        cfg = read_metadata(config) if onnx_model else load_config(config)
         plan = ctx.on_rank0(lambda: make_plan(cfg, checkpoint, source, out, settings, device, images_dir,
                                               frame_step, overwrite, ctx.world))
         if plan.status == "complete":
             return InferStats(**state.stored_stats(), seconds=time.perf_counter() - start, ranks=ctx.world,
                               rank=ctx.rank)
-        classes = config_classes(cfg)
+        classes = tuple(cfg["classes"]) if onnx_model else config_classes(cfg)
         run = RunInfo(settings, plan.source, classes,
                       tuple(category_ids(classes, plan.source.categories, plan.source.path)), state.dir)
-        model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn,
-                           fp16=settings.fp16, channels_last=settings.channels_last)
+        model = OnnxModel(config, ctx.device, threads) if onnx_model else \
+            load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn, fp16=settings.fp16,
+                       channels_last=settings.channels_last)
         if settings.device_tiles:
             model.device_tiles()  # a pipeline that cannot move is refused before anything is written
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))

@@ -43,7 +43,8 @@ def fingerprint(cfg, checkpoint: Path, settings, source, device: str) -> dict:
     images = hashlib.sha256()
     for item in source.items:
         images.update(f"{item.image_id}\t{source.identity(item)}\n".encode())
-    config_text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    # an mmengine Config, or an ONNX model's metadata (a dict)
+    config_text = json.dumps(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg, sort_keys=True, default=repr)
     return {"config": hashlib.sha256(config_text.encode()).hexdigest(),
             "checkpoint": file_digest(Path(checkpoint)),
             "settings": {**asdict(settings), "device": device.split(":")[0]},

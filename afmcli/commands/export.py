@@ -1,0 +1,39 @@
+"""`afm export`: a trained detector as an ONNX model that `afm infer` runs on ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+EXAMPLES = """Examples:
+
+  afm export configs/AFM/tood_tiny_synth.py work_dirs/tood_tiny/epoch_12.pth --out tood_tiny.onnx
+
+  afm infer tood_tiny.onnx Datasets/images/val --out results/val
+"""
+
+
+def export(
+    config: Path = typer.Argument(..., help="The mmdet config the model was trained with."),
+    checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
+    out: Path = typer.Option(..., "--out", help="The ONNX model to write (.onnx)."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
+                                          "checkpoint (runs code from it: only for files you trust)."),
+) -> None:
+    """Export a detector to ONNX: a dynamic batch of any size, preprocessing in the graph, the
+    class names and test settings in its metadata (standard operators only)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from afmcli.deploy.export import export_onnx
+
+    meta = export_onnx(config, checkpoint, out, trust=trust_checkpoint)
+    table = Table(title="afm export", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    for name, value in (("model", meta["arch"]), ("classes", len(meta["classes"])),
+                        ("test scale", meta["scale"]), ("levels (strides)", meta["strides"]),
+                        ("size", f"{out.stat().st_size / 1e6:.1f} MB"), ("output", out)):
+        table.add_row(name, str(value))
+    Console().print(table)

@@ -1,0 +1,107 @@
+"""`afm export CONFIG CKPT --out MODEL.onnx`: a detector as an ONNX graph with its metadata.
+
+The graph (afmcli.deploy.graph) takes a dynamic batch of BGR images of any height and width
+(padded to the config's ``pad_size_divisor``) and gives the head's raw outputs per level;
+the metadata (key ``afm``, JSON) holds what inference needs besides: class names, the test
+pipeline's resize and padding, the normalisation's pad value, strides and the head's
+test_cfg. afmcli.inference.backends.onnx_runtime runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from afmcli.errors import AfmError, ParameterError
+from afmcli.io import atomic_path, check_output_file
+from afmcli.inference.backends.onnx_runtime import FORMAT, METADATA_KEY
+
+OPSET = 17  # GridSample (16) and LayerNormalization (17)
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def graph_and_metadata(model) -> tuple[torch.nn.Module, dict]:
+    """The export graph of a loaded detector (afmcli.inference.predictor.Model) and its metadata."""
+    from afmcli.deploy.graph import TOODGraph
+    from afmcli.inference.device_tiles import DeviceTiles
+
+    module, cfg = model.module, model.cfg
+    if type(module).__name__ != "TOOD":
+        raise AfmError(f"{cfg.filename}: {type(module).__name__} does not export yet (TOOD detectors do)")
+    head = module.bbox_head
+    if head.anchor_type != "anchor_free":
+        raise AfmError(f"{cfg.filename}: TOODHead anchor_type {head.anchor_type!r} does not export (anchor_free does)")
+    try:
+        geometry = DeviceTiles(model.pipeline.steps)  # the same one Resize + PackDetInputs
+    except ParameterError as exc:
+        raise AfmError(f"{cfg.filename}: {exc.args[0].split(': ', 1)[-1]}") from None
+    pre = module.data_preprocessor
+    mean = pre.mean.view(-1).tolist() if pre._enable_normalize else [0.0, 0.0, 0.0]
+    std = pre.std.view(-1).tolist() if pre._enable_normalize else [1.0, 1.0, 1.0]
+    bgr_to_rgb = bool(pre._channel_conversion)
+    if float(pre.pad_value) != 0:
+        raise AfmError(f"{cfg.filename}: data_preprocessor pad_value {pre.pad_value} does not export (0 does)")
+    test_cfg = head.test_cfg
+    meta = dict(
+        format=FORMAT, arch="TOOD", classes=list(model.classes), config=Path(cfg.filename).name,
+        scale=list(geometry.scale) if geometry.scale else None, keep_ratio=geometry.keep_ratio,
+        pad_size_divisor=int(pre.pad_size_divisor),
+        pad_value_bgr=(mean[::-1] if bgr_to_rgb else mean),  # normalised to 0 in the graph
+        strides=[int(s[0]) for s in head.prior_generator.strides],
+        test_cfg=dict(nms_pre=int(test_cfg.get("nms_pre", -1)), score_thr=float(test_cfg.get("score_thr", 0)),
+                      min_bbox_size=float(test_cfg.get("min_bbox_size", -1)),
+                      iou_threshold=float(test_cfg.nms.iou_threshold), max_per_img=int(test_cfg.max_per_img)),
+        config_sha256=hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=repr).encode()).hexdigest())
+    if test_cfg.nms.get("type", "nms") != "nms" or meta["test_cfg"]["nms_pre"] <= 0:
+        raise AfmError(f"{cfg.filename}: the head's test_cfg (nms {test_cfg.nms}, nms_pre "
+                       f"{meta['test_cfg']['nms_pre']}) does not export (type nms with nms_pre > 0 does)")
+    return TOODGraph(module, mean, std, bgr_to_rgb).eval(), meta
+
+
+def non_standard_nodes(onnx_model) -> list[str]:
+    """``domain::op_type`` of every node outside the standard ONNX domain (subgraphs included)."""
+    found, graphs = [], [onnx_model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            if node.domain not in STANDARD_DOMAINS:
+                found.append(f"{node.domain}::{node.op_type}")
+            graphs.extend(attr.g for attr in node.attribute if attr.HasField("g"))
+    return found
+
+
+def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, trust: bool = False,
+                probe_size: int = 320) -> dict:
+    """Export the detector of ``config`` + ``checkpoint`` to ``out`` (.onnx); returns its metadata."""
+    import onnx
+
+    from afmcli.inference.predictor import load_model
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ParameterError(f"{{out}} {out}: the model file must end in .onnx", "out")
+    check_output_file(out, "out")
+    model = load_model(config, checkpoint, "cpu", trust)
+    graph, meta = graph_and_metadata(model)
+    meta["checkpoint_sha256"] = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    levels = len(meta["strides"])
+    names = [f"scores_{i}" for i in range(levels)] + [f"boxes_{i}" for i in range(levels)]
+    probe = torch.zeros(2, 3, probe_size, probe_size)
+    axes = {"images": {0: "batch", 2: "height", 3: "width"},
+            **{name: {0: "batch", 2: f"h{name[-1]}", 3: f"w{name[-1]}"} for name in names}}
+    with atomic_path(out) as tmp:
+        with torch.no_grad():
+            torch.onnx.export(graph, (probe,), str(tmp), input_names=["images"], output_names=names,
+                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        proto = onnx.load(str(tmp))
+        extra = non_standard_nodes(proto)
+        if extra:
+            raise AfmError(f"{model.cfg.filename}: the graph has non-standard operators {sorted(set(extra))}")
+        proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(meta))
+        onnx.save(proto, str(tmp))
+    return meta

@@ -1,0 +1,195 @@
+"""An `afm export`ed ONNX model on ONNX Runtime: the detector without mmcv, mmdet or mmengine.
+
+The graph gives the head's raw outputs per level (class scores, boxes in stride units);
+the test pipeline's geometry (resize, pad) runs before it in OpenCV, and the head's test-time
+decoding (score filter, top-k, rescale, size filter, per-class NMS) after it in numpy, as
+afmcli.models.batched_predict does in torch: same operations in float32, so the same
+detections up to float rounding. Everything needed comes from the model's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from afmcli.detections import Detections
+from afmcli.errors import AfmError, ParameterError
+from afmcli.inference.box_nms import batched_nms
+
+METADATA_KEY = "afm"
+FORMAT = 1
+
+
+def is_onnx(path) -> bool:
+    return str(path).lower().endswith(".onnx")
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The afm metadata of an exported model (without building a session)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise AfmError(f"{path}: ONNX model not found")
+    try:
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception as exc:  # a truncated or foreign file: onnx's protobuf error
+        raise AfmError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+    if METADATA_KEY not in props:
+        raise AfmError(f"{path}: no afm metadata in this ONNX model (export it with `afm export`)")
+    meta = json.loads(props[METADATA_KEY])
+    if meta.get("format") != FORMAT:
+        raise AfmError(f"{path}: afm metadata format {meta.get('format')}; this afm reads format {FORMAT}")
+    return meta
+
+
+def rescale_size(width: int, height: int, scale: Sequence[int]) -> tuple[int, int]:
+    """mmcv.rescale_size: the largest size with the aspect ratio that fits ``scale``."""
+    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
+    return int(width * factor + 0.5), int(height * factor + 0.5)
+
+
+class ArrayPipeline:
+    """The test pipeline's geometry on BGR uint8 images (mmdet's Resize with cv2's bilinear,
+    then the data preprocessor's padding to a multiple of ``pad_divisor``; the channel flip
+    and normalisation are in the graph): one float32 (N, 3, H, W) batch, padded with the BGR
+    mean (0 once normalised), and each image's scale factors (w, h)."""
+
+    def __init__(self, meta: dict):
+        self.scale = tuple(meta["scale"]) if meta.get("scale") else None
+        self.keep_ratio = bool(meta["keep_ratio"])
+        self.pad_divisor = int(meta["pad_size_divisor"])
+        self.pad_value = np.asarray(meta["pad_value_bgr"], dtype=np.float32)
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        if self.scale is None:
+            return width, height
+        return rescale_size(width, height, self.scale) if self.keep_ratio else self.scale
+
+    def __call__(self, images: Sequence[np.ndarray]) -> dict:
+        resized, factors = [], []
+        for image in images:
+            height, width = image.shape[:2]
+            new_w, new_h = self.size(width, height)
+            resized.append(cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+                           if self.scale is not None else image)
+            factors.append((new_w / width, new_h / height))
+        d = self.pad_divisor
+        height = -(-max(r.shape[0] for r in resized) // d) * d
+        width = -(-max(r.shape[1] for r in resized) // d) * d
+        batch = np.empty((len(resized), 3, height, width), dtype=np.float32)
+        batch[:] = self.pad_value[None, :, None, None]
+        for i, r in enumerate(resized):
+            batch[i, :, :r.shape[0], :r.shape[1]] = r.transpose(2, 0, 1)
+        return dict(inputs=batch, scale_factors=np.asarray(factors, dtype=np.float64))
+
+
+def decode_tood(scores: Sequence[np.ndarray], boxes: Sequence[np.ndarray], strides: Sequence[int],
+                scale_factor: Sequence[float], cfg: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's TOODHead test-time decoding (afmcli.models.batched_predict, mmdet's
+    predict_by_feat) from its per-level scores (C, h, w) and boxes (4, h, w) in stride units:
+    (boxes (k, 4), scores (k,), labels (k,)) best first, in the image's pixels."""
+    n_cls = scores[0].shape[0]
+    all_boxes, all_scores, all_labels, all_valid = [], [], [], []
+    for level_scores, level_boxes, stride in zip(scores, boxes, strides):
+        flat = level_scores.transpose(1, 2, 0).reshape(-1)
+        points = level_boxes.transpose(1, 2, 0).reshape(-1, 4) * np.float32(stride)
+        above = flat > np.float32(cfg["score_thr"])
+        masked = np.where(above, flat, np.float32(-np.inf))
+        k = min(cfg["nms_pre"], len(flat))
+        top = np.argpartition(-masked, k - 1)[:k] if k < len(flat) else np.arange(len(flat))
+        top = top[np.argsort(-masked[top], kind="stable")]
+        all_boxes.append(points[top // n_cls])
+        all_scores.append(masked[top])
+        all_labels.append(top % n_cls)
+        all_valid.append(above[top])
+    out_boxes, out_scores = np.concatenate(all_boxes), np.concatenate(all_scores)
+    labels, valid = np.concatenate(all_labels), np.concatenate(all_valid)
+    sx, sy = scale_factor
+    out_boxes = out_boxes * np.asarray([1 / sx, 1 / sy, 1 / sx, 1 / sy], dtype=np.float32)
+    if cfg.get("min_bbox_size", -1) >= 0:
+        valid &= (out_boxes[:, 2] - out_boxes[:, 0] > cfg["min_bbox_size"]) & \
+                 (out_boxes[:, 3] - out_boxes[:, 1] > cfg["min_bbox_size"])
+    out_boxes, out_scores, labels = out_boxes[valid], out_scores[valid], labels[valid]
+    keep = batched_nms(out_boxes, out_scores, labels, cfg["iou_threshold"])[:cfg["max_per_img"]]
+    return out_boxes[keep], out_scores[keep], labels[keep]
+
+
+def providers_for(device: str) -> list[str]:
+    """ONNX Runtime's execution providers for ``--device``: cpu; cuda (CUDA, CPU for the
+    operators it lacks); tensorrt (TensorRT, then CUDA, then CPU)."""
+    import onnxruntime as ort
+
+    kind = device.split(":")[0]
+    wanted = {"cpu": ["CPUExecutionProvider"],
+              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}.get(kind)
+    if wanted is None:
+        raise ParameterError(f"{{device}} {device}: an ONNX model runs on cpu, cuda[:N] or tensorrt[:N]", "device")
+    missing = [p for p in wanted[:-1] if p not in ort.get_available_providers()]
+    if missing:
+        raise ParameterError(f"{{device}} {device}: this onnxruntime has no {missing[0]} (available: "
+                             f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu)", "device")
+    return wanted
+
+
+class OnnxModel:
+    """An exported detector on ONNX Runtime, with the contract of afmcli.inference.backends.
+    ``threads``: ONNX Runtime's intra-op threads (0: its default, one per core)."""
+
+    nms_device = "numpy"  # fusion's NMS without mmcv (afmcli.inference.box_nms)
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int = 0):
+        import onnxruntime as ort
+
+        self.path, self.device = Path(path), device
+        self.meta = read_metadata(self.path)
+        self.classes = tuple(self.meta["classes"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        providers = providers_for(device)
+        index = device.split(":")[1] if ":" in device else "0"
+        provider_options = [{"device_id": index} if p != "CPUExecutionProvider" else {} for p in providers]
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers,
+                                            provider_options=provider_options)
+        self.pipeline = ArrayPipeline(self.meta)
+        self.fp16 = self.channels_last = False
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.path.name}, {len(self.classes)} classes, {self.device})"
+
+    def device_tiles(self):
+        raise ParameterError("{device_tiles} cuts tiles on a PyTorch model's device; an ONNX model's tiles are "
+                             "cut by OpenCV (run without it)", "device_tiles")
+
+    def __call__(self, images: Sequence[np.ndarray], score_thr: float = 0.0) -> list[Detections]:
+        """Detections per BGR image (one batch), in that image's pixels, labels as class indices."""
+        return self.forward(self.pipeline(images), score_thr)
+
+    def forward_windows(self, image, windows: np.ndarray, score_thr: float = 0.0) -> list[Detections]:
+        """Detections per crop ``windows`` (xyxy) of ``image``."""
+        image = np.asarray(image)
+        return self(
+            [image[y1:y2, x1:x2] for x1, y1, x2, y2 in np.asarray(windows, dtype=np.int64).tolist()], score_thr)
+
+    def raw(self, data: dict) -> list[np.ndarray]:
+        """The graph's outputs for a batch of :class:`ArrayPipeline`: scores per level, then boxes per level."""
+        return self.session.run(None, {"images": data["inputs"]})
+
+    def forward(self, data: dict, score_thr: float = 0.0) -> list[Detections]:
+        """Detections per image of a batch made by :class:`ArrayPipeline`, scoring at least ``score_thr``."""
+        outputs = self.raw(data)
+        levels = len(self.meta["strides"])
+        scores, boxes = outputs[:levels], outputs[levels:]
+        out = []
+        for i, factor in enumerate(data["scale_factors"]):
+            b, s, lab = decode_tood([x[i] for x in scores], [x[i] for x in boxes], self.meta["strides"], factor,
+                                    self.meta["test_cfg"])
+            keep = s >= np.float32(score_thr)
+            out.append(Detections(b[keep].astype(np.float64), s[keep].astype(np.float64), lab[keep].astype(np.int64)))
+        return out

@@ -1,0 +1,204 @@
+"""`afm export` to ONNX and `afm infer MODEL.onnx` on ONNX Runtime, against the PyTorch model
+on real VisDrone images (a tiny random-weight TOOD: the head's outputs and the detections
+must be the same numbers, whatever the weights)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from afmcli.cli import main
+from afmcli.inference.predictor import dense_head_outputs, load_model
+
+from test_infer_e2e import CONFIG, save_tiny_checkpoint
+
+pytest.importorskip("onnxruntime")
+
+REAL = Path("/work/shared/data/visdrone-real/VisDrone2019-DET-train")
+# a 1400x788, a 960x540 and a 1360x765 photo
+REAL_NAMES = ("0000072_07660_d_0000012", "0000079_00507_d_0000001", "0000084_01781_d_0000005")
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real VisDrone images not on this machine")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    ckpt = save_tiny_checkpoint(root / "tiny.pth")
+    main(["export", str(CONFIG), str(ckpt), "--out", str(root / "tiny.onnx")])
+    return root, ckpt, root / "tiny.onnx"
+
+
+def assert_same_detections(want_boxes, want_scores, want_labels, got_boxes, got_scores, got_labels,
+                           box_atol=1e-2, score_atol=1e-5):
+    """One to one, each detection has its twin: same label, boxes within ``box_atol`` pixels,
+    scores within ``score_atol`` (the order of near-tied scores is free)."""
+    want_boxes, got_boxes = np.asarray(want_boxes, float).reshape(-1, 4), np.asarray(got_boxes, float).reshape(-1, 4)
+    assert len(want_boxes) == len(got_boxes)
+    far = np.abs(want_boxes[:, None] - got_boxes[None]).max(axis=2)
+    far[np.asarray(want_labels)[:, None] != np.asarray(got_labels)[None]] = np.inf
+    twin = far.argmin(axis=1)
+    assert len(set(twin.tolist())) == len(twin)
+    assert far[np.arange(len(twin)), twin].max(initial=0) <= box_atol
+    np.testing.assert_allclose(np.asarray(got_scores)[twin], want_scores, atol=score_atol)
+
+
+def real_images() -> list[np.ndarray]:
+    return [cv2.imread(str(REAL / "images" / f"{name}.jpg")) for name in REAL_NAMES]
+
+
+def test_grid_sample_equals_mmcv_deform_sampling_with_out_of_map_offsets():
+    from mmdet.models.dense_heads import TOODHead
+
+    from afmcli.deploy.graph import grid_deform_sampling
+
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(2, 4, 9, 13, generator=g) * 10
+    offset = torch.randn(2, 8, 9, 13, generator=g) * 3
+    offset[:, :, :2] = 40 * torch.sign(torch.randn(2, 8, 2, 13, generator=g))  # far outside the map
+    offset[:, :, 2:4] = torch.randint(-2, 3, (2, 8, 2, 13), generator=g).float()  # on pixel centres, at the edge
+    offset[0, 0, 5, 5], offset[0, 1, 5, 5] = -5.5, -13.25  # straddles the top-left corner (y -0.5, x -8.25)
+    want = TOODHead.deform_sampling(None, feat, offset)  # mmcv's deform_conv2d kernel
+    got = grid_deform_sampling(feat, offset)
+    assert (want == 0).any() and (want != 0).mean(dtype=torch.float) > 0.5  # both regimes are exercised
+    assert (got - want).abs().max() <= 1e-5 * feat.abs().max()
+
+
+def test_graph_has_only_standard_operators_and_samples_with_gridsample(exported):
+    import onnx
+
+    model = onnx.load(str(exported[2]))
+    domains = {node.domain for node in model.graph.node}
+    assert domains <= {"", "ai.onnx"}, domains
+    ops = {node.op_type for node in model.graph.node}
+    assert "GridSample" in ops and not {"DeformConv", "MMCVDeformConv2d"} & ops
+    assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
+
+
+def test_metadata_holds_what_inference_needs(exported):
+    from afmcli.inference.backends.onnx_runtime import read_metadata
+
+    meta = read_metadata(exported[2])
+    assert meta["classes"][:2] == ["pedestrian", "people"] and len(meta["classes"]) == 10
+    assert meta["scale"] == [512, 512] and meta["keep_ratio"] and meta["pad_size_divisor"] == 32
+    assert meta["pad_value_bgr"] == pytest.approx([103.53, 116.28, 123.675])
+    assert meta["strides"] == [8, 16, 32]
+    assert meta["test_cfg"] == dict(nms_pre=500, score_thr=0.01, min_bbox_size=0.0, iou_threshold=0.6,
+                                    max_per_img=300)
+
+
+@needs_real
+def test_raw_head_outputs_equal_pytorch_on_real_images(exported):
+    from afmcli.inference.backends.onnx_runtime import OnnxModel
+
+    root, ckpt, onnx_path = exported
+    torch_model, onnx_model = load_model(CONFIG, ckpt), OnnxModel(onnx_path, threads=1)
+    image = real_images()[0]
+    tiles = [image[0:640, 0:640], image[148:788, 760:1400]]
+    for batch in (tiles, [image]):  # tiles of one size, and the full image (1400x788 -> 512x288, padded)
+        want = dense_head_outputs(torch_model.module, torch_model.pipeline(batch))
+        got = onnx_model.raw(onnx_model.pipeline(batch))
+        assert [tuple(w.shape) for w in want] == [g.shape for g in got]
+        levels = len(got) // 2
+        for w, g in zip(want[:levels], got[:levels]):  # scores in [0, 1]
+            np.testing.assert_allclose(g, w.numpy(), atol=2e-5)
+        for w, g in zip(want[levels:], got[levels:]):  # boxes in stride units (up to ~100): float32 rounding
+            np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@needs_real
+def test_detections_equal_pytorch_on_real_images(exported):
+    from afmcli.inference.backends.onnx_runtime import OnnxModel
+
+    root, ckpt, onnx_path = exported
+    torch_model, onnx_model = load_model(CONFIG, ckpt), OnnxModel(onnx_path, threads=1)
+    image = real_images()[1]
+    for batch in ([image[0:512, 0:512], image[28:540, 448:960]], [image]):
+        for want, got in zip(torch_model(batch, 0.02), onnx_model(batch, 0.02)):
+            assert len(want) > 10
+            assert_same_detections(want.boxes, want.scores, want.labels, got.boxes, got.scores, got.labels)
+
+
+def coco_gt(path: Path) -> Path:
+    """Our COCO json of REAL_NAMES from their official VisDrone labels (classes 1..10)."""
+    from afmcli.data.visdrone_format import read_visdrone_file
+
+    classes = ("pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor")
+    images, annotations = [], []
+    for i, name in enumerate(REAL_NAMES, 1):
+        h, w = cv2.imread(str(REAL / "images" / f"{name}.jpg")).shape[:2]
+        images.append(dict(id=i, file_name=f"{name}.jpg", width=w, height=h))
+        for row in read_visdrone_file(REAL / "annotations" / f"{name}.txt"):
+            x, y, bw, bh, _, cat = row[:6]
+            if 1 <= cat <= 10:
+                annotations.append(dict(id=len(annotations) + 1, image_id=i, category_id=int(cat), iscrowd=0,
+                                        bbox=[float(x), float(y), float(bw), float(bh)], area=float(bw * bh)))
+    path.write_text(json.dumps(dict(images=images, annotations=annotations,
+                                    categories=[dict(id=k, name=n) for k, n in enumerate(classes, 1)])))
+    return path
+
+
+@needs_real
+def test_afm_infer_onnx_equals_pytorch_on_real_images_and_resumes(exported, tmp_path, monkeypatch):
+    import afmcli
+    from test_infer_scale import fail_after
+
+    root, ckpt, onnx_path = exported
+    gt = coco_gt(tmp_path / "gt.json")
+    common = [str(gt), "--images", str(REAL / "images"), "--score-thr", "0.05", "--max-per-img", "300"]
+    main(["infer", str(CONFIG), str(ckpt), *common, "--out", str(tmp_path / "torch")])
+    fail_after(monkeypatch, 1)  # killed after one image: the rerun does the other two
+    with pytest.raises(SystemExit):
+        main(["infer", str(onnx_path), *common, "--out", str(tmp_path / "onnx")])
+    monkeypatch.undo()
+    main(["infer", str(onnx_path), *common, "--out", str(tmp_path / "onnx")])
+    want, got = (json.loads((tmp_path / d / "predictions.json").read_text()) for d in ("torch", "onnx"))
+    assert len(want) > 100
+    for image_id in range(1, len(REAL_NAMES) + 1):
+        a, b = ([r for r in rows if r["image_id"] == image_id] for rows in (want, got))
+        assert_same_detections(*([r[k] for r in a] for k in ("bbox", "score", "category_id")),
+                               *([r[k] for r in b] for k in ("bbox", "score", "category_id")), box_atol=2e-2)
+    ap = [afmcli.evaluate(gt, tmp_path / d / "predictions.json", view="coco")["coco"]["AP"] for d in ("torch", "onnx")]
+    assert abs(ap[0] - ap[1]) <= 0.1
+
+
+def test_onnx_path_imports_no_openmmlab(exported, tmp_path):
+    root, ckpt, onnx_path = exported
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    code = f"""
+import sys
+import afmcli
+from afmcli.cli import main
+model = afmcli.load_model({str(onnx_path)!r})
+dets = afmcli.predict(model, {str(image)!r}, slice=128)
+try:
+    main(["infer", {str(onnx_path)!r}, {str(image)!r}, "--out", {str(tmp_path / 'out')!r}, "--slice", "128"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+loaded = sorted({{m.split('.')[0] for m in sys.modules}} & {{'mmcv', 'mmdet', 'mmengine'}})
+print('loaded:', loaded, len(dets))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loaded: []" in out.stdout
+    assert (tmp_path / "out" / "predictions.json").is_file()
+
+
+def test_onnx_model_refuses_pytorch_only_options(exported, tmp_path, capsys):
+    root, ckpt, onnx_path = exported
+    with pytest.raises(SystemExit):
+        main(["infer", str(onnx_path), str(tmp_path), "--out", str(tmp_path / "o"), "--fp16"])
+    assert "--fp16 applies to PyTorch models (config + checkpoint), not to an ONNX model" in capsys.readouterr().err
