@@ -28,8 +28,8 @@ from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
 from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx
-from afmcli.inference.predictor import Model
-from afmcli.inference.predictor import load_model as load_torch_model
+from afmcli.inference.backends.mmdet_backend import Model
+from afmcli.inference.backends.mmdet_backend import load_model as load_torch_model
 from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
 
 __all__ = ["Detections", "ImageItem", "Model", "OnnxModel", "evaluate", "export", "load_model", "predict",
@@ -52,7 +52,7 @@ def load_model(config: str | os.PathLike, checkpoint: str | os.PathLike | None =
                trust: bool = False, fuse_conv_bn: bool = False, fp16: bool = False, channels_last: bool = False,
                threads: int = 0) -> Model | OnnxModel:
     """A detector for :func:`predict` and :func:`predict_source`: an mmdet ``config`` and its
-    ``checkpoint`` (afmcli.inference.predictor.load_model: the other options are its), or an
+    ``checkpoint`` (afmcli.inference.backends.mmdet_backend.load_model: the other options are its), or an
     ONNX model from :func:`export` alone, run on ONNX Runtime (``device`` cpu, cuda[:N] or
     tensorrt[:N], ``threads`` 0: one per core) without importing mmcv, mmdet or mmengine."""
     if is_onnx(config):

@@ -21,12 +21,12 @@ from afmcli.errors import AfmError, ParameterError
 from afmcli.io import atomic_path, check_output_file
 from afmcli.inference.backends.onnx_runtime import FORMAT, METADATA_KEY
 
-OPSET = 17  # GridSample (16) and LayerNormalization (17)
+OPSET = 17  # GridSample (16)
 STANDARD_DOMAINS = ("", "ai.onnx")
 
 
 def graph_and_metadata(model) -> tuple[torch.nn.Module, dict]:
-    """The export graph of a loaded detector (afmcli.inference.predictor.Model) and its metadata."""
+    """The export graph of a loaded detector (afmcli.inference.backends.mmdet_backend.Model) and its metadata."""
     from afmcli.deploy.graph import TOODGraph
     from afmcli.inference.device_tiles import DeviceTiles
 
@@ -75,12 +75,51 @@ def non_standard_nodes(onnx_model) -> list[str]:
     return found
 
 
+class CalibrationImages:
+    """ONNX Runtime's calibration reader: for each image of ``folder`` (the first ``limit``),
+    one batch of its ``slice``-px tiles and one of the whole image, through the model's
+    test pipeline, as `afm infer` feeds them."""
+
+    def __init__(self, folder: Path, meta: dict, limit: int, slice_size: int):
+        from afmcli.data.images import list_images, read_image
+        from afmcli.inference.backends.onnx_runtime import ArrayPipeline
+        from afmcli.inference.tiles import iter_crops, plan_windows
+
+        paths = list_images(folder)[:limit] if Path(folder).is_dir() else []
+        if not paths:
+            raise ParameterError(f"{{calib}} {folder}: no images to calibrate on", "calib")
+        pipeline, self.batches = ArrayPipeline(meta), []
+        for path in paths:
+            image = read_image(path)
+            windows = plan_windows(*image.shape[:2], slice_size, 0.25, True, False)[:8]
+            self.batches += [pipeline(list(iter_crops(image, windows)))["inputs"], pipeline([image])["inputs"]]
+        self.next = iter(self.batches)
+
+    def get_next(self):
+        batch = next(self.next, None)
+        return None if batch is None else {"images": batch}
+
+
+def quantize_int8(fp32: Path, out: Path, calibration: CalibrationImages) -> None:
+    """ONNX Runtime's static INT8 quantization (QDQ, per-channel weights, MinMax calibration)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(fp32), str(out), calibration, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+
+
 def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, trust: bool = False,
-                probe_size: int = 320) -> dict:
-    """Export the detector of ``config`` + ``checkpoint`` to ``out`` (.onnx); returns its metadata."""
+                probe_size: int = 320, calib: str | os.PathLike | None = None, calib_images: int = 8,
+                calib_slice: int = 640) -> dict:
+    """Export the detector of ``config`` + ``checkpoint`` to ``out`` (.onnx); returns its metadata.
+    ``calib``: a folder of images: the model is quantized to INT8 (ONNX Runtime's static
+    quantization), calibrated on ``calib_images`` of them (their ``calib_slice`` tiles and whole)."""
+    import warnings
+
     import onnx
 
-    from afmcli.inference.predictor import load_model
+    from afmcli.inference.backends.mmdet_backend import load_model
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
@@ -94,10 +133,19 @@ def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, t
     probe = torch.zeros(2, 3, probe_size, probe_size)
     axes = {"images": {0: "batch", 2: "height", 3: "width"},
             **{name: {0: "batch", 2: f"h{name[-1]}", 3: f"w{name[-1]}"} for name in names}}
+    meta["int8"] = calib is not None
     with atomic_path(out) as tmp:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(graph, (probe,), str(tmp), input_names=["images"], output_names=names,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        if calib is not None:
+            fp32 = tmp.with_name(tmp.name + ".fp32")
+            tmp.rename(fp32)
+            try:
+                quantize_int8(fp32, tmp, CalibrationImages(Path(calib), meta, calib_images, calib_slice))
+            finally:
+                fp32.unlink(missing_ok=True)
         proto = onnx.load(str(tmp))
         extra = non_standard_nodes(proto)
         if extra:

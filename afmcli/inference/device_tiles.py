@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from afmcli.errors import ParameterError
-from afmcli.inference.predictor import step_type
+from afmcli.inference.backends.steps import step_type
 
 OPTION = "device_tiles"
 
 
 class DeviceTiles:
     """The test pipeline's ``Resize`` + ``PackDetInputs`` on tensors, from its steps (after
-    afmcli.inference.predictor.ndarray_pipeline); other steps are refused by name."""
+    afmcli.inference.backends.steps.ndarray_pipeline); other steps are refused by name."""
 
     def __init__(self, steps: Sequence[Mapping]):
         from mmdet.datasets.transforms import PackDetInputs

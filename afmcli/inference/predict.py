@@ -24,24 +24,8 @@ from afmcli.data.slicing import check_overlap
 from afmcli.detections import Detections
 from afmcli.errors import ParameterError
 from afmcli.inference.fusion import check_fusion_options, fuse_image
+from afmcli.inference.settings import PredictSettings
 from afmcli.inference.tiles import batched, iter_crops, plan_windows, window_to_image
-
-
-@dataclass
-class PredictSettings:
-    """Everything that changes an image's detections."""
-
-    slice_size: int = 640
-    overlap: float = 0.25
-    batch_size: int = 8
-    slices: bool = True
-    full: bool = True
-    score_thr: float = 0.01
-    method: str = "nms"
-    iou: float = 0.6
-    match: str = "iou"
-    max_per_img: int = 500
-    device_tiles: bool = False  # cut and resize the tiles on the model's device (afmcli.inference.device_tiles)
 
 
 def check_settings(s: PredictSettings) -> None:
@@ -165,4 +149,5 @@ def predict_units(model, units: Iterable[Unit], to_category: list[int], s: Predi
             model.forward_windows(unit.source, unit.windows, s.score_thr)
         if image.add(unit, dets):
             del pending[unit.image_id]
-            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, model.nms_device), image.image
+            nms_device = getattr(model, "nms_device", model.device)  # a model without one: its device
+            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, nms_device), image.image

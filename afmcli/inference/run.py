@@ -30,29 +30,16 @@ from afmcli.inference.assemble import Totals, assemble
 from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx, read_metadata
 from afmcli.inference.distributed import DistContext, balanced_shards, distributed
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
-from afmcli.inference.predict import PredictSettings, check_settings, predict_units
+from afmcli.inference.predict import check_settings, predict_units
+from afmcli.inference.settings import InferSettings
 from afmcli.engine.train import load_config
-from afmcli.inference.predictor import Model, config_classes, load_model
+from afmcli.inference.backends.mmdet_backend import Model, config_classes, load_model
 from afmcli.inference.records import RecordWriter, scan_records
 from afmcli.inference.sources import ImageItem, Source, category_ids, open_source
 from afmcli.inference.state import RunState, fingerprint
 from afmcli.inference.writers import RunInfo, enabled_writers, output_names
 
 REFERENCE_SIZE = (2000, 1500)  # VisDrone's largest images (width, height)
-
-
-@dataclass
-class InferSettings(PredictSettings):
-    """Everything that changes the results (part of the run's fingerprint): the
-    prediction's settings and which optional outputs are written."""
-
-    viz: bool = False
-    viz_score: float = 0.3
-    vid: bool = False
-    yolo: bool = False
-    fuse_conv_bn: bool = False
-    fp16: bool = False
-    channels_last: bool = False
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:  # annotations only: run.py imports the writers
+if TYPE_CHECKING:  # annotations only
     from afmcli.inference.predict import ImageResult
-    from afmcli.inference.run import InferSettings
+    from afmcli.inference.settings import InferSettings
     from afmcli.inference.sources import ImageItem, Source
 
 # Gives the temporary path of an entry of OUT; every entry is renamed into place once
