@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_onnx.py [--val-images 4] [--size 1600x1000] [--slice 512]
         [--batch-sizes 1 8 32] [--threads 1] [--train-iters 200] [--int8] [--calib-images 8]
-        [--real DIR --real-images 4] [--work /tmp/afm_bench_infer]
+        [--real DIR --real-images 4] [--work /tmp/afm_bench_infer] [--device cuda:0 [--fp16]]
 
 In one run: the tiny plain-mmdet TOOD of bench/bench_infer.py (trained there on `afm synth`
 data for --train-iters steps, cached in --work), exported with `afm export` (and with
@@ -16,6 +16,9 @@ with --threads torch / ONNX Runtime threads each. Reported: tiles/s, images/s, t
 to PyTorch at the same batch, peak RSS of the process, the COCO AP / AP50 of the synth val
 images, and the largest difference of the detections from PyTorch's at that batch. With
 --real: also the speed on the first --real-images photos of that folder (no labels read).
+With --device cuda:N the rows are the GPU's instead: PyTorch (and with --fp16 `afm infer
+--fp16`) against ONNX Runtime's CUDA and TensorRT execution providers (with --fp16 TensorRT in
+fp16), no SAHI, no INT8 (a row whose provider is missing says so and is skipped).
 Timings exclude loading; images are read before timing; one warm-up image first.
 """
 
@@ -36,6 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import CONFIG, MAX_DETS, evaluate_file, make_data, quiet, train, val_split  # noqa: E402
 
 
+LABELS = {"torch": "PyTorch eager", "torch-fp16": "PyTorch eager fp16", "onnx": "ONNX Runtime",
+          "onnx-int8": "ONNX Runtime INT8", "onnx-cuda": "ONNX Runtime CUDA", "onnx-trt": "ONNX Runtime TensorRT",
+          "onnx-trt-fp16": "ONNX Runtime TensorRT fp16", "sahi": "SAHI (mmdet)"}
+
+
 def row(args) -> None:
     """One row in this process: print its numbers as JSON."""
     import torch
@@ -49,6 +57,13 @@ def row(args) -> None:
     torch.set_num_threads(args.threads)
     kind, batch = args.row.split(":")
     images = [read_image(p) for p in args.images]
+    if kind.startswith("onnx-cuda") or kind.startswith("onnx-trt"):
+        import onnxruntime as ort
+
+        needed = "TensorrtExecutionProvider" if "trt" in kind else "CUDAExecutionProvider"
+        if needed not in ort.get_available_providers():
+            print(json.dumps(dict(skipped=f"no {needed} in this onnxruntime")))
+            return
     if kind == "sahi":
         from bench_infer import sahi_model, sahi_one
 
@@ -56,8 +71,15 @@ def row(args) -> None:
         model = sahi_model(Path(args.ckpt), args)
         run = lambda image: sahi_one(model, image, args)  # noqa: E731
     else:
-        model = afmcli.load_model(args.onnx, threads=args.threads) if kind.startswith("onnx") else \
-            afmcli.load_model(CONFIG, args.ckpt)
+        index = args.device.split(":")[1] if ":" in args.device else "0"
+        if kind.startswith("onnx"):
+            device = {"onnx-cuda": f"cuda:{index}", "onnx-trt": f"tensorrt:{index}",
+                      "onnx-trt-fp16": f"tensorrt:{index}"}.get(kind, "cpu")
+            model = afmcli.load_model(args.onnx, device=device, threads=args.threads)
+            if kind == "onnx-trt-fp16":  # TensorRT builds its engine in fp16
+                model.set_provider_options(trt_fp16_enable=True)
+        else:
+            model = afmcli.load_model(CONFIG, args.ckpt, device=args.device, fp16=kind == "torch-fp16")
         run = lambda image: afmcli.predict(model, image, slice=args.slice, overlap=0.25,  # noqa: E731
                                            batch_size=int(batch), score_thr=0.01, max_per_img=MAX_DETS)
     run(images[0])  # warm-up
@@ -73,6 +95,7 @@ def row(args) -> None:
 def run_row(args, tag: str, kind: str, images: list[Path], ids: list[int]) -> dict:
     out = args.work / f"onnx_bench_{tag}.json"
     cmd = [sys.executable, __file__, "--row", kind, "--ckpt", str(args.ckpt), "--onnx", str(args.onnx_for[kind]),
+           "--device", args.device,
            "--slice", str(args.slice), "--threads", str(args.threads), "--dets", str(out),
            "--images", *map(str, images), "--ids", *map(str, ids)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -116,6 +139,8 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=None, help="a folder of real photos: speed rows on them too")
     parser.add_argument("--real-images", type=int, default=4)
     parser.add_argument("--work", type=Path, default=Path("/tmp/afm_bench_infer"))
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda:N for the GPU rows")
+    parser.add_argument("--fp16", action="store_true", help="GPU: also PyTorch fp16 and TensorRT fp16 rows")
     # one row (internal)
     parser.add_argument("--row", default=None)
     parser.add_argument("--ckpt", default=None)
@@ -138,9 +163,11 @@ def main() -> None:
     args.ckpt = train(args.work, args.train_iters)
     onnx = args.work / f"tiny_tood_{args.train_iters}.onnx"
     quiet("export", CONFIG, args.ckpt, "--out", onnx)
-    args.onnx_for = {f"torch:{b}": onnx for b in args.batch_sizes} | {f"onnx:{b}": onnx for b in args.batch_sizes}
-    args.onnx_for["sahi:1"] = onnx
-    if args.int8:
+    on_gpu = args.device.startswith("cuda")
+    backends = (["torch", "torch-fp16", "onnx-cuda", "onnx-trt", "onnx-trt-fp16"] if args.fp16 else
+                ["torch", "onnx-cuda", "onnx-trt"]) if on_gpu else ["torch", "onnx"]
+    args.onnx_for = {f"{k}:{b}": onnx for b in args.batch_sizes for k in backends} | {"sahi:1": onnx}
+    if args.int8 and not on_gpu:
         onnx8 = args.work / f"tiny_tood_{args.train_iters}_int8.onnx"
         quiet("export", CONFIG, args.ckpt, "--out", onnx8, "--int8", "--calib", args.work / "Datasets" / "images" /
               "train", "--calib-images", args.calib_images, "--calib-slice", args.slice)
@@ -154,20 +181,22 @@ def main() -> None:
         real = list_images(args.real)[:args.real_images]
         sets.append(("real", real, list(range(1, len(real) + 1))))
     for name, paths, image_ids in sets:
-        table = Table(title=f"CPU, {args.threads} thread(s): {len(paths)} {name} images, {args.slice}-px tiles "
-                            "+ full pass, NMS")
+        table = Table(title=f"{args.device}, {args.threads} thread(s): {len(paths)} {name} images, {args.slice}-px "
+                            "tiles + full pass, NMS")
         for col in ("pipeline", "batch", "tiles/s", "images/s", "x PyTorch", "peak RSS MB", "AP", "AP50",
                     "vs PyTorch"):
             table.add_column(col, justify="left" if col in ("pipeline", "vs PyTorch") else "right")
-        kinds = [f"{k}:{b}" for b in args.batch_sizes for k in ("torch", "onnx", "onnx-int8")
-                 if k != "onnx-int8" or args.int8] + ([] if args.no_sahi else ["sahi:1"])
+        kinds = [k for k in args.onnx_for if k != "sahi:1"] + ([] if args.no_sahi or on_gpu else ["sahi:1"])
+        kinds.sort(key=lambda k: int(k.split(":")[1]))
         results = {}
         for kind in kinds:
             r = results[kind] = run_row(args, f"{name}_{kind.replace(':', '_')}", kind, paths, image_ids)
+            if "skipped" in r:
+                table.add_row(kind, "", r["skipped"])
+                continue
             base = results.get(f"torch:{kind.split(':')[1]}")
             metrics = evaluate_file(split.ann_file, r["dets"]) if name == "synth" else {}
-            table.add_row({"torch": "PyTorch eager", "onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime INT8",
-                           "sahi": "SAHI (mmdet)"}[kind.split(":")[0]], kind.split(":")[1],
+            table.add_row(LABELS[kind.split(":")[0]], kind.split(":")[1],
                           f"{r['tiles'] / r['seconds']:.2f}", f"{r['images'] / r['seconds']:.3f}",
                           f"{(base['seconds'] / r['seconds']):.2f}" if base else "",
                           f"{r['rss_mb']:.0f}", f"{metrics.get('AP', float('nan')):.1f}",

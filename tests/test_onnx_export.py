@@ -16,6 +16,7 @@ from afmcli.cli import main
 from afmcli.inference.predictor import dense_head_outputs, load_model
 
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
+from test_infer_scale import fail_after, one_thread  # noqa: F401 (one torch thread: an autouse fixture)
 
 pytest.importorskip("onnxruntime")
 
@@ -23,14 +24,6 @@ REAL = Path("/work/shared/data/visdrone-real/VisDrone2019-DET-train")
 # a 1400x788, a 960x540 and a 1360x765 photo
 REAL_NAMES = ("0000072_07660_d_0000012", "0000079_00507_d_0000001", "0000084_01781_d_0000005")
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real VisDrone images not on this machine")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +146,6 @@ def coco_gt(path: Path) -> Path:
 @needs_real
 def test_afm_infer_onnx_equals_pytorch_on_real_images_and_resumes(exported, tmp_path, monkeypatch):
     import afmcli
-    from test_infer_scale import fail_after
 
     root, ckpt, onnx_path = exported
     gt = coco_gt(tmp_path / "gt.json")
@@ -202,3 +194,24 @@ def test_onnx_model_refuses_pytorch_only_options(exported, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["infer", str(onnx_path), str(tmp_path), "--out", str(tmp_path / "o"), "--fp16"])
     assert "--fp16 applies to PyTorch models (config + checkpoint), not to an ONNX model" in capsys.readouterr().err
+
+
+@needs_real
+def test_int8_export_is_quantized_standard_and_runs(exported, tmp_path, capsys):
+    import onnx
+
+    from afmcli.inference.backends.onnx_runtime import OnnxModel, read_metadata
+
+    root, ckpt, _ = exported
+    with pytest.raises(SystemExit):
+        main(["export", str(CONFIG), str(ckpt), "--out", str(tmp_path / "q.onnx"), "--int8"])
+    assert "--int8 and --calib go together" in capsys.readouterr().err
+    main(["export", str(CONFIG), str(ckpt), "--out", str(tmp_path / "q.onnx"), "--int8", "--calib",
+          str(REAL / "images"), "--calib-images", "2"])
+    proto = onnx.load(str(tmp_path / "q.onnx"))
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
+    assert read_metadata(tmp_path / "q.onnx")["int8"]
+    image = real_images()[1]
+    dets = OnnxModel(tmp_path / "q.onnx", threads=1)([image[0:512, 0:512]], 0.02)[0]
+    assert len(dets) > 0 and dets.boxes.shape[1] == 4

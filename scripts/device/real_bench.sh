@@ -10,7 +10,9 @@
 #     alone, then TOOD continued against AFMNet from it, side by side). Each training has a
 #     wall-clock limit (--max-time: it ends at the last epoch that fits, checkpoint saved), so
 #     a slower GPU than guessed gives fewer epochs, not an empty table; the epoch counts are
-#     upper bounds, and TOOD is also scored at AFMNet's last epoch where it got further.
+#     upper bounds, and TOOD is also scored at AFMNet's last epoch where it got further;
+#  4. in the time left, ONNX Runtime's CUDA and TensorRT (fp16) providers against PyTorch
+#     (bench_onnx.py), where the machine's onnxruntime has CUDA.
 # Logs and results land in $OUT (per-model logs and results in logs.tar.gz).
 #   bash scripts/device/real_bench.sh --prepare   # here: .realdata/ (the preset's images)
 #   run(command="bash scripts/device/real_bench.sh", carry=[".whl", ".realdata"], timeout_s=595)
@@ -49,11 +51,13 @@ if [ -n "${DRY:-}" ]; then
   DEV=cpu; SIZES=(--train-images 4 --val-images 2 --epochs 3 --stage1-epochs 2 --max-time 15s)
   COST=(320x256 1 1 1)
   INFER=(--val-images 2 --size 640x400 --batch-sizes 2 --train-iters 4 --workers 1 --max-time 0)
+  ONNX=(--val-images 2 --size 640x400 --batch-sizes 2 --train-iters 4)
   DECODE=(--batch-sizes 2 --rounds 1 --train-iters 4); LIMITS=(600 600 600 1800 1800)
 else  # seconds for the training cost, the inference bench, the decoding bench, stage 1, stage 2: 575 s
   # Each stage: ~25 s to start, at most 100 s of training, then inference and evaluation.
   DEV=cuda:0; SIZES=(--epochs 12 --stage1-epochs 24 --max-time 100s); COST=(1333x800 4 20 5)
   INFER=(--val-images 16 --size 1600x1000 --batch-sizes 8 32 64 --train-iters 300 --workers 4 --max-time 30)
+  ONNX=(--val-images 16 --size 1600x1000 --batch-sizes 32 --train-iters 300)  # bench_infer's model and data
   DECODE=(--batch-sizes 8 32 64 --rounds 3 --train-iters 300); LIMITS=(110 100 20 160 185)
 fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
@@ -99,4 +103,16 @@ kill $monitor 2>/dev/null
 cp /tmp/real_bench/results.json "$OUT/results.json" 2>/dev/null
 (cd /tmp && tar -czf "$OUT/logs.tar.gz" --exclude='*.pth' --exclude='*.jpg' --exclude='Datasets' \
   --exclude='raw' real_bench) 2>/dev/null
+# 4. ONNX Runtime on the GPU (bench_onnx.py: CUDA and TensorRT providers, fp16), in the time left of the
+# box (the call's 595 s), on the model bench_infer cached: only where this machine's onnxruntime has CUDA
+# (onnxruntime-gpu's wheel, ~300 MB, is past what a call carries).
+left=$(( 585 - ($(date +%s) - start) ))
+if "$PY" -c "import onnx, onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" \
+    2>/dev/null && [ "$left" -ge 20 ]; then
+  timeout "$left" "$PY" bench/bench_onnx.py --device $DEV --fp16 --threads 4 "${ONNX[@]}" \
+    --work /tmp/afm_bench_infer > "$OUT/onnx_gpu.log" 2>&1
+  echo "onnx_gpu rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
+else
+  echo "onnx_gpu skipped: no onnx + onnxruntime with CUDA here, or ${left}s left" | tee -a "$OUT/summary.txt"
+fi
 tail -n 25 "$OUT/train_cost.log" "$OUT/infer.log" "$OUT/decode.log" "$OUT/stage2.log"
