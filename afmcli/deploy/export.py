@@ -21,7 +21,7 @@ from afmcli.errors import AfmError, ParameterError
 from afmcli.io import atomic_path, check_output_file
 from afmcli.inference.backends.onnx_runtime import FORMAT, METADATA_KEY
 
-OPSET = 17  # GridSample (16)
+OPSET = 18  # GridSample (16), ScatterElements with max (18)
 STANDARD_DOMAINS = ("", "ai.onnx")
 
 
@@ -31,8 +31,11 @@ def graph_and_metadata(model) -> tuple[torch.nn.Module, dict]:
     from afmcli.inference.device_tiles import DeviceTiles
 
     module, cfg = model.module, model.cfg
-    if type(module).__name__ != "TOOD":
-        raise AfmError(f"{cfg.filename}: {type(module).__name__} does not export yet (TOOD detectors do)")
+    arch = type(module).__name__
+    if arch not in ("TOOD", "AFMNet"):
+        raise AfmError(f"{cfg.filename}: {arch} does not export (TOOD and AFMNet detectors do)")
+    if arch == "AFMNet":
+        check_afmnet(module, cfg.filename)
     head = module.bbox_head
     if head.anchor_type != "anchor_free":
         raise AfmError(f"{cfg.filename}: TOODHead anchor_type {head.anchor_type!r} does not export (anchor_free does)")
@@ -48,7 +51,7 @@ def graph_and_metadata(model) -> tuple[torch.nn.Module, dict]:
         raise AfmError(f"{cfg.filename}: data_preprocessor pad_value {pre.pad_value} does not export (0 does)")
     test_cfg = head.test_cfg
     meta = dict(
-        format=FORMAT, arch="TOOD", classes=list(model.classes), config=Path(cfg.filename).name,
+        format=FORMAT, arch=arch, classes=list(model.classes), config=Path(cfg.filename).name,
         scale=list(geometry.scale) if geometry.scale else None, keep_ratio=geometry.keep_ratio,
         pad_size_divisor=int(pre.pad_size_divisor),
         pad_value_bgr=(mean[::-1] if bgr_to_rgb else mean),  # normalised to 0 in the graph
@@ -60,7 +63,34 @@ def graph_and_metadata(model) -> tuple[torch.nn.Module, dict]:
     if test_cfg.nms.get("type", "nms") != "nms" or meta["test_cfg"]["nms_pre"] <= 0:
         raise AfmError(f"{cfg.filename}: the head's test_cfg (nms {test_cfg.nms}, nms_pre "
                        f"{meta['test_cfg']['nms_pre']}) does not export (type nms with nms_pre > 0 does)")
-    return TOODGraph(module, mean, std, bgr_to_rgb).eval(), meta
+    if arch == "TOOD":
+        return TOODGraph(module, mean, std, bgr_to_rgb).eval(), meta
+    from afmcli.deploy.afmnet_graph import AFMNetGraph, carafe_shifted
+    from afmcli.models.carafe import CARAFEUpsample
+
+    for upsampler in module.modules():  # afm's CPU CARAFE loops over rows: the traceable form instead
+        if isinstance(upsampler, CARAFEUpsample):
+            upsampler.feature_reassemble = lambda x, mask, u=upsampler: carafe_shifted(
+                x, mask.to(x.dtype), u.up_kernel, u.up_group, u.scale_factor)
+    if hasattr(module.neck, "tensor_add"):  # FPN_CARAFE compares sizes on the host: slice always (a no-op if equal)
+        module.neck.tensor_add = lambda a, b: a + b[:, :, :a.shape[2], :a.shape[3]]
+        module.neck.slice_as = lambda src, dst: src[:, :, :dst.shape[2], :dst.shape[3]]
+    hd_cfg = module.hd_head.test_cfg
+    meta.update(hd_stride=int(module.hd_head.prior_generator.strides[0][0]),
+                hd_test_cfg=dict(nms_pre=int(hd_cfg.nms_pre), score_thr=float(hd_cfg.score_thr),
+                                 min_bbox_size=float(hd_cfg.get("min_bbox_size", -1)),
+                                 iou_threshold=float(hd_cfg.nms.iou_threshold), max_per_img=int(hd_cfg.max_per_img)),
+                merge_cfg=dict(module.merge_cfg), windows=dict(topk=module.affm.topk, window=module.affm.window))
+    return AFMNetGraph(module, mean, std, bgr_to_rgb).eval(), meta
+
+
+def check_afmnet(module, filename) -> None:
+    """The AFMNet variants that export: every branch of the test-time graph present, windows on."""
+    missing = [name for name in ("mask_estimator", "affm", "hd_head") if getattr(module, name) is None]
+    if missing or module.test_heads != "both" or not module.p2_neck.runs_on_windows:
+        raise AfmError(f"{filename}: this AFMNet variant does not export (it needs mask_estimator, affm and hd_head, "
+                       f"test_heads both and a P2 neck that runs on windows; missing: {', '.join(missing) or 'none'})")
+
 
 
 def non_standard_nodes(onnx_model) -> list[str]:
@@ -130,15 +160,25 @@ def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, t
     meta["checkpoint_sha256"] = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
     levels = len(meta["strides"])
     names = [f"scores_{i}" for i in range(levels)] + [f"boxes_{i}" for i in range(levels)]
-    probe = torch.zeros(2, 3, probe_size, probe_size)
     axes = {"images": {0: "batch", 2: "height", 3: "width"},
             **{name: {0: "batch", 2: f"h{name[-1]}", 3: f"w{name[-1]}"} for name in names}}
+    if meta["arch"] == "AFMNet":  # a probe at the test scale: the windows fit (AFFM's windows_cheaper)
+        size = max(meta["scale"] or [probe_size])
+        probe = (torch.rand(2, 3, size, size) * 255, torch.tensor([[size, size], [size, size]]))
+        names += ["hd_scores", "hd_boxes", "window_cores"]
+        axes |= {"sizes": {0: "batch"}, "hd_scores": {0: "batch"}, "hd_boxes": {0: "batch"},
+                 "window_cores": {0: "batch"}}
+    else:
+        probe = (torch.zeros(2, 3, probe_size, probe_size),)
     meta["int8"] = calib is not None
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(graph, (probe,), str(tmp), input_names=["images"], output_names=names,
-                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            # (nn.MultiheadAttention's fused fast path has no ONNX form)
+            torch.backends.mha.set_fastpath_enabled(False)
+            torch.onnx.export(graph, probe, str(tmp), input_names=["images", "sizes"][:len(probe)],
+                              output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            torch.backends.mha.set_fastpath_enabled(True)
         if calib is not None:
             fp32 = tmp.with_name(tmp.name + ".fp32")
             tmp.rename(fp32)

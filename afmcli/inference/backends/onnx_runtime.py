@@ -1,6 +1,7 @@
 """An `afm export`ed ONNX model on ONNX Runtime: the detector without mmcv, mmdet or mmengine.
 
-The graph gives the head's raw outputs per level (class scores, boxes in stride units);
+The graph gives the head's raw outputs per level (class scores, boxes in stride units; an
+AFMNet's also its HD head's cells and its windows);
 the test pipeline's geometry (resize, pad) runs before it in OpenCV, and the head's test-time
 decoding (score filter, top-k, rescale, size filter, per-class NMS) after it in numpy, as
 afmcli.models.batched_predict does in torch: same operations in float32, so the same
@@ -86,7 +87,8 @@ class ArrayPipeline:
         batch[:] = self.pad_value[None, :, None, None]
         for i, r in enumerate(resized):
             batch[i, :, :r.shape[0], :r.shape[1]] = r.transpose(2, 0, 1)
-        return dict(inputs=batch, scale_factors=np.asarray(factors, dtype=np.float64))
+        return dict(inputs=batch, scale_factors=np.asarray(factors, dtype=np.float64),
+                    sizes=np.asarray([r.shape[:2] for r in resized], dtype=np.int64))
 
 
 def decode_tood(scores: Sequence[np.ndarray], boxes: Sequence[np.ndarray], strides: Sequence[int],
@@ -118,6 +120,41 @@ def decode_tood(scores: Sequence[np.ndarray], boxes: Sequence[np.ndarray], strid
     out_boxes, out_scores, labels = out_boxes[valid], out_scores[valid], labels[valid]
     keep = batched_nms(out_boxes, out_scores, labels, cfg["iou_threshold"])[:cfg["max_per_img"]]
     return out_boxes[keep], out_scores[keep], labels[keep]
+
+
+def merge_afmnet(main, hd, cores: np.ndarray, cfg: dict):
+    """afmcli.models.afmnet's merge of the main head's and the HD head's detections of one
+    image ((boxes, scores, labels) each): class-aware NMS over both, the best max_per_img kept;
+    with by_role first each head in its role (small boxes in a window core from the HD head alone)."""
+    if cfg.get("by_role"):
+        def small(boxes):
+            return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) < np.float32(cfg.get("small_area", 1024))
+
+        centre = (main[0][:, None, :2] + main[0][:, None, 2:]) / 2
+        in_core = ((centre >= cores[:, :2]) & (centre < cores[:, 2:])).all(axis=2).any(axis=1)
+        keep_main, keep_hd = ~(small(main[0]) & in_core), small(hd[0])
+        main, hd = tuple(x[keep_main] for x in main), tuple(x[keep_hd] for x in hd)
+    boxes, scores, labels = (np.concatenate([a, b]) for a, b in zip(main, hd))
+    keep = batched_nms(boxes, scores, labels, cfg["iou_threshold"])[:cfg["max_per_img"]]
+    return boxes[keep], scores[keep], labels[keep]
+
+
+def decode_afmnet(outputs: Sequence[np.ndarray], meta: dict, scale_factor, size) -> tuple:
+    """One image's AFMNet detections from its graph outputs (main levels' scores and boxes,
+    then the HD cells' scores (P, C) and boxes (P, 4), the window cores (k, 4)), as
+    AFMNet.predict decodes them: each head as TOODHead, the HD boxes clipped to the image, merged."""
+    levels = len(meta["strides"])
+    main = decode_tood(outputs[:levels], outputs[levels:2 * levels], meta["strides"], scale_factor, meta["test_cfg"])
+    hd_scores, hd_boxes, cores = outputs[2 * levels:]
+    hd = decode_tood([hd_scores.T[:, None]], [hd_boxes.T[:, None]], [meta["hd_stride"]], scale_factor,
+                     meta["hd_test_cfg"])
+    sx, sy = scale_factor
+    height, width = size
+    boxes = hd[0].copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, np.float32(width / sx))
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, np.float32(height / sy))
+    cores = (cores * meta["hd_stride"]).astype(np.float32) / np.asarray([sx, sy, sx, sy], dtype=np.float32)
+    return merge_afmnet(main, (boxes, *hd[1:]), cores, meta["merge_cfg"])
 
 
 def providers_for(device: str) -> list[str]:
@@ -191,17 +228,33 @@ class OnnxModel:
 
     def raw(self, data: dict) -> list[np.ndarray]:
         """The graph's outputs for a batch of :class:`ArrayPipeline`: scores per level, then boxes per level."""
-        return self.session.run(None, {"images": data["inputs"]})
+        feed = {"images": data["inputs"]}
+        if self.meta["arch"] == "AFMNet":
+            feed["sizes"] = data["sizes"]
+            self.check_windows(*data["inputs"].shape[2:])
+        return self.session.run(None, feed)
+
+    def check_windows(self, height: int, width: int) -> None:
+        """The exported AFMNet runs its HD head on AFFM's windows; PyTorch's runs it densely
+        where the windows would not be cheaper (AFFM.windows_cheaper): refused here."""
+        k, window = self.meta["windows"]["topk"], self.meta["windows"]["window"]
+        h, w = height // self.meta["hd_stride"], width // self.meta["hd_stride"]
+        if min(h, w) < window or k * window * window >= h * w:
+            raise AfmError(f"{self.path}: a {width}x{height} input is too small for this AFMNet's {k} windows of "
+                           f"{window}x{window} stride-4 cells (PyTorch runs its HD head densely there): use a larger "
+                           "--slice, or the PyTorch model")
 
     def forward(self, data: dict, score_thr: float = 0.0) -> list[Detections]:
         """Detections per image of a batch made by :class:`ArrayPipeline`, scoring at least ``score_thr``."""
         outputs = self.raw(data)
         levels = len(self.meta["strides"])
-        scores, boxes = outputs[:levels], outputs[levels:]
         out = []
         for i, factor in enumerate(data["scale_factors"]):
-            b, s, lab = decode_tood([x[i] for x in scores], [x[i] for x in boxes], self.meta["strides"], factor,
-                                    self.meta["test_cfg"])
+            if self.meta["arch"] == "AFMNet":
+                b, s, lab = decode_afmnet([x[i] for x in outputs], self.meta, factor, data["sizes"][i])
+            else:
+                b, s, lab = decode_tood([x[i] for x in outputs[:levels]], [x[i] for x in outputs[levels:]],
+                                        self.meta["strides"], factor, self.meta["test_cfg"])
             keep = s >= np.float32(score_thr)
             out.append(Detections(b[keep].astype(np.float64), s[keep].astype(np.float64), lab[keep].astype(np.int64)))
         return out
