@@ -215,3 +215,52 @@ def test_int8_export_is_quantized_standard_and_runs(exported, tmp_path, capsys):
     image = real_images()[1]
     dets = OnnxModel(tmp_path / "q.onnx", threads=1)([image[0:512, 0:512]], 0.02)[0]
     assert len(dets) > 0 and dets.boxes.shape[1] == 4
+
+
+def test_carafe_as_shifted_slices_equals_afms_carafe():
+    from afmcli.deploy.afmnet_graph import carafe_shifted
+    from afmcli.models.carafe import carafe_torch
+
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 8, 5, 7, generator=g)
+    masks = torch.randn(2, 2 * 9, 10, 14, generator=g).view(2, 2, 9, 10, 14).softmax(dim=2).view(2, 18, 10, 14)
+    want = carafe_torch(features, masks, 3, 2, 2)
+    assert (carafe_shifted(features, masks, 3, 2, 2) - want).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("window, roi_size", [(24, 8), (20, 8), (7, 4)])
+def test_roi_align_as_matrices_equals_mmcv(window, roi_size):
+    from mmcv.ops import roi_align
+
+    from afmcli.deploy.afmnet_graph import roi_align_matrix
+
+    margin = 2
+    crops = torch.randn(3, 4, window + 2 * margin, window + 2 * margin, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[i, margin, margin, margin + window, margin + window] for i in range(3)], dtype=torch.float32)
+    want = roi_align(crops, rois, roi_size, 1.0, 0, "avg", True)
+    a = torch.from_numpy(roi_align_matrix(window + 2 * margin, margin, window, roi_size)).float()
+    assert (a @ crops @ a.t() - want).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+@needs_real
+def test_afmnet_exports_to_standard_operators_and_equals_pytorch_on_real_images(tmp_path):
+    import onnx
+
+    from afmcli.errors import AfmError
+    from afmcli.inference.backends.onnx_runtime import OnnxModel
+
+    config = Path(__file__).parents[1] / "configs" / "AFM" / "afmnet_tiny_synth.py"
+    ckpt = save_tiny_checkpoint(tmp_path / "afmnet.pth", config=config)
+    main(["export", str(config), str(ckpt), "--out", str(tmp_path / "afmnet.onnx")])
+    proto = onnx.load(str(tmp_path / "afmnet.onnx"))
+    assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
+    assert {"GridSample", "ScatterElements"} <= {n.op_type for n in proto.graph.node}
+    torch_model, onnx_model = load_model(config, ckpt), OnnxModel(tmp_path / "afmnet.onnx", threads=1)
+    image = real_images()[1]
+    for batch in ([image[0:512, 0:512], image[28:540, 448:960]], [image]):  # tiles, and the full 960x540 photo
+        for want, got in zip(torch_model(batch, 0.02), onnx_model(batch, 0.02)):
+            assert len(want) > 10
+            assert_same_detections(want.boxes, want.scores, want.labels, got.boxes, got.scores, got.labels)
+    with pytest.raises(AfmError, match="too small for this AFMNet's 4 windows of 24x24 stride-4 cells"):
+        onnx_model([image[:20, :400]])  # resized to 512x26: 8 rows of stride-4 cells
