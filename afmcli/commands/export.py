@@ -11,6 +11,8 @@ EXAMPLES = """Examples:
 
   afm export configs/AFM/tood_tiny_synth.py work_dirs/tood_tiny/epoch_12.pth --out tood_tiny.onnx
 
+  afm export configs/AFM/AFMNet-tood_r50_k13.py work_dirs/run1/epoch_12.pth --out afmnet.onnx --int8 --calib Datasets/images/train
+
   afm infer tood_tiny.onnx Datasets/images/val --out results/val
 """
 
@@ -30,8 +32,8 @@ def export(
     calib_slice: int = typer.Option(640, "--calib-slice", help="--int8: the tile size of the calibration "
                                     "(the --slice you will infer with)."),
 ) -> None:
-    """Export a detector to ONNX: a dynamic batch of any size, preprocessing in the graph, the
-    class names and test settings in its metadata (standard operators only)."""
+    """Export a TOOD or AFMNet detector to ONNX: a dynamic batch of any size, preprocessing in
+    the graph, the class names and test settings in its metadata (standard operators only)."""
     from rich.console import Console
     from rich.table import Table
 

@@ -1,6 +1,6 @@
 """`afm export CONFIG CKPT --out MODEL.onnx`: a detector as an ONNX graph with its metadata.
 
-The graph (afmcli.deploy.graph) takes a dynamic batch of BGR images of any height and width
+The graph (afmcli.deploy.graph, an AFMNet's afmcli.deploy.afmnet_graph) takes a dynamic batch of BGR images of any height and width
 (padded to the config's ``pad_size_divisor``) and gives the head's raw outputs per level;
 the metadata (key ``afm``, JSON) holds what inference needs besides: class names, the test
 pipeline's resize and padding, the normalisation's pad value, strides and the head's
