@@ -88,8 +88,16 @@ def row(args) -> None:
     seconds = time.perf_counter() - start
     tiles = sum(len(plan_windows(*im.shape[:2], args.slice, 0.25)) for im in images)
     write_json(Path(args.dets), [r for i, d in zip(args.ids, dets) for r in detections_to_results(i, d.top(500))])
-    print(json.dumps(dict(seconds=seconds, images=len(images), tiles=tiles,
-                          rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+    print(json.dumps(dict(seconds=seconds, images=len(images), tiles=tiles, rss_mb=peak_rss_mb())))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: its own, unlike getrusage's ru_maxrss, which
+    Linux carries over from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_row(args, tag: str, kind: str, images: list[Path], ids: list[int]) -> dict:
@@ -158,7 +166,7 @@ def main() -> None:
 
     from afmcli.data.images import list_images
 
-    console = Console()
+    console = Console(width=160)
     args.work.mkdir(parents=True, exist_ok=True)
     make_data(args.work, args.val_images, tuple(int(v) for v in args.size.split("x")))
     args.ckpt = train(args.work, args.train_iters)

@@ -264,3 +264,39 @@ def test_afmnet_exports_to_standard_operators_and_equals_pytorch_on_real_images(
             assert_same_detections(want.boxes, want.scores, want.labels, got.boxes, got.scores, got.labels)
     with pytest.raises(AfmError, match="too small for this AFMNet's 4 windows of 24x24 stride-4 cells"):
         onnx_model([image[:20, :400]])  # resized to 512x26: 8 rows of stride-4 cells
+
+
+def mmcv_nms_loop(boxes, scores, thr):
+    """mmcv's nms_cpu kernel transcribed (float32, offset 0), the reference for box_nms."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (boxes[order, k] for k in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    alive = np.ones(len(order), bool)
+    for i in range(len(order)):
+        if alive[i]:
+            rest = np.arange(i + 1, len(order))
+            w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+            h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+            inter = w * h
+            alive[rest[inter / (areas[i] + areas[rest] - inter) > np.float32(thr)]] = False
+    return order[alive]
+
+
+def test_box_nms_equals_mmcv_batched_nms():
+    from mmcv.ops import batched_nms as mmcv_batched_nms
+
+    from afmcli.inference.box_nms import batched_nms, nms
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 300, (3000, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(2, 40, (3000, 2)).astype(np.float32)], axis=1)
+    scores = rng.permutation(3000).astype(np.float32) / 3000  # distinct: the order is defined
+    labels = rng.integers(0, 5, 3000)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), mmcv_nms_loop(boxes, scores, 0.5))
+    for n in (3000, 12000):  # offsets, and class by class past mmcv's split_thr
+        b, s, lab = (np.resize(a, (n,) + a.shape[1:]) for a in (boxes, scores, labels))
+        b = (b + np.arange(n)[:, None] // 3000 * 400).astype(np.float32)  # copies side by side
+        s = (rng.permutation(n) / n).astype(np.float32)
+        _, want = mmcv_batched_nms(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(lab),
+                                   dict(type="nms", iou_threshold=0.6))
+        np.testing.assert_array_equal(batched_nms(b, s, lab, 0.6), want.numpy())
