@@ -9,13 +9,9 @@ import typer
 
 CONVERT_EXAMPLES = """Examples:
 
-  afm convert data.yaml Datasets
-
-  afm convert data.yaml Datasets --split train --slice 640 --overlap 0.25
+  afm convert data.yaml Datasets --slice 640 --overlap 0.25
 
   afm convert instances_train.json Datasets --images photos/ --split train
-
-  afm convert my_coco.yaml Datasets
 """
 
 EXAMPLES = """Examples:

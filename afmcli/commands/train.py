@@ -12,11 +12,7 @@ FLAGS = {"trust=True": "--trust-checkpoint", "slice_size": "--slice"}
 
 EXAMPLES = """Examples:
 
-  afm train configs/AFM/AFMNet-tood_r50_k13.py --data-root Datasets/
-
-  afm train configs/AFM/AFMNet-tood_r50_k13.py --data data.yaml
-
-  afm train configs/AFM/AFMNet-tood_r50_k13_sliced.py --data my_coco.yaml --slice 640
+  afm train configs/AFM/AFMNet-tood_r50_k13_sliced.py --data data.yaml --slice 640
 
   afm train configs/AFM/AFMNet-tood_r50_k13.py --work-dir work_dirs/run1 --resume --cfg-options train_cfg.max_epochs=12
 """
