@@ -129,7 +129,7 @@ def print_splits(title: str, splits) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     for converted in splits:
         table.add_column(converted.name, justify="right")
     rows: dict[str, list] = {}
@@ -141,8 +141,9 @@ def print_splits(title: str, splits) -> None:
             rows.setdefault(name, [""] * len(splits))[k] = f"{value:,}"
     for name, values in rows.items():
         table.add_row(name, *values)
-    table.add_row("json", *(str(c.ann_file) for c in splits))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"written: {', '.join(str(c.ann_file) for c in splits)}")
 
 
 def _say_skipped(skipped: list[str]) -> None:
