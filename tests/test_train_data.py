@@ -252,3 +252,37 @@ def test_yolo_reader_matches_the_hand_conversion(tmp_path):
         assert [o[:2] for o in ours] == [t[:2] for t in theirs]
         np.testing.assert_allclose([o[2] for o in ours], [t[2] for t in theirs], atol=1e-3)
         assert split.counts["labels"] == len(ref["annotations"]) > 20
+
+
+def test_planned_paths_are_where_prepare_data_writes(tmp_path):
+    """The other ranks of a distributed run point their config where rank 0 wrote."""
+    data = _tiny_yolo(tmp_path)
+    written = prepare_data(data, tmp_path / "w", slice_size=64)
+    planned = prepare_data(data, tmp_path / "w", slice_size=64, write=False)
+    for a, b in zip(written.splits, planned.splits):
+        assert (a.name, a.ann_file, a.images, a.sliced_ann_file, a.sliced_images) == \
+            (b.name, b.ann_file, b.images, b.sliced_ann_file, b.sliced_images)
+    assert planned.classes == written.classes and planned.val.name == "val"
+
+
+@pytest.mark.slow
+def test_data_with_two_cpu_processes(tmp_path):
+    """torchrun, 2 processes, --data: rank 0 writes the data, rank 1 waits and reads it."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = _tiny_yolo(tmp_path)
+    config = bench.tiny_config(tmp_path / "user.py", scale=128, epochs=1)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "afmcli", "train", str(config), "--launcher", "pytorch", "--data", str(data),
+           "--work-dir", str(tmp_path / "w"), "--cfg-options", "train_dataloader.batch_size=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("--data") == 1  # one summary: rank 0's
+    ckpt = _checkpoint(tmp_path / "w")
+    assert tuple(ckpt["meta"]["dataset_meta"]["classes"]) == ("boat", "car", "person")

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from afmcli.data.convert import ConvertStats
 from afmcli.data.datasets import ConvertedSplit, convert_dataset, open_dataset
+from afmcli.data.layout import DatasetPaths
+from afmcli.data.readers.base import SplitData
 from afmcli.data.visdrone_format import CLASSES as VISDRONE_CLASSES
 from afmcli.errors import AfmError, warn
 
@@ -41,22 +44,34 @@ class PreparedData:
 
 def prepare_data(data: str | os.PathLike, work_dir: str | os.PathLike, slice_size: int | Sequence[int] | None = None,
                  overlap: float = 0.25, skip_bad: bool = False, images: str | os.PathLike | None = None,
-                 workers: int = 0) -> PreparedData:
+                 workers: int = 0, write: bool = True) -> PreparedData:
     """Write DATA's train, validation and test splits into ``work_dir``/data/ (afm's
-    layout; train also as crops with ``slice_size``)."""
+    layout; train also as crops with ``slice_size``). ``write=False``: where they are
+    written, without reading or writing (the other ranks of a distributed run)."""
     dataset = open_dataset(data, images)
     if "train" not in dataset.splits:
         raise AfmError(f"{dataset.source}: no 'train' split to train on (it has {', '.join(dataset.splits)})")
     val = next((s for s in VAL_SPLITS if s in dataset.splits), None)
     test = next((s for s in TEST_SPLITS if s in dataset.splits), None)
     names = ["train", *(s for s in (val, test) if s)]
-    done = convert_dataset(dataset, Path(work_dir) / DATA_FOLDER, names, sliced=["train"], skip_bad=skip_bad,
-                           slice_size=slice_size, overlap=overlap, workers=workers)
+    root = Path(work_dir) / DATA_FOLDER
+    if write:
+        done = convert_dataset(dataset, root, names, sliced=["train"], skip_bad=skip_bad,
+                               slice_size=slice_size, overlap=overlap, workers=workers)
+    else:
+        done = [planned_split(root, name, bool(slice_size) and name == "train") for name in names]
     by_name = {s.name: s for s in done}
-    if val is None:
+    if val is None and write:
         warn(f"{dataset.source}: no validation split (val:): validating on the training images")
     return PreparedData(dataset.classes, by_name["train"], by_name[val or "train"],
                         by_name[test] if test else None, done)
+
+
+def planned_split(root: Path, name: str, sliced: bool) -> ConvertedSplit:
+    """Where :func:`convert_dataset` writes split ``name`` under ``root`` (nothing read)."""
+    paths, crops = DatasetPaths(root, name), DatasetPaths(root, f"{name}_sliced")
+    return ConvertedSplit(name, SplitData(images_dir=paths.images), ConvertStats(), paths.ann_file, paths.images,
+                          crops.ann_file if sliced else None, crops.images if sliced else None)
 
 
 def set_num_classes(node, num_classes: int) -> int:

@@ -160,6 +160,25 @@ def _init_cpu_distributed(cfg) -> None:
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
 
 
+def _prepare_data_once(cfg, data, options: dict, report):
+    """--data written by one process: with a launcher, rank 0 writes while the others wait
+    (mmengine's Runner keeps the process group started here)."""
+    from mmengine.dist import barrier, get_rank, init_dist, is_distributed
+
+    from afmcli.engine.data_config import prepare_data
+
+    if cfg.launcher != "none" and not is_distributed():
+        _init_cpu_distributed(cfg)
+        if not is_distributed():
+            init_dist(cfg.launcher, **cfg.get("env_cfg", {}).get("dist_cfg", {}))
+    first = get_rank() == 0
+    prepared = prepare_data(data, cfg.work_dir, **options) if first else None
+    if prepared is not None and report is not None:
+        report(prepared)
+    barrier()
+    return prepared or prepare_data(data, cfg.work_dir, write=False, **options)
+
+
 def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
           launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None,
           data=None, data_options=None, data_report=None):
@@ -180,12 +199,9 @@ def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
                          launcher, data_root, progress, max_time)
     if data is not None:
-        from afmcli.engine.data_config import apply_data, prepare_data
+        from afmcli.engine.data_config import apply_data
 
-        prepared = prepare_data(data, cfg.work_dir, **(data_options or {}))
-        apply_data(cfg, prepared)
-        if data_report is not None:
-            data_report(prepared)
+        apply_data(cfg, _prepare_data_once(cfg, data, data_options or {}, data_report))
     if cfg.get("load_from") and not cfg.get("resume") and \
             not any(h.get("type") == "ClassChangeHook" for h in cfg.custom_hooks):
         cfg.custom_hooks = [*cfg.custom_hooks, dict(type="ClassChangeHook")]
