@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from afmcli.cli import main
+from test_data_convert import _run as run_afm
+
 from afmcli.data.convert import convert_split
 from afmcli.data.datasets import convert_dataset, open_dataset
 from afmcli.data.images import exif_orientation, image_size, read_image
@@ -38,12 +39,8 @@ def _yolo(tmp_path, names=("person", "car"), labels=None, images=None, yaml_extr
 
 
 def _run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
+    """Exit code, stdout and stderr of `afm argv`."""
+    code, out = run_afm(capsys, *argv)
     return code, out.out, out.err
 
 

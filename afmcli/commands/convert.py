@@ -7,6 +7,14 @@ from typing import List, Optional
 
 import typer
 
+# The crop options of both converters.
+SLICE = typer.Option(None, "--slice", help="Also write square crops of this size (pixels) with their labels "
+                     "(images/<split>_sliced/); repeat for multi-scale crops (--slice 512 --slice 800). "
+                     "Default: no crops.")
+OVERLAP = typer.Option(0.25, "--overlap", help="Overlap between neighbouring crops, a ratio of --slice in [0, 1).")
+MIN_VISIBLE = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least this fraction "
+                           "(0 to 1) of its area is inside the crop.")
+
 CONVERT_EXAMPLES = """Examples:
 
   afm convert data.yaml Datasets --slice 640 --overlap 0.25
@@ -38,13 +46,9 @@ def convert_visdrone(
                                  "painted out, 'others' dropped."),
     keep_ignored: bool = typer.Option(False, "--keep-ignored", help="With --to-yolo: leave the ignored "
                                       "regions' pixels as they are (only their labels are left out)."),
-    slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write square crops of this "
-                                                   "size (pixels) with their labels; repeat for multi-scale "
-                                                   "crops (--slice 512 --slice 800). Default: no crops."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring crops, a ratio "
-                                "of --slice in [0, 1)."),
-    min_visible: float = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least "
-                                      "this fraction (0 to 1) of its area is inside the crop."),
+    slice_size: Optional[List[int]] = SLICE,
+    overlap: float = OVERLAP,
+    min_visible: float = MIN_VISIBLE,
     copy: bool = typer.Option(False, "--copy", help="Copy images and labels instead of hard- or "
                               "sym-linking them."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unpaired, damaged or malformed files "
@@ -96,13 +100,9 @@ def convert(
                                               "default: all). Names a bare json's or split folder's one split."),
     images: Optional[Path] = typer.Option(None, "--images", help="With a COCO json DATA: its image folder "
                                           "(default: the json's folder)."),
-    slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write square crops of this "
-                                                   "size with their labels (images/<split>_sliced/); repeat for "
-                                                   "multi-scale crops."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring crops, a ratio "
-                                  "of --slice in [0, 1)."),
-    min_visible: float = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least "
-                                      "this fraction (0 to 1) of its area is inside the crop."),
+    slice_size: Optional[List[int]] = SLICE,
+    overlap: float = OVERLAP,
+    min_visible: float = MIN_VISIBLE,
     copy: bool = typer.Option(False, "--copy", help="Copy images instead of hard- or sym-linking them."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip damaged images and malformed label files "
                                   "and list them, instead of stopping at the first."),
