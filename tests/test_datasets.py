@@ -270,3 +270,22 @@ def test_convert_refuses_foreign_output_and_unknown_data(tmp_path, capsys):
     assert code == 2 and "no such dataset" in err
     code, out, err = _run(capsys, "convert", str(root / "data.yaml"), str(tmp_path / "E"), "--split", "val")
     assert code == 2 and "no split 'val'" in err
+
+
+def test_masks_of_one_file_name_in_two_sub_folders(tmp_path):
+    """make-masks writes each image's masks under its relative path; LoadObjectMasks with
+    the image folder finds them (by stem both would be one file)."""
+    from afmcli.data.mask_files import write_mask_files
+    from afmcli.data.transforms import LoadObjectMasks
+
+    root = _yolo(tmp_path, images={"seq1/f.png": (100, 50), "seq2/f.png": (100, 50)},
+                 labels={"seq1/f.txt": "0 0.2 0.5 0.1 0.2\n", "seq2/f.txt": "0 0.8 0.5 0.1 0.2\n"})
+    out = tmp_path / "D"
+    convert_dataset(root / "data.yaml", out)
+    assert write_mask_files(out, "train", workers=1)["images"] == 2
+    load = LoadObjectMasks(str(out / "labels/gt_mask_s/train"), str(out / "labels/gt_mask_l/train"),
+                           img_root=str(out / "images/train"))
+    left = load.transform({"img_path": str(out / "images/train/seq1/f.png"), "img_shape": (50, 100)})
+    right = load.transform({"img_path": str(out / "images/train/seq2/f.png"), "img_shape": (50, 100)})
+    assert left["gt_seg_map"][:, :50, 0].any() and not left["gt_seg_map"][:, 50:, 0].any()
+    assert right["gt_seg_map"][:, 50:, 0].any() and not right["gt_seg_map"][:, :50, 0].any()

@@ -48,10 +48,6 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if is_image_file(p) and p.is_file())
 
 
-def image_stem(file_name: str | os.PathLike) -> str:
-    return Path(file_name).stem
-
-
 def image_key(file_name: str | os.PathLike) -> str:
     """An image's identity: its relative path without the suffix, '/'-separated."""
     return str(PurePosixPath(Path(file_name).as_posix()).with_suffix(""))
