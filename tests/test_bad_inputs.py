@@ -206,15 +206,18 @@ def test_convert_refuses_a_jpg_and_a_png_for_one_label_file(tmp_path, capsys):
     assert not (tmp_path / "D").exists()
 
 
-def test_make_masks_refuses_two_images_with_one_stem(tmp_path, capsys):
+def test_make_masks_two_images_with_one_name_in_two_sub_folders(tmp_path, capsys):
+    """Masks are named by the image's relative path (issue 36), so both images get theirs."""
+    from afmcli.cli import main
+
     ann = tmp_path / "D" / "labels" / "annotations" / "train_labels.json"
     ann.parent.mkdir(parents=True)
     gt_json(ann, IMAGES, CARS)
-    before = snapshot(tmp_path)
-    assert error(capsys, "make-masks", tmp_path / "D") == (
-        f"{ann}: seq0/frame001.jpg and seq4/frame001.jpg are two images with one name (frame001); rename one "
-        "(per-image outputs are named frame001.txt / frame001.png)")
-    assert snapshot(tmp_path) == before
+    main(["make-masks", str(tmp_path / "D"), "--workers", "1"])
+    for size in ("s", "l"):
+        assert sorted(p.relative_to(tmp_path / "D" / "labels" / f"gt_mask_{size}" / "train").as_posix()
+                      for p in (tmp_path / "D" / "labels" / f"gt_mask_{size}" / "train").rglob("*.png")) == \
+            ["seq0/frame001.png", "seq4/frame001.png"]
 
 
 # --- category meaning ------------------------------------------------------------------------------
