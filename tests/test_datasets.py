@@ -2,7 +2,6 @@
 own data has (EXIF orientation, 16-bit, grey, RGBA, bad label lines, missing files,
 one file name in two sub-folders)."""
 
-import io
 import json
 from pathlib import Path
 
@@ -289,3 +288,20 @@ def test_masks_of_one_file_name_in_two_sub_folders(tmp_path):
     right = load.transform({"img_path": str(out / "images/train/seq2/f.png"), "img_shape": (50, 100)})
     assert left["gt_seg_map"][:, :50, 0].any() and not left["gt_seg_map"][:, 50:, 0].any()
     assert right["gt_seg_map"][:, 50:, 0].any() and not right["gt_seg_map"][:, :50, 0].any()
+
+
+def test_an_afm_datasets_root_is_a_coco_dataset_with_its_ignore_regions(tmp_path):
+    src = tmp_path / "src"
+    _png(src / "images" / "a.png", 100, 50)
+    (src / "annotations").mkdir()
+    (src / "annotations" / "a.txt").write_text("1,1,20,30,1,4,0,0\n0,0,10,10,0,0,0,0\n5,5,5,5,0,1,0,0\n")
+    convert_split(src, tmp_path / "A", "val")
+    dataset = open_dataset(tmp_path / "A")
+    assert dataset.format == "coco" and list(dataset.splits) == ["val"] and len(dataset.classes) == 10
+    [done] = convert_dataset(dataset, tmp_path / "B")
+    a = json.loads((tmp_path / "A/labels/annotations/val_labels.json").read_text())
+    b = json.loads(done.ann_file.read_text())
+    assert b["images"][0]["ignore_regions"] == a["images"][0]["ignore_regions"] == [[0, 0, 10, 10]]
+    assert [(x["bbox"], x["category_id"], x["iscrowd"]) for x in b["annotations"]] == \
+        [(x["bbox"], x["category_id"], x["iscrowd"]) for x in a["annotations"]]
+    assert done.data.counts["ignored regions"] == 1 and done.data.counts["ignored objects (iscrowd or ignore)"] == 1

@@ -87,7 +87,7 @@ def convert_visdrone(
     if slice_size:
         items.update({"crops": stats.crops, "crop annotations": stats.crop_annotations})
     print_summary(f"afm convert-visdrone ({split})", items)
-    _say_skipped(stats.skipped)
+    say_skipped(stats.skipped)
 
 
 def convert(
@@ -120,7 +120,7 @@ def convert(
                            overlap=overlap, min_visible=min_visible, workers=workers)
     print_splits(f"afm convert ({dataset.format}: {', '.join(dataset.classes)})", done)
     for converted in done:
-        _say_skipped(converted.data.skipped)
+        say_skipped(converted.data.skipped)
 
 
 def print_splits(title: str, splits) -> None:
@@ -146,7 +146,7 @@ def print_splits(title: str, splits) -> None:
     console.print(f"written: {', '.join(str(c.ann_file) for c in splits)}")
 
 
-def _say_skipped(skipped: list[str]) -> None:
+def say_skipped(skipped: list[str]) -> None:
     if skipped:
         typer.echo(f"skipped {len(skipped)}: " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""),
                    err=True)
@@ -166,7 +166,7 @@ def _to_yolo(src: Path, out: Path, split: str, keep_ignored: bool, copy: bool, s
         "images painted": stats.painted_images, "labels dropped under paint": stats.covered,
         "others (cat 11) dropped": stats.others, "skipped bad files": len(stats.skipped),
         "output": str(out)})
-    _say_skipped(stats.skipped)
+    say_skipped(stats.skipped)
 
 
 def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:

@@ -50,10 +50,12 @@ def train(
     from afmcli.engine.train import train as run_training
 
     def report(prepared) -> None:
-        from afmcli.commands.convert import print_splits
+        from afmcli.commands.convert import print_splits, say_skipped
 
         print_splits(f"--data {data} ({len(prepared.classes)} classes: {', '.join(prepared.classes)})",
                      prepared.splits)
+        for split in prepared.splits:
+            say_skipped(split.data.skipped)
 
     options = dict(slice_size=slice_size, overlap=overlap, skip_bad=skip_bad, images=images)
     runner = run_training(config, work_dir=work_dir, resume=resume, amp=amp, cfg_options=cfg_options,

@@ -90,7 +90,7 @@ def _from_yaml(path: Path) -> DatasetReader:
         return _coco_from_yaml(path, data)
     if kind == "visdrone":
         root = _root(path, data)
-        splits = {str(k): root / str(v) for k, v in data.items() if k not in ("format", "path")}
+        splits = {str(k): root / str(v) for k, v in data.items() if k not in ("format", "path", "names")}
         return VisDroneDataset(path, splits)
     raise AfmError(f"{path}: format must be one of {', '.join(FORMATS)}, got {kind!r}")
 

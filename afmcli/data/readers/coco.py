@@ -6,6 +6,8 @@
   matched to them by name.
 - ``iscrowd: 1`` and a true ``ignore`` flag (TinyPerson, CrowdHuman) mark ignored
   objects: never a miss, never a false positive where a prediction lands on them.
+- class-agnostic ignored regions: an image record's ``ignore_regions`` ([[x, y, w, h], ...],
+  as afm's own json keeps VisDrone's category 0), kept.
 - ``file_name`` is relative to the split's image folder (sub-folders allowed). An
   image listed in the json but missing from the folder is counted and left out;
   an image whose size differs from the json's (the upright size: a JPEG's EXIF
@@ -31,6 +33,14 @@ def category_names(coco: dict, source: Path) -> list[str]:
     if dup:
         raise AfmError(f"{source}: two categories are named {dup[0]!r}")
     return names
+
+
+def _ignore_regions(img: dict, source: Path, index: int) -> list:
+    regions = img.get("ignore_regions", [])
+    if not isinstance(regions, list) or not all(
+            isinstance(r, list) and len(r) == 4 and all(isinstance(v, (int, float)) for v in r) for r in regions):
+        raise AfmError(f"{source}: images[{index}]: ignore_regions must be a list of [x, y, w, h]")
+    return regions
 
 
 class CocoDataset(DatasetReader):
@@ -64,7 +74,8 @@ class CocoDataset(DatasetReader):
         for a in coco["annotations"]:
             per_image[a["image_id"]].append(a)
         data = SplitData(images_dir=images_dir)
-        counts = dict.fromkeys(("images", "labels", "ignored objects (iscrowd or ignore)", "background images",
+        counts = dict.fromkeys(("images", "labels", "ignored objects (iscrowd or ignore)", "ignored regions",
+                                "background images",
                                 "labels missing images", "images not in the json", "labels of other classes",
                                 "clipped boxes", "dropped empty boxes"), 0)
         for i, img in enumerate(coco["images"]):
@@ -85,12 +96,14 @@ class CocoDataset(DatasetReader):
             counts["labels of other classes"] += len(per_image[img["id"]]) - len(anns)
             lab = boxes_to_labels([a["bbox"] for a in anns], [new_id[a["category_id"]] for a in anns],
                                   [a.get("iscrowd", 0) or bool(a.get("ignore", 0)) for a in anns], width, height)
+            lab.ignore_regions = _ignore_regions(img, ann, i)
             data.files.append(path)
             data.records.append({"file_name": Path(img["file_name"]).as_posix(), "width": width, "height": height})
             data.labels.append(lab)
             counts["images"] += 1
             counts["labels"] += sum(not a["iscrowd"] for a in lab.annotations)
             counts["ignored objects (iscrowd or ignore)"] += sum(a["iscrowd"] for a in lab.annotations)
+            counts["ignored regions"] += len(lab.ignore_regions)
             counts["background images"] += not lab.annotations
             counts["clipped boxes"] += lab.clipped
             counts["dropped empty boxes"] += lab.dropped
