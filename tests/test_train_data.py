@@ -155,6 +155,10 @@ def test_same_count_other_names_drops_cls_layers():
     same = {"state_dict": dict(model.state_dict()), "meta": {"dataset_meta": {"classes": ("a", "b", "c", "d", "e")}}}
     ClassChangeHook().after_load_checkpoint(_Runner(cfg, model, ("a", "b", "c", "d", "e")), same)
     assert "bbox_head.tood_cls.weight" in same["state_dict"]
+    mmdet2 = {"state_dict": dict(model.state_dict()), "meta": {"CLASSES": ("a", "b", "c", "d", "e")}}  # model zoo
+    with pytest.warns(UserWarning, match="classification layers start fresh"):
+        ClassChangeHook().after_load_checkpoint(_Runner(cfg, model, ("v", "w", "x", "y", "z")), mmdet2)
+    assert "bbox_head.tood_cls.weight" not in mmdet2["state_dict"]
 
 
 def _train(tmp_path, capsys, *argv):
@@ -286,3 +290,21 @@ def test_data_with_two_cpu_processes(tmp_path):
     assert proc.stdout.count("--data") == 1  # one summary: rank 0's
     ckpt = _checkpoint(tmp_path / "w")
     assert tuple(ckpt["meta"]["dataset_meta"]["classes"]) == ("boat", "car", "person")
+
+
+@needs_real
+def test_real_coco_json_convert_sliced_from_the_cli(tmp_path, capsys):
+    from test_data_convert import _run
+
+    code, out = _run(capsys, "convert", str(COCO_SAMPLE), str(tmp_path / "D"), "--images", str(VISDRONE),
+                     "--slice", "640", "--workers", "1")
+    assert code == 0, out.err
+    text = " ".join(out.out.split())
+    assert "coco: human, vehicle" in text and "labels missing images │ 48" in text
+    for name in ("train_labels.json", "train_sliced_labels.json"):
+        coco = json.loads((tmp_path / "D/labels/annotations" / name).read_text())
+        assert [c["name"] for c in coco["categories"]] == ["human", "vehicle"]
+        assert {a["category_id"] for a in coco["annotations"]} == {1, 2}
+    crops = json.loads((tmp_path / "D/labels/annotations/train_sliced_labels.json").read_text())
+    assert {Path(i["file_name"]).parent.as_posix() for i in crops["images"]} == {"images"}  # its sub-folder kept
+    assert all((tmp_path / "D/images/train_sliced" / i["file_name"]).is_file() for i in crops["images"])

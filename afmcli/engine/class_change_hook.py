@@ -65,7 +65,8 @@ class ClassChangeHook(Hook):
             return
         classes = self.classes or tuple(runner.train_dataloader.dataset.metainfo.get("classes") or ())
         meta = checkpoint.get("meta") or {}
-        old = tuple((meta.get("dataset_meta") or {}).get("classes") or ())
+        # mmengine records dataset_meta; mmdet 2.x checkpoints (its model zoo's) meta['CLASSES'].
+        old = tuple((meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES") or ())
         if old and old == classes:
             return
         state = checkpoint.get("state_dict", checkpoint)
