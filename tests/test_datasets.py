@@ -305,3 +305,17 @@ def test_an_afm_datasets_root_is_a_coco_dataset_with_its_ignore_regions(tmp_path
     assert [(x["bbox"], x["category_id"], x["iscrowd"]) for x in b["annotations"]] == \
         [(x["bbox"], x["category_id"], x["iscrowd"]) for x in a["annotations"]]
     assert done.data.counts["ignored regions"] == 1 and done.data.counts["ignored objects (iscrowd or ignore)"] == 1
+
+
+def test_roboflow_style_yaml(tmp_path):
+    """Roboflow's export: data.yaml beside train/ valid/, paths written '../train/images'."""
+    root = tmp_path / "rf"
+    for split in ("train", "valid"):
+        _png(root / split / "images" / "a.jpg.png", 64, 32)
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / "a.jpg.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['boat']\n")
+    dataset = open_dataset(root / "data.yaml")
+    assert dataset.splits["val"] == [root / "valid" / "images"]
+    [ann] = dataset.read("val").labels[0].annotations
+    assert ann["bbox"] == pytest.approx([16, 8, 32, 16])

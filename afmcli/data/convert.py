@@ -1,4 +1,5 @@
-"""An official VisDrone split folder -> the Datasets/ layout (COCO json, linked files, crops).
+"""An official VisDrone split folder -> the Datasets/ layout (COCO json, linked files, crops);
+:class:`SplitWriter` writes any dataset's split there (afmcli/data/datasets.py).
 
     Datasets/
       images/<split>/                         images, linked (or copied)

@@ -8,7 +8,7 @@ differences said in one line each below:
   takes it from its own datasets folder setting); absent, the yaml's folder.
 - ``train``, ``val``, ``test``: an image folder (searched recursively), a ``.txt`` file
   listing images (a line ``./x.jpg`` is relative to the list's folder, any other relative
-  line to the root), or a list of these.
+  line to the root), or a list of these; ``../x`` missing is looked for as ``x`` (Roboflow).
 - an image's label file: its path with the last ``images`` folder replaced by ``labels``
   and the suffix by ``.txt``. An image without one, or with an empty one, is a
   background image.
@@ -74,6 +74,18 @@ def _listed_images(entry: Path, root: Path) -> list[Path]:
     raise AfmError(f"{entry}: no such image folder or .txt image list")
 
 
+def _entry(root: Path, entry: str) -> Path:
+    """A train/val/test entry's path: absolute, or from the root; an entry ``../x`` that is not
+    there is looked for as ``x`` under the root, as ultralytics does (Roboflow's exports write
+    ``val: ../valid/images`` in a yaml beside ``valid/``)."""
+    path = Path(entry)
+    if path.is_absolute():
+        return path
+    if entry.startswith("../") and not (root / path).exists() and (root / entry[3:]).exists():
+        return root / entry[3:]
+    return root / path
+
+
 class YoloDataset(DatasetReader):
     """``splits``: {name: list of folders or .txt lists}."""
 
@@ -92,7 +104,7 @@ class YoloDataset(DatasetReader):
             value = data.get(key)
             if value:
                 entries = value if isinstance(value, list) else [value]
-                splits[key] = [Path(e) if Path(e).is_absolute() else root / e for e in map(str, entries)]
+                splits[key] = [_entry(root, e) for e in map(str, entries)]
         if "train" not in splits and "val" not in splits:
             raise AfmError(f"{source}: names no 'train' or 'val' images")
         return cls(source, _names(data, source), splits, root)
