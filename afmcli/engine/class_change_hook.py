@@ -81,7 +81,7 @@ class ClassChangeHook(Hook):
         for key in dropped:
             del state[loaded[key]]
         was = _names(old) if old else "unrecorded"
+        layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in dropped))
         warn(f"load_from {runner._load_from}: its classes ({was}) differ from the data's {_names(classes)}: "
              f"kept backbone, neck and box branches; the classification layers start fresh "
-             f"({len(dropped)} tensors: {', '.join(k.rsplit('.', 1)[0] for k in dropped[::2][:3])}"
-             f"{', ...' if len(dropped) > 6 else ''})")
+             f"({len(dropped)} tensors: {', '.join(layers[:3])}{', ...' if len(layers) > 3 else ''})")
