@@ -308,3 +308,13 @@ def test_real_coco_json_convert_sliced_from_the_cli(tmp_path, capsys):
     crops = json.loads((tmp_path / "D/labels/annotations/train_sliced_labels.json").read_text())
     assert {Path(i["file_name"]).parent.as_posix() for i in crops["images"]} == {"images"}  # its sub-folder kept
     assert all((tmp_path / "D/images/train_sliced" / i["file_name"]).is_file() for i in crops["images"])
+
+
+def test_num_classes_of_a_two_stage_model_leave_the_rpn_alone():
+    from mmengine.config import ConfigDict
+
+    from afmcli.engine.data_config import set_num_classes
+
+    model = ConfigDict(rpn_head=dict(num_classes=1), roi_head=dict(bbox_head=[dict(num_classes=80), dict(num_classes=80)]))
+    assert set_num_classes(model, 5) == 2 and num_classes_in(model) == [5, 5]
+    assert model.rpn_head.num_classes == 1

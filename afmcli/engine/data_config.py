@@ -74,15 +74,20 @@ def planned_split(root: Path, name: str, sliced: bool) -> ConvertedSplit:
                           crops.ann_file if sliced else None, crops.images if sliced else None)
 
 
+# Class-agnostic parts whose num_classes is not the data's (a two-stage detector's RPN: 1).
+CLASS_AGNOSTIC = ("rpn_head",)
+
+
 def set_num_classes(node, num_classes: int) -> int:
-    """Set every ``num_classes`` key in a (nested) config to ``num_classes``; how many there were."""
+    """Set every ``num_classes`` key in a (nested) config to ``num_classes`` (not inside
+    CLASS_AGNOSTIC parts); how many there were."""
     found = 0
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "num_classes":
                 node[key] = num_classes
                 found += 1
-            else:
+            elif key not in CLASS_AGNOSTIC:
                 found += set_num_classes(value, num_classes)
     elif isinstance(node, (list, tuple)):
         found += sum(set_num_classes(item, num_classes) for item in node)
@@ -178,9 +183,9 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
 
 
 def num_classes_in(node) -> list[int]:
-    """Every ``num_classes`` value in a (nested) config."""
+    """Every ``num_classes`` value in a (nested) config (not inside CLASS_AGNOSTIC parts)."""
     if isinstance(node, dict):
-        return [v for key, value in node.items()
+        return [v for key, value in node.items() if key not in CLASS_AGNOSTIC
                 for v in ([int(value)] if key == "num_classes" else num_classes_in(value))]
     if isinstance(node, (list, tuple)):
         return [v for item in node for v in num_classes_in(item)]
