@@ -318,3 +318,20 @@ def test_num_classes_of_a_two_stage_model_leave_the_rpn_alone():
     model = ConfigDict(rpn_head=dict(num_classes=1), roi_head=dict(bbox_head=[dict(num_classes=80), dict(num_classes=80)]))
     assert set_num_classes(model, 5) == 2 and num_classes_in(model) == [5, 5]
     assert model.rpn_head.num_classes == 1
+
+
+def test_prepare_data_keeps_an_unchanged_split_and_redoes_a_changed_one(tmp_path):
+    data = _tiny_yolo(tmp_path)
+    first = prepare_data(data, tmp_path / "w", slice_size=64)
+    stamps = {s.name: (s.ann_file.stat().st_mtime_ns, s.images.stat().st_mtime_ns) for s in first.splits}
+    again = prepare_data(data, tmp_path / "w", slice_size=64)
+    assert all(s.stats.reused for s in again.splits)
+    assert {s.name: (s.ann_file.stat().st_mtime_ns, s.images.stat().st_mtime_ns) for s in again.splits} == stamps
+    assert again.train.stats.crops == first.train.stats.crops > 0
+    (data.parent / "labels" / "val" / "0.txt").write_text("1 0.25 0.5 0.25 0.25\n")
+    changed = prepare_data(data, tmp_path / "w", slice_size=64)
+    assert changed.train.stats.reused and not changed.val.stats.reused
+    coco = json.loads(changed.val.ann_file.read_text())
+    assert coco["annotations"][0]["category_id"] == 2 and coco["annotations"][0]["bbox"] == [16, 36, 32, 24]
+    other = prepare_data(data, tmp_path / "w", slice_size=32)  # other options: cut again
+    assert not other.train.stats.reused

@@ -137,8 +137,10 @@ def print_splits(title: str, splits) -> None:
         counts = dict(converted.data.counts)
         if converted.sliced_ann_file is not None:
             counts.update({"crops": converted.stats.crops, "crop labels": converted.stats.crop_annotations})
+        if converted.stats.reused:
+            counts["kept from the last run (unchanged)"] = "yes"
         for name, value in counts.items():
-            rows.setdefault(name, [""] * len(splits))[k] = f"{value:,}"
+            rows.setdefault(name, [""] * len(splits))[k] = f"{value:,}" if isinstance(value, int) else str(value)
     for name, values in rows.items():
         table.add_row(name, *values)
     console = Console()

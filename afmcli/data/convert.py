@@ -15,6 +15,7 @@ written atomically.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from afmcli.data.layout import DatasetPaths
 from afmcli.data.slicing import boxes_in_window, check_overlap, slice_windows, warn_many_tiles
 from afmcli.data.visdrone_format import data_line_numbers, read_visdrone_file
 from afmcli.errors import AfmError, ParameterError
-from afmcli.io import SharedFolder, atomic_path, check_replaceable, dump_json
+from afmcli.io import SharedFolder, atomic_path, check_replaceable, dump_json, read_json
 from afmcli.parallel import worker_pool
 from afmcli.progress import track
 
@@ -49,6 +50,7 @@ class ConvertStats:
     skipped: list[str] = field(default_factory=list)
     crops: int = 0
     crop_annotations: int = 0
+    reused: bool = False  # an earlier run wrote the same outputs from the same files: kept
 
 
 def pair_split_files(src: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -242,9 +244,14 @@ class SplitWriter:
 
     def write(self, files: Sequence[Path], records: list[dict], labels: list[ImageLabels], classes=None,
               copy: bool = False, slice_sizes: Sequence[int] = (), overlap: float = 0.25,
-              min_visible: float = 0.5, workers: int = 0, org_labels: Sequence[Path] | None = None) -> ConvertStats:
+              min_visible: float = 0.5, workers: int = 0, org_labels: Sequence[Path] | None = None,
+              reuse: bool = False) -> ConvertStats:
         """``files[i]`` is the image of ``records[i]`` (file_name relative, width and height
-        upright) and ``labels[i]``; ``classes`` names categories 1..K (VisDrone's by default)."""
+        upright) and ``labels[i]``; ``classes`` names categories 1..K (VisDrone's by default).
+
+        ``reuse``: the jsons record (COCO's ``info.afm_source``) a fingerprint of what they
+        were made from (labels, options, each file's size and time); when the outputs of an
+        earlier run carry the same one, they are kept as they are (no re-linking, no re-cutting)."""
         stats = ConvertStats()
         coco = build_coco(records, labels, classes)
         stats.images = len(coco["images"])
@@ -254,6 +261,11 @@ class SplitWriter:
         stats.others = len(coco["others"])
         stats.clipped = sum(lab.clipped for lab in labels)
         stats.dropped = sum(lab.dropped for lab in labels)
+        if reuse:
+            coco["info"] = {"afm_source": _fingerprint(coco, [*files, *(org_labels or [])], copy, slice_sizes,
+                                                       overlap, min_visible)}
+            if self._reusable(coco["info"], stats, bool(slice_sizes), org_labels is not None):
+                return stats
         for size in slice_sizes:
             warn_many_tiles([(r["width"], r["height"]) for r in records], size, overlap)
         with contextlib.ExitStack() as stack:
@@ -271,9 +283,40 @@ class SplitWriter:
                     link_or_copy(txt_path, txt_tmp / txt_path.name, copy)
             if slice_sizes:
                 _write_sliced(self.sliced, files, records, labels, classes, slice_sizes, overlap, min_visible,
-                              workers, stats, stage)
+                              workers, stats, stage, coco.get("info"))
             dump_json(stage(self.paths.ann_file.name), coco)
         return stats
+
+    def _reusable(self, info: dict, stats: ConvertStats, sliced: bool, org_labels: bool) -> bool:
+        """Whether this split's outputs are an earlier run's from the same fingerprint (then
+        ``stats`` gets their crop counts)."""
+        folders = [self.paths.images] + ([self.sliced.images] if sliced else []) + \
+            ([self.paths.org_labels] if org_labels else [])
+        jsons = [self.paths.ann_file] + ([self.sliced.ann_file] if sliced else [])
+        if not all(f.is_dir() for f in folders) or not all(j.is_file() for j in jsons) \
+                or not set(j.name for j in jsons) <= self.annotations.owned():
+            return False
+        try:
+            loaded = [read_json(j) for j in jsons]
+        except AfmError:
+            return False
+        if any(not isinstance(c, dict) or c.get("info") != info for c in loaded):
+            return False
+        if sliced:
+            stats.crops, stats.crop_annotations = len(loaded[1]["images"]), len(loaded[1]["annotations"])
+        stats.reused = True
+        return True
+
+
+def _fingerprint(coco: dict, files: Sequence[Path], *options) -> str:
+    """What a split's outputs are made from: its json, the options, each source file's path, size, time."""
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps([coco, list(options)], sort_keys=True).encode())
+    for path in files:
+        st = Path(path).stat()
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def multi_scale_windows(height: int, width: int, sizes: Sequence[int], overlap: float) -> np.ndarray:
@@ -289,7 +332,7 @@ def multi_scale_windows(height: int, width: int, sizes: Sequence[int], overlap: 
 
 
 def _write_sliced(sliced: DatasetPaths, files, records, labels, classes, slice_sizes, overlap, min_visible,
-                  workers, stats: ConvertStats, stage) -> None:
+                  workers, stats: ConvertStats, stage, info: dict | None = None) -> None:
     crop_records, crop_labs, jobs = [], [], []
     with atomic_path(sliced.images) as crop_tmp:
         crop_tmp.mkdir()
@@ -305,6 +348,8 @@ def _write_sliced(sliced: DatasetPaths, files, records, labels, classes, slice_s
             for _ in track(pool.imap_unordered(_write_crops, jobs), "Writing crops", total=len(jobs)):
                 pass
         crop_coco = build_coco(crop_records, crop_labs, classes)
+        if info is not None:
+            crop_coco["info"] = info
         dump_json(stage(sliced.ann_file.name), crop_coco)
     stats.crops = len(crop_records)
     stats.crop_annotations = len(crop_coco["annotations"])

@@ -145,11 +145,12 @@ def convert_dataset(data: str | os.PathLike | DatasetReader, out: str | os.PathL
                     splits: Sequence[str] | None = None, sliced: Sequence[str] | None = None,
                     copy: bool = False, skip_bad: bool = False, slice_size: int | Sequence[int] | None = None,
                     overlap: float = 0.25, min_visible: float = 0.5, workers: int = 0,
-                    images: str | os.PathLike | None = None) -> list[ConvertedSplit]:
+                    images: str | os.PathLike | None = None, reuse: bool = False) -> list[ConvertedSplit]:
     """Write ``splits`` (default: all) of DATA into the Datasets/ root ``out``; crops of
     ``slice_size`` for the ``sliced`` splits (default: every converted one). Every
     output folder is checked before anything is read, every split read before it is
-    written; afm replaces only what it wrote."""
+    written; afm replaces only what it wrote. ``reuse``: keep a split that an earlier
+    call wrote from the same files with the same options (see SplitWriter.write)."""
     dataset = open_dataset(data, images)
     names = list(dataset.splits) if splits is None else list(splits)
     for name in names:
@@ -165,7 +166,8 @@ def convert_dataset(data: str | os.PathLike | DatasetReader, out: str | os.PathL
         split = dataset.read(name, skip_bad)
         stats = writers[name].write(split.files, split.records, split.labels, dataset.classes, copy=copy,
                                     slice_sizes=slice_sizes if name in cut else (), overlap=overlap,
-                                    min_visible=min_visible, workers=workers, org_labels=split.label_files)
+                                    min_visible=min_visible, workers=workers, org_labels=split.label_files,
+                                    reuse=reuse)
         paths, crops = DatasetPaths(Path(out), name), DatasetPaths(Path(out), f"{name}_sliced")
         done.append(ConvertedSplit(name, split, stats, paths.ann_file, paths.images,
                                    crops.ann_file if name in cut else None, crops.images if name in cut else None))

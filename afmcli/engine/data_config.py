@@ -46,7 +46,8 @@ def prepare_data(data: str | os.PathLike, work_dir: str | os.PathLike, slice_siz
                  overlap: float = 0.25, skip_bad: bool = False, images: str | os.PathLike | None = None,
                  workers: int = 0, write: bool = True) -> PreparedData:
     """Write DATA's train, validation and test splits into ``work_dir``/data/ (afm's
-    layout; train also as crops with ``slice_size``). ``write=False``: where they are
+    layout; train also as crops with ``slice_size``); a split written there before from
+    the same files and options is kept (a resumed or repeated run re-cuts nothing). ``write=False``: where they are
     written, without reading or writing (the other ranks of a distributed run)."""
     dataset = open_dataset(data, images)
     if "train" not in dataset.splits:
@@ -57,7 +58,7 @@ def prepare_data(data: str | os.PathLike, work_dir: str | os.PathLike, slice_siz
     root = Path(work_dir) / DATA_FOLDER
     if write:
         done = convert_dataset(dataset, root, names, sliced=["train"], skip_bad=skip_bad,
-                               slice_size=slice_size, overlap=overlap, workers=workers)
+                               slice_size=slice_size, overlap=overlap, workers=workers, reuse=True)
     else:
         done = [planned_split(root, name, bool(slice_size) and name == "train") for name in names]
     by_name = {s.name: s for s in done}
