@@ -335,3 +335,13 @@ def test_prepare_data_keeps_an_unchanged_split_and_redoes_a_changed_one(tmp_path
     assert coco["annotations"][0]["category_id"] == 2 and coco["annotations"][0]["bbox"] == [16, 36, 32, 24]
     other = prepare_data(data, tmp_path / "w", slice_size=32)  # other options: cut again
     assert not other.train.stats.reused
+
+
+def test_data_options_without_data_are_refused(tmp_path, capsys):
+    from test_data_convert import _run
+
+    code, out = _run(capsys, "train", str(ROOT / "configs/AFM/tood_tiny_synth.py"), "--slice", "640")
+    assert code == 2 and out.err.strip() == "afm: error: --images, --slice, --overlap and --skip-bad go with --data DATA"
+    code, out = _run(capsys, "train", str(ROOT / "configs/AFM/tood_tiny_synth.py"), "--data", str(_tiny_yolo(tmp_path)),
+                     "--data-root", str(tmp_path))
+    assert code == 2 and "--data and --data-root both name the data: give one" in out.err

@@ -49,6 +49,11 @@ def train(
     """Train a detector from a config (mmengine Runner; logs and checkpoints in the work dir)."""
     from afmcli.engine.train import train as run_training
 
+    if data is None and (images or slice_size or skip_bad or overlap != 0.25):
+        from afmcli.errors import AfmError
+
+        raise AfmError("--images, --slice, --overlap and --skip-bad go with --data DATA")
+
     def report(prepared) -> None:
         from afmcli.commands.convert import print_splits, say_skipped
 
