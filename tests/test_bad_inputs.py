@@ -6,7 +6,6 @@ real terminal-less run (library noise, Ctrl-C)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -140,12 +140,17 @@ def test_checkpoint_of_another_class_count_is_one_clear_line(setup, tmp_path, ca
 
 
 def test_config_whose_head_disagrees_with_its_classes(setup, tmp_path, capsys):
+    """Without class names in the checkpoint the config's must agree with its head; with them
+    (mmengine's meta.dataset_meta) the model is built for the checkpoint's classes."""
     root, images, ckpt = setup
     config = tmp_path / "three.py"
     config.write_text(f"_base_ = {str(CONFIG)!r}\nmodel = dict(bbox_head=dict(num_classes=3))\n")
+    nameless = tmp_path / "nameless.pth"
+    torch.save({"state_dict": torch.load(ckpt, weights_only=True)["state_dict"]}, nameless)
     with pytest.raises(SystemExit):
-        main(["infer", str(config), str(ckpt), str(images), "--out", str(tmp_path / "pred")])
+        main(["infer", str(config), str(nameless), str(images), "--out", str(tmp_path / "pred")])
     assert "the model has 3 classes but the test set lists 10" in capsys.readouterr().err
+    assert load_model(config, ckpt).module.bbox_head.num_classes == 10
 
 
 def test_nothing_to_run(setup, tmp_path, capsys):

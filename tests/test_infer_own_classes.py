@@ -26,7 +26,9 @@ def save_checkpoint(path: Path, classes) -> Path:
     does: the class names in meta.dataset_meta."""
     from mmengine.config import Config
     from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
 
+    register_all_modules()
     cfg = Config.fromfile(str(CONFIG))
     cfg.model.bbox_head.num_classes = len(classes)
     torch.manual_seed(0)
@@ -51,7 +53,8 @@ def vis_json(tmp_path_factory, synth_split):
     coco = json.loads(synth_split.ann_file.read_text())
     keep = {img["id"] for img in coco["images"][:2]}
     coco["images"] = [img for img in coco["images"] if img["id"] in keep]
-    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    for key in ("annotations", "others"):
+        coco[key] = [a for a in coco.get(key, []) if a["image_id"] in keep]
     path = tmp_path_factory.mktemp("src") / "val.json"
     path.write_text(json.dumps(coco))
     return path, synth_split.images, [synth_split.images / img["file_name"] for img in coco["images"]]
@@ -102,7 +105,7 @@ def test_writers_of_another_class_list(ckpts, vis_json, tmp_path, capsys):
     infer(ckpts["two"], files[0], out, "--yolo", "--viz", "--viz-score", "0")
     assert table(out) == {1: "human", 2: "vehicle"}
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        ["categories.json", "predictions.json", "viz", "yolo"]
+        ["categories.json", "predictions.json", "sources", "viz", "yolo"]
     classes = {int(line.split()[0]) for f in (out / "yolo").glob("*.txt") for line in f.read_text().splitlines()}
     assert classes and classes <= {0, 1}
 
