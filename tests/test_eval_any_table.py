@@ -199,3 +199,40 @@ def test_error_analysis_pr_curves_and_report_for_any_class_list(tmp_path, capsys
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "boat" in html and "pedestrian" not in html and not (tmp_path / "rep" / "pr").exists()
     assert (tmp_path / "rep" / "analysis" / "coco_pr.png").is_file()
+
+
+def _run_folder(path: Path, names: dict, results: list[dict]) -> Path:
+    """An `afm infer`-like output folder: predictions.json and its categories.json."""
+    path.mkdir()
+    write(path / "categories.json", {"categories": [{"id": k, "name": v} for k, v in names.items()]})
+    return write(path / "predictions.json", results)
+
+
+def test_fuse_refuses_inputs_of_other_category_tables(tmp_path, capsys):
+    result = [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5}]
+    a = _run_folder(tmp_path / "a", {1: "human", 2: "vehicle"}, result)
+    b = _run_folder(tmp_path / "b", {1: "vehicle", 2: "human"}, result)
+    msg = error(capsys, "fuse", a, b, "--out", tmp_path / "f.json")
+    assert msg == (f"{b}: its categories (1 vehicle, 2 human) differ from {a}'s (1 human, 2 vehicle); "
+                   "fuse detections of the same category table")
+    gt = write(tmp_path / "gt.json", {"images": [{"id": 1, "file_name": "x.jpg", "width": 10, "height": 10}],
+                                      "annotations": [], "categories": [{"id": 1, "name": "human"}]})
+    msg = error(capsys, "fuse", a, a, "--out", tmp_path / "f.json", "--visdrone-dir", tmp_path / "v", "--gt", gt)
+    assert msg.startswith("--visdrone-dir writes VisDrone's category ids 1..10;")
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_api_evaluate_checks_the_detections_names(tmp_path):
+    """``{image_id: Detections}`` carry their names (afmcli.predict_source): checked by name."""
+    import afmcli
+    from afmcli.detections import Detections
+
+    gt = write(tmp_path / "gt.json", {
+        "images": [{"id": 1, "file_name": "x.jpg", "width": 100, "height": 100}],
+        "categories": [{"id": 0, "name": "human"}, {"id": 1, "name": "vehicle"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "iscrowd": 0}]})
+    found = Detections([[10, 10, 30, 30]], [0.9], [1], {0: "human", 1: "vehicle"})
+    assert afmcli.evaluate(gt, {1: found}, view="coco")["coco"]["AP"] == pytest.approx(100)
+    folder_ids = Detections([[10, 10, 30, 30]], [0.9], [2], {1: "human", 2: "vehicle"})
+    with pytest.raises(AfmError, match="'human' is id 1 in the detections but 0 in the ground truth"):
+        afmcli.evaluate(gt, {1: folder_ids}, view="coco")
