@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_bad_inputs import error, run
 
-from afmcli.cli import main
 from afmcli.data.coco import coco_categories
 from afmcli.errors import AfmError
 from afmcli.evaluation.categories import CategoryTable, check_prediction_table
@@ -22,23 +22,6 @@ from afmcli.evaluation.visdrone import ImageRows
 SHARED = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 AERIAL = SHARED / "data" / "aerial-samples" / "visdrone2019-det-train-first50image.json"
 needs_aerial = pytest.mark.skipif(not AERIAL.is_file(), reason=f"{AERIAL} not found (set AFM_SHARED)")
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def error(capsys, *argv) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("afm: error: "), err
-    return lines[0][len("afm: error: "):]
 
 
 def write(path: Path, obj) -> Path:

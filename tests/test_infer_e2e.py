@@ -15,13 +15,18 @@ from afmcli.inference.predictor import load_model
 CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood.py"
 
 
-def save_tiny_checkpoint(path, config=CONFIG, **cfg_model):
+def save_tiny_checkpoint(path, config=CONFIG, classes=None, **cfg_model):
+    """A random tiny TOOD saved as mmengine does, its class names in meta.dataset_meta: the
+    config's, or ``classes`` (the head built for them, as training on them would)."""
     from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
     register_all_modules()
     cfg = Config.fromfile(str(config))
+    if classes is not None:
+        cfg.classes = tuple(classes)
+        cfg_model["num_classes"] = len(classes)
     cfg.model.bbox_head.update(cfg_model)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -10,41 +10,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from test_infer_e2e import CONFIG, save_tiny_checkpoint  # CONFIG lists VisDrone's 10 classes
 
 import afmcli
 from afmcli.cli import main
 from afmcli.errors import AfmError, ParameterError
 
-CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood.py"  # VisDrone's 10 classes
 FIVE = ("pedestrian", "car", "van", "truck", "bus")
 TWO = ("human", "vehicle")
-
-
-def save_checkpoint(path: Path, classes) -> Path:
-    """A random tiny TOOD of ``classes`` (num_classes set as training would), saved as mmengine
-    does: the class names in meta.dataset_meta."""
-    from mmengine.config import Config
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-
-    register_all_modules()
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.model.bbox_head.num_classes = len(classes)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    with torch.no_grad():  # scores spread out well above 0.01 (as tests/test_infer_e2e.py)
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Conv2d):
-                torch.nn.init.normal_(mod.weight, 0, 0.05)
-    torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": {"classes": tuple(classes)}}}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp("own")
-    return {"five": save_checkpoint(root / "five.pth", FIVE), "two": save_checkpoint(root / "two.pth", TWO)}
+    return {"five": save_tiny_checkpoint(root / "five.pth", classes=FIVE),
+            "two": save_tiny_checkpoint(root / "two.pth", classes=TWO)}
 
 
 @pytest.fixture(scope="module")
