@@ -129,3 +129,15 @@ def test_api_channels_other_than_bgr_rgb_is_refused(ckpts):
     model = afmcli.load_model(CONFIG, ckpts["two"])
     with pytest.raises(ParameterError, match="^channels must be one of bgr, rgb, got 'hsv'"):
         afmcli.predict(model, np.zeros((8, 8, 3), np.uint8), channels="hsv")
+
+
+def test_vid_is_refused_for_another_class_list(ckpts, tmp_path, capsys):
+    """VisDrone-VID files name classes by VisDrone's ids: one line, nothing written."""
+    from test_infer_scale import write_video
+
+    write_video(tmp_path / "clip.avi", 2)
+    with pytest.raises(SystemExit):
+        infer(ckpts["two"], tmp_path / "clip.avi", tmp_path / "out", "--vid")
+    assert capsys.readouterr().err.strip() == ("afm: error: --vid writes VisDrone's category ids 1..10; the model's "
+                                               "classes (human, vehicle) are not VisDrone's")
+    assert not (tmp_path / "out").exists()
