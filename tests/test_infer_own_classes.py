@@ -141,3 +141,17 @@ def test_vid_is_refused_for_another_class_list(ckpts, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("afm: error: --vid writes VisDrone's category ids 1..10; the model's "
                                                "classes (human, vehicle) are not VisDrone's")
     assert not (tmp_path / "out").exists()
+
+
+def test_with_classes_sets_every_head_of_a_shipped_config():
+    """AFMNet's main and HD heads, built for two classes from a config that lists ten."""
+    from mmdet.registry import MODELS
+
+    from afmcli.engine.train import load_config
+    from afmcli.inference.predictor import config_classes, with_classes
+
+    cfg = with_classes(load_config(Path(__file__).parents[1] / "configs" / "AFM" / "afmnet_tiny_synth.py"), TWO)
+    assert config_classes(cfg) == TWO
+    model = MODELS.build(cfg.model)
+    heads = [m for m in model.modules() if hasattr(m, "num_classes") and hasattr(m, "cls_out_channels")]
+    assert len(heads) >= 2 and {h.num_classes for h in heads} == {2}
