@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from test_bad_inputs import error, run
 
+from afmcli.cli import main
+
 from afmcli.data.coco import coco_categories
 from afmcli.errors import AfmError
 from afmcli.evaluation.categories import CategoryTable, check_prediction_table
@@ -203,6 +205,14 @@ def test_fuse_refuses_inputs_of_other_category_tables(tmp_path, capsys):
     msg = error(capsys, "fuse", a, a, "--out", tmp_path / "f.json", "--visdrone-dir", tmp_path / "v", "--gt", gt)
     assert msg.startswith("--visdrone-dir writes VisDrone's category ids 1..10;")
     assert not (tmp_path / "f.json").exists()
+    # The fused file's table is recorded beside it (where afm evaluate looks), never replaced.
+    (tmp_path / "fused").mkdir()
+    main(["fuse", str(a), str(a), "--out", str(tmp_path / "fused" / "f.json")])
+    assert json.loads((tmp_path / "fused" / "categories.json").read_text()) == \
+        json.loads((tmp_path / "a" / "categories.json").read_text())
+    msg = error(capsys, "fuse", b, b, "--out", tmp_path / "fused" / "g.json")
+    assert msg == (f"{tmp_path / 'fused' / 'categories.json'} records other categories (1 human, 2 vehicle) than "
+                   "the inputs' (1 vehicle, 2 human); write --out in another folder")
 
 
 def test_api_evaluate_checks_the_detections_names(tmp_path):

@@ -43,6 +43,10 @@ class CategoryTable:
         lookup = {cid: k + 1 for k, cid in enumerate(self.ids)}
         return np.asarray([lookup.get(int(c), -1) for c in np.asarray(category_ids).ravel()], dtype=np.float64)
 
+    def to_json(self) -> dict:
+        """What OUT/categories.json holds: ``{"categories": [{"id", "name"}, ...]}`` in order."""
+        return {"categories": [{"id": int(cid), "name": name} for cid, name in zip(self.ids, self.names)]}
+
     def describe(self) -> str:
         shown = ", ".join(f"{cid} {name}" for cid, name in zip(self.ids[:6], self.names[:6]))
         return shown + (", ..." if len(self.ids) > 6 else "")

@@ -5,7 +5,7 @@ against the ground truth's table by name (afmcli.evaluation.categories)."""
 
 from __future__ import annotations
 
-from afmcli.evaluation.categories import TABLE_FILE
+from afmcli.evaluation.categories import TABLE_FILE, CategoryTable
 from afmcli.inference.writers.base import RunInfo, Stage, Writer, register
 from afmcli.io import dump_json
 
@@ -22,9 +22,5 @@ class CategoriesJson(Writer):
         """The table is the run's, not an image's."""
 
     def close(self) -> None:
-        dump_json(self.path, table_json(self.run.names), indent=2)
-
-
-def table_json(names) -> dict:
-    """``{"categories": [{"id", "name"}, ...]}`` of ``names`` (id -> name, in order)."""
-    return {"categories": [{"id": int(cid), "name": name} for cid, name in names.items()]}
+        table = CategoryTable(tuple(self.run.category_ids), tuple(self.run.classes))
+        dump_json(self.path, table.to_json(), indent=2)
