@@ -173,7 +173,8 @@ def test_error_analysis_pr_curves_and_report_for_any_class_list(tmp_path, capsys
                                       "categories": [{"id": 7, "name": "boat"}, {"id": 3, "name": "person"}]})
     pred = write(tmp_path / "p.json", results)
     code, out, err = run(capsys, "evaluate", "--gt", gt, "--pred", pred, "--images", tmp_path / "images",
-                         "--plots", tmp_path / "pr", "--analyse", tmp_path / "an", "--report", tmp_path / "rep")
+                         "--plots", tmp_path / "pr", "--analyse", tmp_path / "an", "--report", tmp_path / "rep",
+                         "--size-ranges", "aitod")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "pr").glob("*.png")) == ["all_classes.png", "boat.png", "person.png"]
     analysis = json.loads((tmp_path / "an" / "analysis.json").read_text())
@@ -181,6 +182,7 @@ def test_error_analysis_pr_curves_and_report_for_any_class_list(tmp_path, capsys
     # rows objects, columns detections: one boat found as a person per image
     assert np.array(analysis["confusion_matrix"]["counts"])[0, 1] == 2
     assert list(analysis["error_decomposition"]["per_class"]) == ["boat", "person"]
+    assert list(analysis["error_decomposition"]["overall"]) == ["all", "verytiny", "tiny", "small", "medium"]
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "boat" in html and "pedestrian" not in html and not (tmp_path / "rep" / "pr").exists()
     assert (tmp_path / "rep" / "analysis" / "coco_pr.png").is_file()

@@ -92,11 +92,12 @@ def evaluate(
         err_console.print(f"PR curves: {len(written)} PNG files in {plots}", markup=False, highlight=False)
     if analyse_dir is not None or drawn:
         _error_analysis(rows, files, error_score, analyse_dir, draw_errors, report_dir, metrics,
-                        [f"ground truth: {gt}", f"detections: {pred}"])
+                        [f"ground truth: {gt}", f"detections: {pred}"], size_ranges)
 
 
 def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Optional[Path],
-                    draw_errors: Optional[Path], report_dir: Optional[Path], metrics, meta: list[str]) -> None:
+                    draw_errors: Optional[Path], report_dir: Optional[Path], metrics, meta: list[str],
+                    size_ranges: str) -> None:
     """--analyse, --draw-errors and --report: print the analysis tables, write the files."""
     from rich.console import Console
 
@@ -106,7 +107,7 @@ def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Opti
     from afmcli.progress import console as err_console
     from afmcli.viz.report import write_analysis_dir, write_error_drawings, write_report
 
-    analysis = analyse(rows, score_thr, metrics.classes)
+    analysis = analyse(rows, score_thr, metrics.classes, size_ranges)
     tables = analysis_tables(analysis)
     console = Console()
     for table in tables.values():

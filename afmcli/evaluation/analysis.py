@@ -141,11 +141,11 @@ def _with_crowd_copies(dataset: dict, groups: Sequence[Sequence[str]]) -> dict:
     return {**dataset, "annotations": annotations}
 
 
-def error_decomposition(dataset: dict, results: list[dict]) -> ErrorDecomposition:
-    """COCO's analyze() on a COCO-view dataset, at maxDets 500, every area range."""
+def error_decomposition(dataset: dict, results: list[dict], ranges: str = "coco") -> ErrorDecomposition:
+    """COCO's analyze() on a COCO-view dataset, at maxDets 500, every area range of ``ranges``."""
     classes = tuple(c["name"] for c in dataset["categories"])
     def precision(data: dict, thresholds: tuple[float, ...]) -> tuple[np.ndarray, object]:
-        evaluator = run_coco_eval(data, results, thresholds)
+        evaluator = run_coco_eval(data, results, thresholds, ranges)
         return evaluator.eval["precision"][..., -1], evaluator.params  # [T, R, K, A] at maxDets 500
 
     base, params = precision(dataset, (0.75, 0.5, LOC_IOU))
@@ -234,8 +234,9 @@ def image_matches(images: Sequence[ImageRows], dataset: dict, results: list[dict
 
 
 def analyse(images: Sequence[ImageRows], score_thr: float = DEFAULT_SCORE,
-            classes: Sequence[str] = CLASSES) -> Analysis:
-    """The analysis of ``images``, their rows numbering ``classes`` 1..K."""
+            classes: Sequence[str] = CLASSES, ranges: str = "coco") -> Analysis:
+    """The analysis of ``images``, their rows numbering ``classes`` 1..K, by the size ranges
+    ``ranges`` (afmcli.evaluation.coco_view.SIZE_RANGES)."""
     dataset, results = coco_view_datasets(images, classes)
-    return Analysis(error_decomposition(dataset, results), confusion_matrix(dataset, results, score_thr),
+    return Analysis(error_decomposition(dataset, results, ranges), confusion_matrix(dataset, results, score_thr),
                     image_matches(images, dataset, results, score_thr), score_thr)
