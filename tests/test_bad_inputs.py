@@ -6,7 +6,6 @@ real terminal-less run (library noise, Ctrl-C)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,8 +20,6 @@ from afmcli.cli import main
 from afmcli.data.coco import coco_categories
 from afmcli.io import MARKER
 
-SHARED = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-AERIAL = SHARED / "data" / "aerial-samples" / "visdrone2019-det-train-first50image.json"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -222,23 +219,17 @@ def test_make_masks_two_images_with_one_name_in_two_sub_folders(tmp_path, capsys
 
 # --- category meaning ------------------------------------------------------------------------------
 
-def test_a_json_with_its_own_category_table_is_refused(tmp_path, capsys):
+def test_a_json_with_its_own_category_table_is_scored_by_its_names(tmp_path, capsys):
+    """Once refused; now the COCO view by the json's own table, the VisDrone view's absence said
+    in one line (tests/test_eval_any_table.py: the shared aerial samples, ids checked by name)."""
     gt = gt_json(tmp_path / "gt.json", IMAGES, CARS, categories=[{"id": 0, "name": "human"},
                                                                   {"id": 4, "name": "vehicle"}])
     pred = results_json(tmp_path / "p.json", [det(1, [10, 10, 20, 20])])
-    assert error(capsys, "evaluate", "--gt", gt, "--pred", pred) == (
-        f"{gt}: not VisDrone's categories: id 0 is 'human' (VisDrone: ignored-regions); id 4 is 'vehicle' "
-        "(VisDrone: car); the evaluation scores VisDrone's ids 1..10 (pedestrian, people, ...): convert the "
-        "labels with `afm convert-visdrone`, or map the ids first")
-
-
-@pytest.mark.skipif(not AERIAL.is_file(), reason=f"{AERIAL} not found (set AFM_SHARED)")
-def test_the_shared_aerial_samples_json_no_longer_scores_100(tmp_path, capsys):
-    coco = json.loads(AERIAL.read_text())
-    results = [det(a["image_id"], a["bbox"], 1.0, a["category_id"]) for a in coco["annotations"]]
-    pred = results_json(tmp_path / "p.json", results)
-    msg = error(capsys, "evaluate", "--gt", AERIAL, "--pred", pred)
-    assert msg.startswith(f"{AERIAL}: not VisDrone's categories: id 0 is 'human'")
+    code, out, err = run(capsys, "evaluate", "--gt", gt, "--pred", pred, "--classwise")
+    assert code == 0 and "vehicle" in out and "pedestrian" not in out
+    assert err.strip().splitlines()[-1] == (
+        "afm: warning: the VisDrone view does not apply: the toolkit scores VisDrone's ten classes by their "
+        "ids, and the ground truth's table is another (0 human, 4 vehicle); the COCO view only")
 
 
 @pytest.mark.parametrize("shift, expected", [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from afmcli.data.visdrone_format import CLASSES
 from afmcli.evaluation.analysis import BACKGROUND, STEPS, Analysis
 from afmcli.evaluation.metrics import Metrics
 from afmcli.evaluation.visdrone import round_percent
@@ -68,9 +67,9 @@ def analysis_tables(analysis: Analysis) -> dict[str, TextTable]:
                         [(area, *(percent(row[s], False) for s in STEPS)) for area, row in d.table().items()],
                         steps)
     by_class = TextTable("COCO view: error decomposition by class (AP %)", ("class", *STEPS),
-                         [(name, *(percent(d.ap(s, "all", name), False) for s in STEPS)) for name in CLASSES],
+                         [(name, *(percent(d.ap(s, "all", name), False) for s in STEPS)) for name in d.classes],
                          steps)
-    labels = [*CLASSES, BACKGROUND]
+    labels = [*d.classes, BACKGROUND]
     confusion = TextTable(
         f"COCO view: confusion matrix, IoU 0.5, score >= {analysis.score_thr:g} (rows: objects, columns: detected as)",
         ("", *("bg" if label == BACKGROUND else label[:3] for label in labels)),
