@@ -12,6 +12,8 @@ EXAMPLES = """Examples:
   afm evaluate --gt Datasets/labels/annotations/val_labels.json --pred results/val/visdrone
 
   afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
+
+  afm evaluate --task mot --gt VisDrone2019-MOT-val/annotations --images VisDrone2019-MOT-val/sequences --pred tracks/visdrone --json mot.json
 """
 
 # The library's names of parameters that this command spells otherwise.
@@ -41,6 +43,8 @@ def evaluate(
     error_score: float = typer.Option(
         0.3, "--error-score", help="Lowest score counted by the confusion matrix, the TP/FP/FN drawings "
         "and the missed-objects table."),
+    task: str = typer.Option("det", "--task", help="det (detections) or mot (tracks: VisDrone-MOT "
+                          "folders, --gt annotations, --images sequences, --pred <seq>.txt results)."),
 ) -> None:
     """Evaluate detections: the VisDrone toolkit's numbers and the COCO view.
 
@@ -56,6 +60,15 @@ def evaluate(
     from afmcli.io import check_output_file, check_replaceable, write_json
     from afmcli.progress import console as err_console
 
+    if task == "mot":
+        ignored = [flag for flag, value in (("--plots", plots), ("--analyse", analyse_dir), ("--draw-errors", draw_errors),
+                                            ("--report", report_dir)) if value is not None]
+        if ignored or view != "both":
+            raise AfmError(f"--task mot takes --gt, --images, --pred and --json only, not {(ignored or ['--view'])[0]}")
+        _evaluate_mot(gt, pred, images, json_out)
+        return
+    if task != "det":
+        raise AfmError(f"--task must be det or mot, got {task!r}")
     check_view(view)
     if not 0 <= error_score <= 1:
         raise AfmError(f"--error-score must be between 0 and 1, got {error_score}")
@@ -85,6 +98,28 @@ def evaluate(
     if analyse_dir is not None or drawn:
         _error_analysis(rows, files, error_score, analyse_dir, draw_errors, report_dir, metrics,
                         [f"ground truth: {gt}", f"detections: {pred}"])
+
+
+def _evaluate_mot(gt: Path, pred: Path, images: Optional[Path], json_out: Optional[Path]) -> None:
+    """--task mot: VisDrone2019-MOT's toolkit numbers and HOTA (docs/visdrone-mot-eval.md)."""
+    from rich.console import Console
+
+    from afmcli.commands.tables import rich_table
+    from afmcli.errors import AfmError
+    from afmcli.evaluation.mot_loaders import evaluate_mot
+    from afmcli.evaluation.tables import mot_tables
+    from afmcli.io import check_output_file, write_json
+
+    if images is None:
+        raise AfmError("--task mot needs --images SEQUENCES (the sequence folders give the frame sizes)")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    result = evaluate_mot(gt, pred, images)
+    console = Console()
+    for table in mot_tables(result):
+        console.print(rich_table(table))
+    if json_out is not None:
+        write_json(json_out, result.to_json(), indent=2)
 
 
 def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Optional[Path],
