@@ -118,7 +118,7 @@ def perturb(case: str, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
         n = len(result) // 20  # false positives: random boxes, new ids, the sequence's classes
         fp = np.zeros((n, 10))
         fp[:, 0] = rng.integers(1, int(gt[:, 0].max()) + 1, n)
-        fp[:, 1] = 10000 + np.arange(n) // 4
+        fp[:, 1] = 10000 + np.arange(n)  # one box each: a track has one box per frame
         fp[:, 2] = np.round(rng.uniform(0, UAVDT_SIZE[1] - 60, n), 2)
         fp[:, 3] = np.round(rng.uniform(0, UAVDT_SIZE[0] - 40, n), 2)
         fp[:, 4:6] = np.round(rng.uniform(15, 60, (n, 2)), 2)
