@@ -19,7 +19,7 @@
 set -euo pipefail
 TOOLKIT=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${2:-$ROOT/tests/reference_visdrone_mot.json}
+OUT=$(realpath -m "${2:-$ROOT/tests/reference_visdrone_mot.json}")
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 WORK=$(mktemp -d)

@@ -9,7 +9,8 @@ frame size from it), ``annotations/<seq>.txt`` and ``results/<seq>.txt``.
   with category 1 car, 2 truck, 3 bus -> VisDrone-MOT rows with categories 4, 6, 9 and score 1;
   the per-frame ignored regions -> category-0 rows. Results: the ground truth itself
   (perfect), with boxes removed (dropped), with the ids of chosen track pairs exchanged from a
-  frame on (swapped: two id switches per pair), or with jittered boxes and false positives.
+  frame on (swapped: two id switches per pair), with jittered boxes and false positives, or
+  all of these at once (mixed).
 - ``synthetic``: two small sequences written by hand with all five classes, an ignored region,
   an 'others' box, a class change inside one track, a track with a gap and results of the
   wrong class.
@@ -31,7 +32,7 @@ UAVDT = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / 
 UAVDT_SEQUENCES = ("M0202", "M0207", "M0208", "M0301")
 UAVDT_SIZE = (540, 1024)  # height, width
 UAVDT_CATEGORY = {1: 4, 2: 6, 3: 9}  # car, truck, bus -> VisDrone's car, truck, bus
-CASES = ("uavdt_perfect", "uavdt_dropped", "uavdt_swapped", "uavdt_jittered", "synthetic")
+CASES = ("uavdt_perfect", "uavdt_dropped", "uavdt_swapped", "uavdt_jittered", "uavdt_mixed", "synthetic")
 
 
 def uavdt_ground_truth(seq: str) -> np.ndarray:
@@ -94,6 +95,13 @@ def swap_pairs(gt: np.ndarray, max_pairs: int = 3) -> list[tuple[int, int, int]]
 
 def perturb(case: str, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """The result rows of ``case`` for one sequence's ground truth, and what was done."""
+    if case == "uavdt_mixed":
+        notes = {}
+        result = as_result(gt)
+        for step in ("uavdt_swapped", "uavdt_dropped", "uavdt_jittered"):
+            result, done = perturb(step, np.concatenate([result, gt[gt[:, 7] == 0]]), rng)
+            notes.update(done)
+        return result, notes
     result = as_result(gt)
     if case == "uavdt_dropped":
         removed = np.sort(rng.choice(len(result), size=len(result) // 10, replace=False))
