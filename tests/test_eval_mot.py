@@ -216,3 +216,63 @@ def test_uavdt_perturbations_count_what_was_done(cases):
         kept = drop_objects(gt, gt, *mot_cases.UAVDT_SIZE)
         evaluated += len({tuple(r) for r in note["removed_rows"]} & {tuple(r) for r in kept[:, :2].astype(int).tolist()})
     assert evaluated > 600 and (dropped["FN"], dropped["FP"], dropped["IDs"]) == (evaluated, 0, 0)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def _mot_args(root: Path) -> list[str]:
+    return ["evaluate", "--task", "mot", "--gt", str(root / "annotations"), "--images", str(root / "sequences"),
+            "--pred", str(root / "results")]
+
+
+def _expect_error(capsys, argv) -> str:
+    from afmcli.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_cli_prints_tables_and_writes_json(tmp_path, capsys):
+    from afmcli.cli import main
+
+    mot_cases.write_case("synthetic", tmp_path / "case")
+    main([*_mot_args(tmp_path / "case"), "--json", str(tmp_path / "mot.json")])
+    printed = capsys.readouterr().out
+    assert "Tracking" in printed and "synth_a" in printed and "pedestrian" in printed
+    numbers = json.loads((tmp_path / "mot.json").read_text())
+    ref = REFERENCE["cases"]["synthetic"]
+    assert numbers["overall"]["MOTA"] == pytest.approx(ref["overall"]["MOTA"], rel=1e-12)
+    assert numbers["classes"]["van"]["IDF1"] == pytest.approx(ref["classes"]["van"]["IDF1"], rel=1e-12)
+    assert set(numbers["sequences"]) == {"synth_a", "synth_b"}
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    root = tmp_path / "case"
+    mot_cases.write_case("synthetic", root)
+    args = _mot_args(root)
+    assert "needs --images" in _expect_error(capsys, args[:5] + args[7:])
+    assert "not --plots" in _expect_error(capsys, [*args, "--plots", str(tmp_path / "p")])
+    assert "--task must be det or mot" in _expect_error(capsys, [*args[:2], "track", *args[3:]])
+    result = root / "results" / "synth_b.txt"
+    lines = result.read_text().splitlines()
+    result.write_text("\n".join([*lines[:2], "0," + lines[2].split(",", 1)[1], *lines[3:]]) + "\n")
+    assert f"{result}:3: frames are numbered 1, 2, ..." in _expect_error(capsys, args)
+    result.write_text("\n".join(lines[:2] + [lines[2] + ",7"]) + "\n")
+    assert f"{result}:3: expected 10 comma-separated fields" in _expect_error(capsys, args)
+    result.unlink()
+    (root / "results" / "synth_a.txt").unlink()
+    assert "no result file for any of the 2 sequences" in _expect_error(capsys, args)
+    assert "no sequence folders" in _expect_error(capsys, [*args[:6], str(root / "sequences" / "synth_a"), *args[7:]])
+
+
+def test_a_missing_result_file_is_a_warning_and_no_tracks(tmp_path):
+    root = tmp_path / "case"
+    mot_cases.write_case("synthetic", root)
+    (root / "results" / "synth_b.txt").unlink()
+    with pytest.warns(UserWarning, match="1 of 2 result files missing"):
+        r = evaluate_mot(root / "annotations", root / "results", root / "sequences")
+    assert r.sequences["synth_b"]["FN"] == 23 and r.sequences["synth_b"]["IDF1"] == 0

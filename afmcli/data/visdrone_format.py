@@ -58,7 +58,8 @@ def parse_visdrone_text(text: str, source: str = "<text>", num_fields: int = NUM
     return np.asarray(rows, dtype=np.float64)
 
 
-def _parse_valid_text(text: str, num_fields: int, size_columns: tuple[int, int]) -> np.ndarray | None:
+def _parse_valid_text(text: str, num_fields: int = NUM_FIELDS,
+                      size_columns: tuple[int, int] = (2, 3)) -> np.ndarray | None:
     """Vectorised parse of a well-formed file (evaluation reads ~300k lines);
     None when any line is off, so that the line loop reports it."""
     lines = [line.strip() for line in text.splitlines()]
