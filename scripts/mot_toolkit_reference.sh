@@ -87,9 +87,6 @@ reference = {
     "fields": FIELDS,
     "cases": cases,
 }
-previous = json.loads(out.read_text()) if out.is_file() else {}
-if "hota_trackeval" in previous:  # kept: written by scripts/mot_trackeval_reference.py
-    reference["hota_trackeval"] = previous["hota_trackeval"]
 out.write_text(json.dumps(reference, indent=1) + "\n")
 print(f"wrote {out}: {len(cases)} cases")
 EOF

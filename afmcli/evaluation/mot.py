@@ -2,7 +2,7 @@
 
 Spec: docs/visdrone-mot-eval.md; the toolkit's sources are evaluateTrackB.m, dropObjects.m,
 classSplit.m, classEval.m, CLEAR_MOT_HUN.m + clearMOTMex.cpp, IDmeasures.m + costBlockMex.cpp
-and evaluateBenchmark.m. HOTA is not in the toolkit: it is TrackEval's (afmcli/evaluation/hota.py)
+and evaluateBenchmark.m. HOTA is not in the toolkit: TrackEval computes it (afmcli/evaluation/hota.py)
 on the same boxes.
 
 Data API: `MotSequence` (raw VisDrone-MOT rows, file order, and the frame size) ->
@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from afmcli.evaluation.hota import HOTA_FIELDS, HotaCounts, hota_counts, hota_summary
+from afmcli.evaluation.hota import HOTA_FIELDS, hota_counts, hota_summary
 from afmcli.evaluation.visdrone import ignored_cover, matlab_round
 
 # evalMOT.m's evalClassSet, in its order, with VisDrone's category ids (getClassID.m).
@@ -67,7 +67,7 @@ class ClassCounts:
     idtp: int = 0
     idfp: int = 0
     idfn: int = 0
-    hota: HotaCounts | None = None
+    hota: dict | None = None  # TrackEval's HOTA result
 
 
 @dataclass
