@@ -23,17 +23,19 @@ _METRIC = HOTA()
 def trackeval_data(gt: np.ndarray, pred: np.ndarray) -> dict:
     """TrackEval's per-sequence data for rows ``frame, id, x, y, w, h`` (one box per id and
     frame): ids numbered 0..n-1, one timestep per frame 1..last, similarity = box IoU."""
+    gt, pred = gt[np.argsort(gt[:, 0], kind="stable")], pred[np.argsort(pred[:, 0], kind="stable")]
     gt_ids = np.unique(gt[:, 1], return_inverse=True)[1]
     st_ids = np.unique(pred[:, 1], return_inverse=True)[1]
-    last = int(max(gt[:, 0].max(initial=0), pred[:, 0].max(initial=0)))
+    frames = np.arange(1, int(max(gt[:, 0].max(initial=0), pred[:, 0].max(initial=0))) + 2)
+    g_at, s_at = np.searchsorted(gt[:, 0], frames), np.searchsorted(pred[:, 0], frames)  # frame f: [at[f-1], at[f])
     data = {"num_gt_dets": len(gt), "num_tracker_dets": len(pred), "num_gt_ids": int(gt_ids.max(initial=-1)) + 1,
             "num_tracker_ids": int(st_ids.max(initial=-1)) + 1, "gt_ids": [], "tracker_ids": [],
             "similarity_scores": []}
-    for frame in range(1, last + 1):
-        g, s = gt[:, 0] == frame, pred[:, 0] == frame
-        data["gt_ids"].append(gt_ids[g])
-        data["tracker_ids"].append(st_ids[s])
-        data["similarity_scores"].append(_BaseDataset._calculate_box_ious(gt[g, 2:6], pred[s, 2:6], box_format="xywh"))
+    for g0, g1, s0, s1 in zip(g_at[:-1], g_at[1:], s_at[:-1], s_at[1:]):
+        data["gt_ids"].append(gt_ids[g0:g1])
+        data["tracker_ids"].append(st_ids[s0:s1])
+        data["similarity_scores"].append(_BaseDataset._calculate_box_ious(gt[g0:g1, 2:6], pred[s0:s1, 2:6],
+                                                                          box_format="xywh"))
     return data
 
 

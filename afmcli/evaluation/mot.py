@@ -102,17 +102,23 @@ def drop_objects(rows: np.ndarray, gt: np.ndarray, height: int, width: int) -> n
     rows = np.asarray(rows, dtype=np.float64)
     if not len(rows):
         return rows
+    rows = rows[np.argsort(rows[:, FRAME], kind="stable")]
     frames = rows[:, FRAME]
     keep = (frames >= 1) & (frames == np.floor(frames)) & ~np.isin(rows[:, CATEGORY], REGION_CATEGORIES)
-    region_rows = np.isin(gt[:, CATEGORY], REGION_CATEGORIES)
-    for frame in np.unique(gt[region_rows, FRAME]):
-        at = keep & (frames == frame)
-        if at.any():
-            regions = matlab_round(gt[region_rows & (gt[:, FRAME] == frame), BOX])
-            at_index = np.flatnonzero(at)
-            keep[at_index] = ignored_cover(rows[at_index, BOX], regions, height, width) < 0.5
-    kept = rows[keep]
-    return kept[np.argsort(kept[:, FRAME], kind="stable")]
+    regions = gt[np.isin(gt[:, CATEGORY], REGION_CATEGORIES)]
+    regions = regions[np.argsort(regions[:, FRAME], kind="stable")]
+    for frame in np.unique(regions[:, FRAME]):
+        lo, hi = _frame_span(frames, frame)
+        at = lo + np.flatnonzero(keep[lo:hi])
+        if len(at):
+            r_lo, r_hi = _frame_span(regions[:, FRAME], frame)
+            keep[at] = ignored_cover(rows[at, BOX], matlab_round(regions[r_lo:r_hi, BOX]), height, width) < 0.5
+    return rows[keep]
+
+
+def _frame_span(sorted_frames: np.ndarray, frame) -> tuple[int, int]:
+    """The slice of rows (sorted by frame) that belong to ``frame``."""
+    return int(np.searchsorted(sorted_frames, frame, "left")), int(np.searchsorted(sorted_frames, frame, "right"))
 
 
 # --- clearMOTMex.cpp + CLEAR_MOT_HUN.m -----------------------------------------------------------
@@ -215,21 +221,19 @@ def id_measures(gt: np.ndarray, pred: np.ndarray, threshold: float = IOU_THRESHO
     costBlockMex counts a frame as a miss when iou < threshold)."""
     if not len(pred):
         return 0, 0, len(gt)
+    gt, pred = gt[np.argsort(gt[:, 0], kind="stable")], pred[np.argsort(pred[:, 0], kind="stable")]
     gt_ids, gt_idx = np.unique(gt[:, 1], return_inverse=True)
     st_ids, st_idx = np.unique(pred[:, 1], return_inverse=True)
     tp = np.zeros((len(gt_ids), len(st_ids)))
-    st_rows = {}
-    for k, f in enumerate(pred[:, 0]):
-        st_rows.setdefault(f, []).append(k)
-    for f in np.unique(gt[:, 0]):
-        if f not in st_rows:
+    frames = np.unique(gt[:, 0])
+    gt_lo, gt_hi = np.searchsorted(gt[:, 0], frames, "left"), np.searchsorted(gt[:, 0], frames, "right")
+    st_lo, st_hi = np.searchsorted(pred[:, 0], frames, "left"), np.searchsorted(pred[:, 0], frames, "right")
+    for g0, g1, s0, s1 in zip(gt_lo, gt_hi, st_lo, st_hi):
+        if s0 == s1:
             continue
-        gi = np.flatnonzero(gt[:, 0] == f)
-        si = np.array(st_rows[f])
-        iou = box_iou(gt[gi, 2:6][:, None], pred[si, 2:6][None])
-        hit = ~(iou < threshold)
+        hit = ~(box_iou(gt[g0:g1, 2:6][:, None], pred[s0:s1, 2:6][None]) < threshold)
         rows, cols = np.nonzero(hit)
-        np.add.at(tp, (gt_idx[gi[rows]], st_idx[si[cols]]), 1)
+        np.add.at(tp, (gt_idx[g0 + rows], st_idx[s0 + cols]), 1)
     r, c = linear_sum_assignment(tp, maximize=True)
     idtp = int(tp[r, c].sum())
     return idtp, len(pred) - idtp, len(gt) - idtp
