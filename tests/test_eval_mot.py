@@ -262,6 +262,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     args = _mot_args(root)
     assert "needs --images" in _expect_error(capsys, args[:5] + args[7:])
     assert "not --plots" in _expect_error(capsys, [*args, "--plots", str(tmp_path / "p")])
+    assert "not --view" in _expect_error(capsys, [*args, "--view", "coco"])
     assert "--task must be det or mot" in _expect_error(capsys, [*args[:2], "track", *args[3:]])
     result = root / "results" / "synth_b.txt"
     lines = result.read_text().splitlines()

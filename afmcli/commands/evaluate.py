@@ -61,10 +61,12 @@ def evaluate(
     from afmcli.progress import console as err_console
 
     if task == "mot":
-        ignored = [flag for flag, value in (("--plots", plots), ("--analyse", analyse_dir), ("--draw-errors", draw_errors),
-                                            ("--report", report_dir)) if value is not None]
-        if ignored or view != "both":
-            raise AfmError(f"--task mot takes --gt, --images, --pred and --json only, not {(ignored or ['--view'])[0]}")
+        detection_only = [flag for flag, given in (
+            ("--view", view != "both"), ("--plots", plots is not None), ("--classwise", classwise),
+            ("--analyse", analyse_dir is not None), ("--draw-errors", draw_errors is not None),
+            ("--report", report_dir is not None)) if given]
+        if detection_only:
+            raise AfmError(f"--task mot takes --gt, --images, --pred and --json only, not {detection_only[0]}")
         _evaluate_mot(gt, pred, images, json_out)
         return
     if task != "det":

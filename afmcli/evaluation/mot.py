@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from afmcli.errors import AfmError
 from afmcli.evaluation.hota import HOTA_FIELDS, hota_counts, hota_summary
 from afmcli.evaluation.visdrone import ignored_cover, matlab_round
 
@@ -242,8 +243,6 @@ def id_measures(gt: np.ndarray, pred: np.ndarray, threshold: float = IOU_THRESHO
 # --- evaluateTrackB.m ----------------------------------------------------------------------------
 
 def _duplicate_check(rows: np.ndarray, what: str) -> None:
-    from afmcli.errors import AfmError
-
     keys = rows[:, 0] * (2 ** 32) + rows[:, 1]
     values, counts = np.unique(keys, return_counts=True)
     if (counts > 1).any():

@@ -77,11 +77,10 @@ def load_mot_sequences(gt_dir: Path, pred_dir: Path, images_dir: Path) -> list[M
     if missing:
         warn(f"{pred_dir}: {len(missing)} of {len(sequences)} result files missing (no tracks): "
              f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
-    evaluated = list(EVAL_CLASSES.values())
     pred_rows = np.concatenate([s.pred for s in sequences])
-    if len(pred_rows) and not np.isin(pred_rows[:, CATEGORY], evaluated).any():
-        warn(f"{pred_dir}: no result row has an evaluated category ({', '.join(f'{k} {v}' for k, v in EVAL_CLASSES.items())}"
-             "); are the categories VisDrone's (1-based)?")
+    if len(pred_rows) and not np.isin(pred_rows[:, CATEGORY], list(EVAL_CLASSES.values())).any():
+        classes = ", ".join(f"{name} {category}" for name, category in EVAL_CLASSES.items())
+        warn(f"{pred_dir}: no result row has an evaluated category ({classes}); are the categories VisDrone's?")
     return sequences
 
 

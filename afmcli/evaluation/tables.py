@@ -100,12 +100,13 @@ def _mot_cell(key: str, value) -> str:
 def mot_tables(result) -> list[TextTable]:
     """A `MotResult` (afmcli.evaluation.mot): scores and counts per class and overall, then
     the main numbers per sequence."""
-    rows = {**result.classes, "overall": result.overall}
+    per_class = {**result.classes, "overall": result.overall}
 
     def table(title: str, keys: tuple[str, ...], named: dict) -> TextTable:
-        return TextTable(title, ("", *keys), [(name, *(_mot_cell(k, v[k]) for k in keys)) for name, v in named.items()],
-                         (False, *(True,) * len(keys)))
+        rows = [(name, *(_mot_cell(k, v[k]) for k in keys)) for name, v in named.items()]
+        return TextTable(title, ("", *keys), rows, (False, *(True,) * len(keys)))
 
-    return [table("Tracking (VisDrone2019-MOT toolkit; HOTA: TrackEval's), per class (%)", MOT_SCORES, rows),
-            table("Tracking: counts per class (tracks: GT, MT, PT, ML; boxes: FP, FN; IDs, FM)", MOT_COUNTS, rows),
+    return [table("Tracking (VisDrone2019-MOT toolkit; HOTA: TrackEval's), per class (%)", MOT_SCORES, per_class),
+            table("Tracking: counts per class (tracks: GT, MT, PT, ML; boxes: FP, FN; IDs, FM)", MOT_COUNTS,
+                  per_class),
             table("Tracking, per sequence", MOT_PER_SEQUENCE, result.sequences)]
