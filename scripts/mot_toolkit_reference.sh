@@ -58,9 +58,10 @@ EOF
 PYTHONPATH=$ROOT "$PYTHON" "$ROOT/tests/mot_cases.py" "$WORK/cases"
 for case_dir in "$WORK"/cases/*/; do
   name=$(basename "$case_dir")
-  echo "toolkit: $name" >&2
+  start=$(date +%s.%N)
   (cd "$WORK/toolkit" && octave-cli --no-gui --quiet --eval "run_reference('$case_dir', '$WORK/shadow')") \
     > "$WORK/$name.log" 2>&1 || { cat "$WORK/$name.log" >&2; exit 1; }
+  echo "toolkit: $name $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
 done
 COMMIT=$(git -C "$TOOLKIT" rev-parse HEAD 2>/dev/null || echo unknown)
 PYTHONPATH=$ROOT "$PYTHON" - "$WORK" "$OUT" "$COMMIT" "$(octave-cli --version | head -1)" <<'EOF'
