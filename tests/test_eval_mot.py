@@ -271,8 +271,10 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     result.write_text("\n".join(lines[:2] + [lines[2] + ",7"]) + "\n")
     assert f"{result}:3: expected 10 comma-separated fields" in _expect_error(capsys, args)
     result.unlink()
-    (root / "results" / "synth_a.txt").unlink()
-    assert "no result file for any of the 2 sequences" in _expect_error(capsys, args)
+    (root / "results" / "mot").mkdir()
+    (root / "results" / "synth_a.txt").rename(root / "results" / "mot" / "synth_a.txt")
+    err = _expect_error(capsys, args)
+    assert "no result file for any of the 2 sequences" in err and "files of `afm track` are in" in err
     assert "no sequence folders" in _expect_error(capsys, [*args[:6], str(root / "sequences" / "synth_a"), *args[7:]])
 
 

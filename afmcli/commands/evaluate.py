@@ -13,7 +13,7 @@ EXAMPLES = """Examples:
 
   afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
 
-  afm evaluate --task mot --gt VisDrone2019-MOT-val/annotations --images VisDrone2019-MOT-val/sequences --pred tracks/visdrone --json mot.json
+  afm evaluate --task mot --gt VisDrone2019-MOT-val/annotations --images VisDrone2019-MOT-val/sequences --pred tracks/mot --json mot.json
 """
 
 # The library's names of parameters that this command spells otherwise.

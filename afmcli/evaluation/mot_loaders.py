@@ -72,8 +72,10 @@ def load_mot_sequences(gt_dir: Path, pred_dir: Path, images_dir: Path) -> list[M
         width, height = image_size(frames[0], complete=False)
         sequences.append(MotSequence(folder.name, height, width, read_mot_file(gt_path), pred))
     if len(missing) == len(sequences):
+        hint = (f"; the VisDrone-MOT files of `afm track` are in {pred_dir / 'mot'}"
+                if (pred_dir / "mot" / missing[0]).is_file() else "")
         raise AfmError(f"{pred_dir}: no result file for any of the {len(sequences)} sequences "
-                       f"(expected {missing[0]}, ...)")
+                       f"(expected {missing[0]}, ...){hint}")
     if missing:
         warn(f"{pred_dir}: {len(missing)} of {len(sequences)} result files missing (no tracks): "
              f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
