@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from afmcli.errors import AfmError
-from afmcli.evaluation.hota import HOTA_FIELDS, hota_counts, hota_summary
+from afmcli.evaluation.hota import hota_counts, hota_summary
 from afmcli.evaluation.visdrone import ignored_cover, matlab_round
 
 # evalMOT.m's evalClassSet, in its order, with VisDrone's category ids (getClassID.m).
@@ -28,11 +28,6 @@ EVAL_CLASSES = {"car": 4, "bus": 9, "truck": 6, "pedestrian": 1, "van": 5}
 REGION_CATEGORIES = (0, 11)
 IOU_THRESHOLD = 0.5  # classEval.m: threshold = 0.5 (a match needs IoU >= 0.5)
 FRAME, ID, BOX, CATEGORY = 0, 1, slice(2, 6), 7  # columns of a VisDrone-MOT row
-
-# evaluateBenchmark.m's 17 numbers, in its order (printMetricsExt.m's short names).
-CLEAR_FIELDS = ("IDF1", "IDP", "IDR", "Rcll", "Prcn", "FAR", "GT", "MT", "PT", "ML", "FP", "FN", "IDs",
-                "FM", "MOTA", "MOTP", "MOTAL")
-COUNT_FIELDS = ("GT", "MT", "PT", "ML", "FP", "FN", "IDs", "FM")
 
 
 @dataclass(frozen=True)
@@ -89,8 +84,8 @@ class MotResult:
 
         return {"overall": clean(self.overall), "classes": {k: clean(v) for k, v in self.classes.items()},
                 "sequences": {k: clean(v) for k, v in self.sequences.items()},
-                "protocol": "VisDrone2019-MOT (VisDrone2018-MOT-toolkit evaluateTrackB), HOTA by TrackEval's "
-                            "definition; docs/visdrone-mot-eval.md"}
+                "protocol": "VisDrone2019-MOT (VisDrone2018-MOT-toolkit evaluateTrackB); HOTA by TrackEval; "
+                            "docs/visdrone-mot-eval.md"}
 
 
 # --- dropObjects.m ------------------------------------------------------------------------------
@@ -243,11 +238,11 @@ def id_measures(gt: np.ndarray, pred: np.ndarray, threshold: float = IOU_THRESHO
 # --- evaluateTrackB.m ----------------------------------------------------------------------------
 
 def _duplicate_check(rows: np.ndarray, what: str) -> None:
-    keys = rows[:, 0] * (2 ** 32) + rows[:, 1]
-    values, counts = np.unique(keys, return_counts=True)
+    """Refuse two boxes with one frame and id (the toolkit's two halves disagree on them)."""
+    pairs, counts = np.unique(rows[:, :2], axis=0, return_counts=True)
     if (counts > 1).any():
-        row = rows[np.flatnonzero(keys == values[counts > 1][0])[0]]
-        raise AfmError(f"{what}: two boxes of track {int(row[1])} in frame {int(row[0])} "
+        frame, tid = pairs[counts > 1][0]
+        raise AfmError(f"{what}: two boxes of track {int(tid)} in frame {int(frame)} "
                        "(the toolkit's CLEAR MOT keeps the last, its ID measures both: ambiguous)")
 
 
@@ -278,7 +273,9 @@ def sequence_counts(seq: MotSequence) -> dict[str, ClassCounts]:
 
 
 def summarize(entries: Sequence[ClassCounts]) -> dict[str, float]:
-    """evaluateBenchmark.m: sums over the entries, then the ratios (percent); + HOTA."""
+    """evaluateBenchmark.m: sums over the entries, then its 17 numbers in its order (IDF1, IDP,
+    IDR, Rcll, Prcn, FAR, GT, MT, PT, ML, FP, FN, IDs, FM, MOTA, MOTP, MOTAL; ratios in percent),
+    then HOTA's (afmcli.evaluation.hota.HOTA_FIELDS)."""
     s = {k: sum(getattr(e, k) for e in entries) for k in (
         "gt_dets", "matches", "fp", "fn", "idsw", "frames", "tracks", "mt", "pt", "ml", "frag",
         "id_gt", "id_pred", "idtp", "idfp", "idfn")}
@@ -316,7 +313,3 @@ def evaluate_sequences(sequences: Sequence[MotSequence]) -> MotResult:
         numbers = summarize([c for (_, k), c in counts.items() if k == name])
         per_class[name] = {k: (0.0 if isinstance(v, float) and math.isnan(v) else v) for k, v in numbers.items()}
     return MotResult(per_seq, per_class, summarize(list(counts.values())), counts)
-
-
-__all__ = ["CLEAR_FIELDS", "COUNT_FIELDS", "EVAL_CLASSES", "HOTA_FIELDS", "MotResult", "MotSequence",
-           "clear_mot", "drop_objects", "evaluate_sequences", "id_measures", "summarize"]
