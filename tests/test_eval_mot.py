@@ -118,6 +118,14 @@ def test_results_of_a_class_without_ground_truth_in_the_sequence_are_left_out():
     assert r.classes["bus"]["FP"] == 0 and ("s", "bus") not in r.counts
 
 
+def test_one_id_in_two_classes_is_two_tracks():
+    """Each class is scored alone: a tracker that numbers ids per class may reuse them."""
+    gt = track(1, range(1, 5)) + track(2, range(1, 5), x=100, cat=5)
+    pred = track(3, range(1, 5)) + track(3, range(1, 5), x=100, cat=5)
+    r = evaluate_sequences([seq(gt, pred)])
+    assert (r.overall["MOTA"], r.overall["IDF1"], r.overall["GT"]) == (100, 100, 2)
+
+
 def test_a_wrong_class_is_a_miss_in_its_true_class():
     gt = track(1, range(1, 5)) + track(2, range(1, 5), x=100, cat=9)
     pred = track(1, range(1, 5)) + track(2, range(1, 5), x=100, cat=6)  # the bus called a truck

@@ -46,9 +46,10 @@ def evaluate(
     task: str = typer.Option("det", "--task", help="det (detections) or mot (tracks: VisDrone-MOT "
                           "folders, --gt annotations, --images sequences, --pred <seq>.txt results)."),
 ) -> None:
-    """Evaluate detections: the VisDrone toolkit's numbers and the COCO view.
+    """Evaluate detections: the VisDrone toolkit's numbers and the COCO view; or, with --task mot,
+    tracks: the VisDrone-MOT toolkit's numbers (CLEAR MOT, IDF1) and HOTA.
 
-    The VisDrone view equals the official MATLAB toolkit 1.0.4 on the same files.
+    Each equals its official MATLAB toolkit (VisDrone2018-DET 1.0.4, VisDrone2018-MOT) on the same files.
     """
     from rich.console import Console
 
