@@ -126,6 +126,18 @@ def test_one_id_in_two_classes_is_two_tracks():
     assert (r.overall["MOTA"], r.overall["IDF1"], r.overall["GT"]) == (100, 100, 2)
 
 
+def test_a_sequence_without_evaluated_classes_is_nan_where_the_toolkit_prints_nan():
+    """Only people (2) and bicycles (3): no entry. Per sequence the toolkit prints NaN (json:
+    null) but IDP and MOTP 0; per class NaN becomes 0; the other sequence still counts."""
+    people = seq(track(1, range(1, 4), cat=2) + track(2, range(1, 4), x=60, cat=3), track(5, range(1, 4), cat=2),
+                 "p")
+    r = evaluate_sequences([people, seq(track(1, range(1, 4)), track(1, range(1, 4)), "cars")])
+    numbers = r.to_json()
+    p = numbers["sequences"]["p"]
+    assert p["MOTA"] is None and p["HOTA"] is None and (p["IDP"], p["MOTP"], p["FP"]) == (0, 0, 0)
+    assert numbers["classes"]["van"]["MOTA"] == 0 and numbers["overall"]["MOTA"] == 100
+
+
 def test_a_wrong_class_is_a_miss_in_its_true_class():
     gt = track(1, range(1, 5)) + track(2, range(1, 5), x=100, cat=9)
     pred = track(1, range(1, 5)) + track(2, range(1, 5), x=100, cat=6)  # the bus called a truck
@@ -167,7 +179,8 @@ def test_hota_hand_worked():
     # Combined (TrackEval's combine_sequences): TP, FN summed, AssA weighted by TP.
     s = hota_summary([hota_counts(gt, gt), hota_counts(gt, gt[:1])])
     det_a, ass_a = 3 / 4, (2 * 1 + 1 * 0.5) / 3
-    assert (s["DetA"], s["AssA"], s["HOTA"]) == pytest.approx((100 * det_a, 100 * ass_a, 100 * math.sqrt(det_a * ass_a)))
+    expected = (100 * det_a, 100 * ass_a, 100 * math.sqrt(det_a * ass_a))
+    assert (s["DetA"], s["AssA"], s["HOTA"]) == pytest.approx(expected)
     assert math.isnan(hota_summary([])["HOTA"])
 
 
@@ -228,7 +241,8 @@ def test_uavdt_perturbations_count_what_was_done(cases):
     for name, note in notes["uavdt_dropped"].items():
         gt = mot_cases.uavdt_ground_truth(name)
         kept = drop_objects(gt, gt, *mot_cases.UAVDT_SIZE)
-        evaluated += len({tuple(r) for r in note["removed_rows"]} & {tuple(r) for r in kept[:, :2].astype(int).tolist()})
+        kept_rows = {tuple(r) for r in kept[:, :2].astype(int).tolist()}
+        evaluated += len({tuple(r) for r in note["removed_rows"]} & kept_rows)
     assert evaluated > 600 and (dropped["FN"], dropped["FP"], dropped["IDs"]) == (evaluated, 0, 0)
 
 
