@@ -11,8 +11,6 @@ EXAMPLES = """Examples:
 
   afm evaluate --gt Datasets/labels/annotations/val_labels.json --pred results/val/visdrone
 
-  afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
-
   afm evaluate --task mot --gt VisDrone2019-MOT-val/annotations --images VisDrone2019-MOT-val/sequences --pred tracks/mot --json mot.json
 """
 
