@@ -7,8 +7,9 @@
 # TOOLKIT_DIR: a checkout of github.com/VisDrone/VisDrone2018-MOT-toolkit (tested at commit
 # 2dc45b4634f9374bf886382258dcfc43f8cb964b). Its code is never copied into this repository:
 # this script builds it in a scratch folder.
-# Needs: octave and octave-dev (Debian 12: apt-get install octave octave-dev g++; the packages
-# octave-cli/liboctave-dev of older releases work too), and the project's Python.
+# Needs: GNU Octave with its mex headers (Debian 12: apt-get install octave octave-dev g++;
+# older Debian releases name them octave-cli and liboctave-dev) and the project's Python
+# (PYTHON=..., default .venv/bin/python; AFM_SHARED=... where shared/ is not beside the checkout).
 # Changes to run it under Octave, none of which changes a number:
 #  - the mex sources include <matrix.h>, which Octave lacks: a shim matrix.h includes mex.h
 #    (and <cmath>, for MinCostMatching.cpp's fabs);
@@ -30,7 +31,8 @@ mkdir -p "$WORK/shim" "$WORK/shadow"
 printf '#include "mex.h"\n#include <cmath>\n' > "$WORK/shim/matrix.h"
 printf 'function intImg = createIntImg(img)\nintImg = cumsum(cumsum(img, 1), 2);\nend\n' > "$WORK/shadow/createIntImg.m"
 for mex in clearMOTMex costBlockMex MinCostMatching; do
-  (cd "$WORK/toolkit/utils" && mkoctfile --mex -I"$WORK/shim" "$mex.cpp" -o "$mex.mex" >/dev/null 2>&1)
+  (cd "$WORK/toolkit/utils" && mkoctfile --mex -I"$WORK/shim" "$mex.cpp" -o "$mex.mex" > "$WORK/$mex.build" 2>&1) \
+    || { cat "$WORK/$mex.build" >&2; echo "building $mex.mex failed" >&2; exit 1; }
 done
 
 # The driver: evaluateTrackB as evalMOT.m calls it, then every number it prints at full
