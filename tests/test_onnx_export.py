@@ -3,6 +3,7 @@ on real VisDrone images (a tiny random-weight TOOD: the head's outputs and the d
 must be the same numbers, whatever the weights)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,12 @@ from test_infer_scale import fail_after, one_thread  # noqa: F401 (one torch thr
 
 pytest.importorskip("onnxruntime")
 
-REAL = Path("/work/shared/data/visdrone-real/VisDrone2019-DET-train")
+# The project's shared/ sits beside the checkout; AFM_SHARED moves it.
+SHARED = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+REAL = SHARED / "data" / "visdrone-real" / "VisDrone2019-DET-train"
 # a 1400x788, a 960x540 and a 1360x765 photo
 REAL_NAMES = ("0000072_07660_d_0000012", "0000079_00507_d_0000001", "0000084_01781_d_0000005")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real VisDrone images not on this machine")
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real VisDrone images not found at {REAL} (set AFM_SHARED)")
 
 
 @pytest.fixture(scope="module")
