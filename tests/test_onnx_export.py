@@ -303,3 +303,14 @@ def test_box_nms_equals_mmcv_batched_nms():
         _, want = mmcv_batched_nms(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(lab),
                                    dict(type="nms", iou_threshold=0.6))
         np.testing.assert_array_equal(batched_nms(b, s, lab, 0.6), want.numpy())
+
+
+def test_onnx_model_sharded_over_two_gloo_ranks_equals_one_process(exported, tmp_path):
+    from test_infer_scale import FAST, run_ranks, tree
+
+    onnx_path = exported[2]
+    main(["synth", str(tmp_path / "synth"), "--split", "val", "--images", "4", "--width", "192", "--height", "144"])
+    images = tmp_path / "synth" / "images"
+    main(["infer", str(onnx_path), str(images), "--out", str(tmp_path / "one"), *FAST])
+    run_ranks(["infer", str(onnx_path), str(images), "--out", str(tmp_path / "two"), *FAST])
+    assert tree(tmp_path / "two") == tree(tmp_path / "one") and "predictions.json" in tree(tmp_path / "one")
