@@ -501,7 +501,8 @@ def test_shell_completion_script(capsys):
     assert code == 0 and "_AFM_COMPLETE" in out, err
 
 
-SUBCOMMANDS = ["convert", "convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate", "demo", "env"]
+SUBCOMMANDS = ["convert", "convert-visdrone", "make-masks", "synth", "train", "infer", "export", "fuse", "evaluate", "demo",
+               "env"]
 
 
 def test_cli_starts_with_a_typer_that_has_no_flag_type_hook(monkeypatch):

@@ -16,8 +16,6 @@ EXAMPLES = """Examples:
   afm infer configs/AFM/AFMNet-tood_r50_k13.py work_dirs/run1/epoch_12.pth Datasets/labels/annotations/val_labels.json --out results/val
 
   afm infer configs/AFM/AFMNet-tood_r50_k13.py model.pth photo.jpg --out results/photo --viz --device cuda
-
-  afm infer tood.onnx Datasets/images/val --out results/val
 """
 
 
