@@ -130,13 +130,21 @@ class CalibrationImages:
         return None if batch is None else {"images": batch}
 
 
+# The backbone and the neck (an AFMNet's under /detector/); the heads stay float: on the tiny TOOD
+# an INT8 head cost 2.2 AP50, this 0.4.
+QUANTIZED = ("/backbone/", "/neck/", "/detector/backbone/", "/detector/neck/")
+
+
 def quantize_int8(fp32: Path, out: Path, calibration: CalibrationImages) -> None:
-    """ONNX Runtime's static INT8 quantization (QDQ, per-channel weights, MinMax calibration)."""
+    """ONNX Runtime's static INT8 quantization (QDQ, per-channel weights, MinMax calibration)
+    of the backbone and the neck; the head's nodes are left in float."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    head = [node.name for node in onnx.load(str(fp32)).graph.node if not node.name.startswith(QUANTIZED)]
     quantize_static(str(fp32), str(out), calibration, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head)
 
 
 def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, trust: bool = False,
