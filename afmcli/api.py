@@ -160,12 +160,13 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
 
 
 def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",
-             images_dir: str | os.PathLike | None = None, size_ranges: str = "coco") -> dict:
+             images_dir: str | os.PathLike | None = None, size_ranges: str = "coco", split: str = "val") -> dict:
     """Both views' numbers, as `afm evaluate --json` writes them: ``{"visdrone": {...},
     "coco": {...}, "classwise": {view: {class: {...}}}}`` (percent; NaN as None).
 
-    ``gt``: a COCO json of any category table or a VisDrone annotations folder (with
-    ``images_dir`` for the image sizes). ``predictions``: a VisDrone results folder, a COCO
+    ``gt``: a COCO json of any category table, a VisDrone annotations folder (with
+    ``images_dir`` for the image sizes), or a dataset (a data.yaml, a dataset yaml or folder:
+    :func:`open_dataset`), of which ``split`` is scored. ``predictions``: a VisDrone results folder, a COCO
     results json or list, or ``{image_id: Detections}`` (labels as category ids, as
     :func:`predict_source` gives them; their names are checked against the ground truth's
     table, as `afm infer`'s categories.json is). ``view``: visdrone (the official toolkit's,
@@ -176,7 +177,7 @@ def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",
     from afmcli.evaluation.metrics import check_view, compute_metrics
 
     check_view(view)
-    truth = load_ground_truth(Path(gt), None if images_dir is None else Path(images_dir))
+    truth = load_ground_truth(Path(gt), None if images_dir is None else Path(images_dir), split)
     table = None
     if isinstance(predictions, Mapping):
         names = {cid: name for dets in predictions.values() for cid, name in (dets.categories or {}).items()}

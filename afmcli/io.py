@@ -261,6 +261,13 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = None) -> None:
         dump_json(tmp, obj, indent)
 
 
+def cache_folder(*parts: str) -> Path:
+    """afm's own folder under the user's cache (``$XDG_CACHE_HOME/afmcli``, default
+    ``~/.cache/afmcli``): what afm derives from a user's files goes here, never beside them."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root, "afmcli", *parts)
+
+
 def read_json(path: str | os.PathLike):
     """Load a JSON file; a missing, empty or malformed file is an AfmError."""
     path = Path(path)

@@ -20,7 +20,8 @@ FLAGS = {"images_dir": "--images"}
 
 def evaluate(
     gt: Path = typer.Option(..., "--gt", help="Ground truth: a COCO json of any category table "
-                          "(VisDrone's: `afm convert-visdrone`'s) or a VisDrone annotations folder (with --images)."),
+                          "(VisDrone's: `afm convert-visdrone`'s), a VisDrone annotations folder (with --images), or a "
+                          "dataset as `afm train --data` takes it (a data.yaml, ...; with --split)."),
     pred: Path = typer.Option(..., "--pred", help="Detections: a VisDrone results folder "
                             "(<image>.txt each, e.g. results/val/visdrone) or a COCO results json."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder, for the image "
@@ -35,7 +36,7 @@ def evaluate(
     size_ranges: str = typer.Option("coco", "--size-ranges", help="The COCO view's object sizes: coco (tiny "
                                     "< 16, small < 32, medium < 96 px, large) or aitod (AI-TOD's very tiny 2-8, "
                                     "tiny 8-16, small 16-32, medium 32+ px; by sqrt(area))."),
-    split: str = typer.Option("val", "--split", help="Which split of a dataset --gt (a data.yaml) is scored."),
+    split: str = typer.Option("val", "--split", help="Which split of a dataset --gt (a data.yaml, ...) is scored."),
     analyse_dir: Optional[Path] = typer.Option(
         None, "--analyse", help="Folder for the error analysis (COCO view): figures and analysis.json."),
     draw_errors: Optional[Path] = typer.Option(

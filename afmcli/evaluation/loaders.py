@@ -12,6 +12,7 @@ annotation folder.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class GroundTruth:
 
     ``coco_images`` are the json's image records (for COCO results), else None. ``table``:
     the category table; rows number its categories 1..K (afmcli.evaluation.categories).
+    ``images``: the image folder of a dataset's split (for drawing), else None.
     """
 
     names: list[str]
@@ -46,6 +48,7 @@ class GroundTruth:
     coco_images: list[dict] | None = None
     table: CategoryTable = VISDRONE_TABLE
     source: str = "the ground truth"  # its path, for messages
+    images: Path | None = None
 
 
 def _bad_gt_row(rows: np.ndarray) -> tuple[int, str] | None:
@@ -142,17 +145,50 @@ def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
 DATASET_SUFFIXES = (".yaml", ".yml")
 
 
-def ground_truth_json(data: Path, split: str) -> Path:
-    """The one place a dataset (a data.yaml, a dataset folder) becomes the COCO json of its
-    ``split`` for the evaluation. Until afmcli.data reads datasets, a data.yaml is refused."""
-    raise ParameterError(f"{data}: reading a dataset's {split} split as ground truth is not supported yet; "
-                         "give its COCO json as {gt}", "gt")
+def is_dataset(gt: Path) -> bool:
+    """A dataset (afmcli.data.datasets.open_dataset's DATA) rather than a COCO json or a
+    VisDrone annotations folder: a dataset yaml, or a folder holding a data.yaml, a VisDrone
+    split (images/ and annotations/) or afm's Datasets/ layout."""
+    if gt.suffix.lower() in DATASET_SUFFIXES:
+        return True
+    return gt.is_dir() and (any((gt / name).is_file() for name in ("data.yaml", "data.yml"))
+                            or ((gt / "images").is_dir() and (gt / "annotations").is_dir())
+                            or (gt / "labels" / "annotations").is_dir())
+
+
+def ground_truth_json(data: Path, split: str) -> tuple[Path, Path]:
+    """The one place a dataset (a data.yaml, a dataset yaml or folder) becomes the COCO json of
+    its ``split`` for the evaluation, with the split's image folder. A COCO split whose classes
+    are its json's own categories is that json (its ids are those `afm infer` writes for it);
+    any other is converted by afmcli.data.datasets into afm's cache (categories 1..K in the
+    data's class order, the ids of a run on its image folder), kept while its files are
+    unchanged; nothing is written beside the data."""
+    from afmcli.data.datasets import convert_dataset, open_dataset
+    from afmcli.data.readers.coco import category_names
+    from afmcli.io import cache_folder
+
+    dataset = open_dataset(data, split=split)
+    if split not in dataset.splits:
+        raise ParameterError(f"{data}: no split {split!r} (it has {', '.join(dataset.splits)}); "
+                             "choose one with {split}", "split")
+    if dataset.format == "coco":
+        ann, images = dataset.splits[split]
+        if tuple(category_names(load_coco_gt(ann, need_sizes=False), ann)) == dataset.classes:
+            return ann, images
+    key = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
+    [done] = convert_dataset(dataset, cache_folder("ground-truth", key), [split], reuse=True)
+    return done.ann_file, done.images
 
 
 def load_ground_truth(gt: Path, images_dir: Path | None = None, split: str = "val") -> GroundTruth:
+    """``gt``: a COCO json, a VisDrone annotations folder (sizes from ``images_dir``), or a
+    dataset (:func:`is_dataset`), of which ``split`` is scored."""
     gt = Path(gt)
-    if gt.suffix.lower() in DATASET_SUFFIXES:
-        gt = ground_truth_json(gt, split)
+    if is_dataset(gt):
+        ann, images = ground_truth_json(gt, split)
+        truth = load_coco_ground_truth(ann)
+        truth.source, truth.images = f"{gt} ({split})", images
+        return truth
     if gt.is_dir():
         return load_txt_ground_truth(gt, images_dir)
     if gt.is_file():
@@ -251,7 +287,7 @@ def image_files(gt: GroundTruth, gt_path: Path, images_dir: Path | None) -> dict
                                  "images_dir")
         files = {image_key(p.name): p for p in list_images(images_dir)}
     else:
-        root = images_dir or DatasetPaths.from_ann_file(gt_path).images
+        root = images_dir or gt.images or DatasetPaths.from_ann_file(gt_path).images
         files = {image_key(img["file_name"]): root / img["file_name"] for img in gt.coco_images}
     for name in gt.names:
         if name not in files or not files[name].is_file():
