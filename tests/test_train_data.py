@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from afmcli.data.datasets import open_dataset
-from afmcli.engine.data_config import apply_data, num_classes_in, prepare_data
+from afmcli.engine.class_keys import num_classes_in
+from afmcli.engine.data_config import apply_data, prepare_data
 from afmcli.engine.train import inner_datasets, load_config, prepare_config
 from afmcli.errors import AfmError
 
@@ -313,7 +314,7 @@ def test_real_coco_json_convert_sliced_from_the_cli(tmp_path, capsys):
 def test_num_classes_of_a_two_stage_model_leave_the_rpn_alone():
     from mmengine.config import ConfigDict
 
-    from afmcli.engine.data_config import set_num_classes
+    from afmcli.engine.class_keys import set_num_classes
 
     model = ConfigDict(rpn_head=dict(num_classes=1), roi_head=dict(bbox_head=[dict(num_classes=80), dict(num_classes=80)]))
     assert set_num_classes(model, 5) == 2 and num_classes_in(model) == [5, 5]

@@ -20,6 +20,7 @@ import copy
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
+from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.errors import warn
 
 
@@ -27,8 +28,6 @@ def class_dependent_keys(model_cfg, state_dict_shapes: dict) -> set[str]:
     """State-dict keys of the model ``model_cfg`` builds whose shape depends on its class count."""
     import torch
     from mmdet.registry import MODELS
-
-    from afmcli.engine.data_config import num_classes_in, set_num_classes
 
     cfg = copy.deepcopy(model_cfg)
     counts = num_classes_in(cfg)

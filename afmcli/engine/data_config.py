@@ -21,6 +21,7 @@ from afmcli.data.convert import ConvertStats
 from afmcli.data.datasets import ConvertedSplit, convert_dataset, open_dataset
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.readers.base import SplitData
+from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.data.visdrone_format import CLASSES as VISDRONE_CLASSES
 from afmcli.errors import AfmError, warn
 
@@ -73,26 +74,6 @@ def planned_split(root: Path, name: str, sliced: bool) -> ConvertedSplit:
     paths, crops = DatasetPaths(root, name), DatasetPaths(root, f"{name}_sliced")
     return ConvertedSplit(name, SplitData(images_dir=paths.images), ConvertStats(), paths.ann_file, paths.images,
                           crops.ann_file if sliced else None, crops.images if sliced else None)
-
-
-# Class-agnostic parts whose num_classes is not the data's (a two-stage detector's RPN: 1).
-CLASS_AGNOSTIC = ("rpn_head",)
-
-
-def set_num_classes(node, num_classes: int) -> int:
-    """Set every ``num_classes`` key in a (nested) config to ``num_classes`` (not inside
-    CLASS_AGNOSTIC parts); how many there were."""
-    found = 0
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "num_classes":
-                node[key] = num_classes
-                found += 1
-            elif key not in CLASS_AGNOSTIC:
-                found += set_num_classes(value, num_classes)
-    elif isinstance(node, (list, tuple)):
-        found += sum(set_num_classes(item, num_classes) for item in node)
-    return found
 
 
 def _point(dataset, split: ConvertedSplit, classes, sliced: bool) -> None:
@@ -182,12 +163,3 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
         raise AfmError(f"default_hooks.checkpoint.save_best {save_best!r} is not a key CocoMetric reports "
                        f"(it reports {COCO_SAVE_BEST}, coco/bbox_mAP, ...): set save_best='{COCO_SAVE_BEST}'")
 
-
-def num_classes_in(node) -> list[int]:
-    """Every ``num_classes`` value in a (nested) config (not inside CLASS_AGNOSTIC parts)."""
-    if isinstance(node, dict):
-        return [v for key, value in node.items() if key not in CLASS_AGNOSTIC
-                for v in ([int(value)] if key == "num_classes" else num_classes_in(value))]
-    if isinstance(node, (list, tuple)):
-        return [v for item in node for v in num_classes_in(item)]
-    return []

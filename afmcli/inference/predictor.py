@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from afmcli.detections import Detections
+from afmcli.engine.class_keys import set_num_classes
 from afmcli.errors import AfmError, ParameterError, warn
 
 
@@ -61,15 +62,7 @@ def with_classes(cfg, classes: Sequence[str]):
     builds the model it was trained as."""
     cfg = copy.deepcopy(cfg)
     cfg.test_dataloader.dataset.setdefault("metainfo", {})["classes"] = tuple(classes)
-    stack = [cfg.model]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            if "num_classes" in node:
-                node["num_classes"] = len(classes)
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
+    set_num_classes(cfg.model, len(classes))
     return cfg
 
 
