@@ -20,6 +20,7 @@ import copy
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
+from afmcli.engine.checkpoint import checkpoint_classes
 from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.errors import warn
 
@@ -63,9 +64,7 @@ class ClassChangeHook(Hook):
         if runner._resume:  # resuming a run: its own classes
             return
         classes = self.classes or tuple(runner.train_dataloader.dataset.metainfo.get("classes") or ())
-        meta = checkpoint.get("meta") or {}
-        # mmengine records dataset_meta; mmdet 2.x checkpoints (its model zoo's) meta['CLASSES'].
-        old = tuple((meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES") or ())
+        old = checkpoint_classes(checkpoint) or ()
         if old and old == classes:
             return
         state = checkpoint.get("state_dict", checkpoint)

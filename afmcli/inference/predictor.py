@@ -49,13 +49,6 @@ def config_classes(cfg) -> tuple[str, ...]:
     return tuple(classes)
 
 
-def checkpoint_classes(ckpt) -> tuple[str, ...] | None:
-    """The class names a checkpoint records (mmengine saves ``meta.dataset_meta.classes``), or None."""
-    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
-    classes = ((meta or {}).get("dataset_meta") or {}).get("classes")
-    return tuple(classes) if classes else None
-
-
 def with_classes(cfg, classes: Sequence[str]):
     """A copy of ``cfg`` for ``classes``: the test set's metainfo and every ``num_classes`` of the
     model (each head's), so that a checkpoint trained on another class list than the config's
@@ -221,7 +214,7 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
-    from afmcli.engine.checkpoint import load_checkpoint_file
+    from afmcli.engine.checkpoint import checkpoint_classes, load_checkpoint_file
     from afmcli.engine.train import load_config
     from afmcli.models.batched_predict import batch_tood_decoding
 
