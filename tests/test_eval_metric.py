@@ -112,3 +112,21 @@ def test_metric_on_another_category_table_gives_the_coco_view(tmp_path):
     out = metric.compute_metrics(metric.results)
     assert not any(k.startswith("visdrone/") for k in out)
     assert out["coco/AP"] == pytest.approx(100) and out["coco/AP50"] == pytest.approx(100)
+
+
+def test_classwise_names_each_class_of_any_table(tmp_path):
+    """classwise=True (what `afm train --data` sets): per class by name. human found exactly
+    (AP 100), vehicle's detection in the wrong place (IoU 0: AP 0); mean AP 50."""
+    coco = {"images": [{"id": 3, "file_name": "x.jpg", "width": 100, "height": 80}],
+            "categories": [{"id": 0, "name": "human"}, {"id": 1, "name": "vehicle"}],
+            "annotations": [{"id": 1, "image_id": 3, "category_id": 0, "bbox": [10, 10, 10, 20], "iscrowd": 0},
+                            {"id": 2, "image_id": 3, "category_id": 1, "bbox": [40, 40, 20, 10], "iscrowd": 0}]}
+    path = tmp_path / "own.json"
+    path.write_text(json.dumps(coco))
+    metric = VisDroneMetric(ann_file=str(path), classwise=True)
+    metric.process({}, [sample(3, [[10, 10, 20, 30], [70, 60, 90, 70]], [0.9, 0.8], [0, 1])])
+    out = metric.compute_metrics(metric.results)
+    assert {k for k in out if k.count("_AP")} == {"coco/human_AP", "coco/human_AP50", "coco/vehicle_AP",
+                                                  "coco/vehicle_AP50"}
+    assert out["coco/human_AP50"] == pytest.approx(100) and out["coco/vehicle_AP50"] == pytest.approx(0)
+    assert out["coco/AP50"] == pytest.approx(50)

@@ -67,9 +67,9 @@ def test_shipped_configs_take_the_data_classes(tmp_path, config):
     train_anns = [d.ann_file for k, d in leaves if k == "train_dataloader"]
     if "sliced" in config:
         assert "labels/annotations/train_sliced_labels.json" in train_anns
-    for key in ("val_evaluator", "test_evaluator"):
-        assert cfg[key].type == "CocoMetric" and cfg[key].ann_file.endswith("val_labels.json")
-    assert cfg.default_hooks.checkpoint.save_best == "coco/bbox_mAP_50"
+    for key in ("val_evaluator", "test_evaluator"):  # afm's metric, per class by name, for any class list
+        assert cfg[key].type == "VisDroneMetric" and cfg[key].classwise and cfg[key].ann_file.endswith("val_labels.json")
+    assert cfg.default_hooks.checkpoint.save_best == "coco/AP50"
 
 
 def test_visdrone_classes_keep_the_visdrone_metric(tmp_path):
@@ -105,8 +105,14 @@ def test_hand_config_mistakes_are_one_line(tmp_path):
                      "none of metainfo.classes (x, y) is a category of"),
         "num_classes": (text.replace("num_classes=5", "num_classes=10"),
                         "the model's num_classes is 10 but train_dataloader's metainfo.classes has 5"),
-        "save_best": (text.replace("save_best='coco/bbox_mAP_50'", "save_best='coco/AP50'"),
-                      "save_best 'coco/AP50' is not a key CocoMetric reports"),
+        "save_best": (text + "default_hooks = dict(checkpoint=dict(save_best='visdrone/AP'))\n",
+                      "save_best 'visdrone/AP': VisDroneMetric reports the toolkit's view for VisDrone's ten "
+                      "classes only, and val_dataloader's metainfo.classes are others (pedestrian, car, van, "
+                      "truck, ...): set save_best='coco/AP50'"),
+        "save_best CocoMetric": (text.replace("test_evaluator = val_evaluator", "test_evaluator = val_evaluator\n"
+                                              "val_evaluator = dict(_delete_=True, type='CocoMetric', "
+                                              "ann_file=data_root + 'labels/annotations/val_labels.json')"),
+                                 "save_best 'coco/AP50' is not a key CocoMetric reports"),
     }
     cfg = prepare_config(load_config(good), good, tmp_path / "w")
     check_data_files(cfg)  # the complete hand config passes
@@ -188,7 +194,7 @@ def _metric_names(work_dir: Path) -> set[str]:
     import re
 
     [log] = sorted(work_dir.glob("*/*.log"))
-    names = set(re.findall(r"coco/(\S+)_precision: ", log.read_text()))
+    names = set(re.findall(r"coco/(\S+)_AP50: ", log.read_text()))
     assert names
     return names
 
