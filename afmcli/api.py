@@ -1,12 +1,17 @@
-"""afmcli as a library: load a detector, predict an image or a whole source, evaluate.
+"""afmcli as a library: open a dataset, train, load a detector, predict an image or a whole
+source, evaluate.
 
     import afmcli
+
+    dataset = afmcli.open_dataset("my_flights/data.yaml")   # .classes, .splits, .read("val")
+    afmcli.train("configs/AFM/afmnet_tiny_synth.py", data="my_flights/data.yaml", work_dir="work")
 
     model = afmcli.load_model("configs/AFM/afmnet_tiny_synth.py", "work_dir/epoch_12.pth")
     dets = afmcli.predict(model, "image.jpg", slice=640, overlap=0.25, fusion="nms")
     for item, dets in afmcli.predict_source(model, "Datasets/labels/annotations/val_labels.json"):
         ...
     metrics = afmcli.evaluate("Datasets/labels/annotations/val_labels.json", "predictions.json")
+    metrics = afmcli.evaluate("my_flights/data.yaml", "predictions.json", split="val")
 
 :func:`predict` and :func:`predict_source` run the code `afm infer` runs
 (afmcli.inference.predict: the same tiles, batches and fusion), so their detections
@@ -23,14 +28,17 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from afmcli.data.datasets import convert_dataset, open_dataset
 from afmcli.detections import Detections, detections_to_results
+from afmcli.engine.train import train
 from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
 from afmcli.inference.predictor import Model, load_model
 from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
 
-__all__ = ["Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source"]
+__all__ = ["Detections", "ImageItem", "Model", "convert_dataset", "evaluate", "load_model", "open_dataset", "predict",
+           "predict_source", "train"]
 
 # The settings' names that this API spells otherwise (after the issue's, SAHI-like, keywords).
 NAMES = {"slice_size": "slice", "method": "fusion"}
