@@ -194,14 +194,18 @@ def test_a_data_yaml_as_gt_is_its_split_in_afm_cache(tmp_path, capsys, monkeypat
 
 
 @needs_aerial
-def test_a_coco_dataset_yaml_as_gt_is_its_own_json(tmp_path):
-    """A COCO dataset yaml whose classes are its json's: the json itself (ids 0 human, 1
-    vehicle: those `afm infer` writes for a run on it), read with its own ids."""
-    (tmp_path / "images").mkdir()
-    data = write(tmp_path / "data.yaml", {"format": "coco", "val": {"ann": str(AERIAL), "images": str(tmp_path / "images")}})
-    assert ground_truth_json(data, "val") == (AERIAL, tmp_path / "images")
+def test_a_coco_dataset_yaml_as_gt_is_the_split_as_afm_reads_it(tmp_path, monkeypatch):
+    """The shared COCO json (0 human, 1 vehicle; 50 images, 2 of them in visdrone-real) as a
+    COCO dataset's val split: the 2 images there, human 1 and vehicle 2 (the data's order)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    images = SHARED / "data" / "visdrone-real" / "VisDrone2019-DET-train"
+    data = write(tmp_path / "data.yaml", {"format": "coco", "val": {"ann": str(AERIAL), "images": str(images)}})
     truth = load_ground_truth(data, split="val")
-    assert truth.table.names == ("human", "vehicle") and truth.table.ids == (0, 1)
+    assert truth.table.names == ("human", "vehicle") and truth.table.ids == (1, 2)
+    assert len(truth.names) == 2 and truth.images.parent.parent.is_relative_to(tmp_path / "cache")
+    assert truth.source.endswith(f"(the val split of {data})")
+
+
 def test_error_analysis_pr_curves_and_report_for_any_class_list(tmp_path, capsys):
     """Two images, classes boat (id 7) and person (id 3): the analysis, the PR curves and the
     report name those classes, never VisDrone's."""

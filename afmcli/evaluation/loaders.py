@@ -158,23 +158,18 @@ def is_dataset(gt: Path) -> bool:
 
 def ground_truth_json(data: Path, split: str) -> tuple[Path, Path]:
     """The one place a dataset (a data.yaml, a dataset yaml or folder) becomes the COCO json of
-    its ``split`` for the evaluation, with the split's image folder. A COCO split whose classes
-    are its json's own categories is that json (its ids are those `afm infer` writes for it);
-    any other is converted by afmcli.data.datasets into afm's cache (categories 1..K in the
-    data's class order, the ids of a run on its image folder), kept while its files are
-    unchanged; nothing is written beside the data."""
+    its ``split`` for the evaluation, with the split's image folder: the split as
+    afmcli.data.datasets reads it for training (images missing from the folder left out,
+    ignored objects kept), categories 1..K in the data's class order (the ids `afm infer`
+    writes for a folder, or for afm's json of the split). Written into afm's cache and kept
+    while the data are unchanged; nothing is written beside the data."""
     from afmcli.data.datasets import convert_dataset, open_dataset
-    from afmcli.data.readers.coco import category_names
     from afmcli.io import cache_folder
 
     dataset = open_dataset(data, split=split)
     if split not in dataset.splits:
         raise ParameterError(f"{data}: no split {split!r} (it has {', '.join(dataset.splits)}); "
                              "choose one with {split}", "split")
-    if dataset.format == "coco":
-        ann, images = dataset.splits[split]
-        if tuple(category_names(load_coco_gt(ann, need_sizes=False), ann)) == dataset.classes:
-            return ann, images
     key = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
     [done] = convert_dataset(dataset, cache_folder("ground-truth", key), [split], reuse=True)
     return done.ann_file, done.images
@@ -187,7 +182,7 @@ def load_ground_truth(gt: Path, images_dir: Path | None = None, split: str = "va
     if is_dataset(gt):
         ann, images = ground_truth_json(gt, split)
         truth = load_coco_ground_truth(ann)
-        truth.source, truth.images = f"{gt} ({split})", images
+        truth.source, truth.images = f"{ann} (the {split} split of {gt})", images
         return truth
     if gt.is_dir():
         return load_txt_ground_truth(gt, images_dir)
