@@ -168,17 +168,21 @@ def test_same_count_other_names_drops_cls_layers():
     assert "bbox_head.tood_cls.weight" not in mmdet2["state_dict"]
 
 
-def _train(tmp_path, capsys, *argv):
+def _cli(capsys, *argv):
     from afmcli.cli import main
 
     try:
-        main(["train", *map(str, argv)])
+        main(list(map(str, argv)))
         code = 0
     except SystemExit as exc:
         code = exc.code
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]
     return out
+
+
+def _train(tmp_path, capsys, *argv):
+    return _cli(capsys, "train", *argv)
 
 
 def _checkpoint(work_dir: Path) -> dict:
@@ -199,10 +203,36 @@ def _metric_names(work_dir: Path) -> set[str]:
     return names
 
 
+def _infer_and_evaluate(tmp_path, capsys, config: Path, work_dir: Path, data, classes) -> dict:
+    """The user's next two commands after `afm train CONFIG --data DATA --work-dir W`: sliced
+    inference on afm's json of the val split, then `afm evaluate --gt DATA --split val`. The
+    table names the data's classes and no other; categories.json matches the ground truth's
+    table by name and id. Returns the metrics json."""
+    from afmcli.evaluation.loaders import ground_truth_json
+
+    val = work_dir / "data" / "labels" / "annotations" / "val_labels.json"
+    _cli(capsys, "infer", config, work_dir / "epoch_1.pth", val, "--out", tmp_path / "r", "--slice", 640,
+         "--score-thr", 0.001)
+    written = json.loads((tmp_path / "r" / "categories.json").read_text())["categories"]
+    gt_json, _ = ground_truth_json(Path(data), "val")
+    truth = json.loads(gt_json.read_text())["categories"]
+    assert [(c["id"], c["name"]) for c in written] == [(c["id"], c["name"]) for c in truth] \
+        == list(enumerate(classes, 1))
+    out = _cli(capsys, "evaluate", "--gt", data, "--split", "val", "--pred", tmp_path / "r" / "predictions.json",
+               "--classwise", "--json", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert tuple(metrics["classwise"]["coco"]) == tuple(classes)
+    table_rows = {line.split("│")[1].strip() for line in out.out.splitlines() if line.count("│") == 5}
+    assert table_rows == set(classes)  # the per-class table: the data's names, no other
+    return metrics
+
+
 @needs_real
-def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, capsys):
+def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, capsys, monkeypatch):
     """The real 5-class YOLO set, sliced 640 crops, tiny TOOD one epoch, fine-tuned from a
-    10-class (VisDrone) checkpoint: backbone weights kept, classification layers new."""
+    10-class (VisDrone) checkpoint: backbone weights kept, classification layers new; then
+    sliced inference and `afm evaluate --gt data.yaml --split val`."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from mmdet.registry import MODELS
 
     from afmcli.data.visdrone_format import CLASSES as VISDRONE
@@ -228,23 +258,29 @@ def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, 
     assert _metric_names(tmp_path / "w") <= set(bench.CLASSES)
     crops = json.loads((tmp_path / "w/data/labels/annotations/train_sliced_labels.json").read_text())
     assert len(crops["images"]) > 2 and [c["name"] for c in crops["categories"]] == list(bench.CLASSES)
+    _infer_and_evaluate(tmp_path, capsys, config, tmp_path / "w", data, bench.CLASSES)
 
 
 @needs_real
-def test_real_coco_json_human_vehicle_afmnet_one_epoch(tmp_path, capsys):
+def test_real_coco_json_human_vehicle_afmnet_one_epoch(tmp_path, capsys, monkeypatch):
     """The shared COCO json (categories 0 human, 1 vehicle; 2 of its 50 images are in
-    visdrone-real): tiny AFMNet one epoch, the names in the checkpoint and the metrics."""
+    visdrone-real) as a COCO dataset yaml (train and val): tiny AFMNet one epoch, the names in
+    the checkpoint and the metrics; then sliced inference and `afm evaluate --gt DATA`."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     dataset = open_dataset(COCO_SAMPLE, VISDRONE)
     assert dataset.classes == ("human", "vehicle")
     split = dataset.read("train")
     assert split.counts["images"] == 2 and split.counts["labels missing images"] == 48
+    data = tmp_path / "coco.yaml"
+    data.write_text(f"format: coco\ntrain: {{ann: {COCO_SAMPLE}, images: {VISDRONE}}}\n"
+                    f"val: {{ann: {COCO_SAMPLE}, images: {VISDRONE}}}\n")
     config = bench.tiny_config(tmp_path / "user.py", base="afmnet_tiny_synth.py", scale=320, epochs=1)
-    out = _train(tmp_path, capsys, config, "--data", COCO_SAMPLE, "--images", VISDRONE, "--work-dir", tmp_path / "w")
-    assert "no validation split" in out.err
+    _train(tmp_path, capsys, config, "--data", data, "--work-dir", tmp_path / "w")
     ckpt = _checkpoint(tmp_path / "w")
     assert tuple(ckpt["meta"]["dataset_meta"]["classes"]) == ("human", "vehicle")
     assert ckpt["state_dict"]["hd_head.tood_cls.weight"].shape[0] == 2
-    assert _metric_names(tmp_path / "w") <= {"human", "vehicle"}
+    assert _metric_names(tmp_path / "w") == {"human", "vehicle"}
+    _infer_and_evaluate(tmp_path, capsys, config, tmp_path / "w", data, ("human", "vehicle"))
 
 
 @needs_real
