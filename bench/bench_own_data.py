@@ -182,7 +182,7 @@ def main() -> None:
     same = json.dumps(by_hand, sort_keys=True) == json.dumps(by_data, sort_keys=True)  # nan == nan here
     print(f"metrics equal: {same}; training losses equal at all {len(hand_loss)} logged iterations: "
           f"{hand_loss == data_loss} (first {hand_loss[0]:.4f}, last {hand_loss[-1]:.4f})")
-    print(f"data setup: by hand (conversion script) {convert_s:.2f} s + a config with 8 keys; "
+    print(f"data setup: by hand (conversion script) {convert_s:.2f} s + a config with 6 keys; "
           f"--data (read, check, link, json) {prepare_s:.2f} s, no config edits")
     print(f"whole run (afm train, {args.epochs} epochs): by hand {hand_s:.1f} s, --data {data_s:.1f} s")
 
