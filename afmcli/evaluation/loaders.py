@@ -2,7 +2,8 @@
 
 Ground truth: a VisDrone annotations folder (image sizes from the image headers)
 or our COCO json (sizes, ignore regions, unclipped boxes and category-11 rows
-inside; see afmcli/data/coco.py). Predictions: a VisDrone results folder
+inside; see afmcli/data/coco.py), or a dataset's split (:func:`ground_truth_json`: any
+format afmcli.data.datasets reads, converted into afm's cache). Predictions: a VisDrone results folder
 (<name>.txt, file order kept) or a COCO results json (sorted per image by score,
 stable, cut at 500, as our writer does). Images are named by their relative path
 without suffix (afmcli.data.images.image_key; the stem for flat folders) and
