@@ -285,3 +285,20 @@ def test_api_evaluate_checks_the_detections_names(tmp_path):
     folder_ids = Detections([[10, 10, 30, 30]], [0.9], [2], {1: "human", 2: "vehicle"})
     with pytest.raises(AfmError, match="'human' is id 1 in the detections but 0 in the ground truth"):
         afmcli.evaluate(gt, {1: folder_ids}, view="coco")
+
+
+VISDRONE_REAL = SHARED / "data" / "visdrone-real" / "VisDrone2019-DET-train"
+
+
+@pytest.mark.skipif(not VISDRONE_REAL.is_dir(), reason=f"{VISDRONE_REAL} not found (set AFM_SHARED)")
+def test_an_official_visdrone_split_folder_as_gt_gives_the_toolkits_rows(tmp_path, monkeypatch):
+    """--gt VisDrone2019-DET-train --split train (a dataset) and --gt .../annotations --images
+    .../images (the toolkit's txt): the same images, sizes and rows (ignored regions and
+    'others' included: 18,298 over the 324 images), VisDrone's table, so both views apply."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    dataset = load_ground_truth(VISDRONE_REAL, split="train")
+    txt = load_ground_truth(VISDRONE_REAL / "annotations", VISDRONE_REAL / "images")
+    assert dataset.table.visdrone and (dataset.names, dataset.heights, dataset.widths) == \
+        (txt.names, txt.heights, txt.widths)
+    assert all(sorted(map(tuple, a)) == sorted(map(tuple, b)) for a, b in zip(dataset.rows, txt.rows))
+    assert sum(len(r) for r in dataset.rows) == 18298
