@@ -145,11 +145,13 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
                    frame_step: int = 1, workers: int = 0, slice: int = 640, overlap: float = 0.25,
                    fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8,
                    slices: bool = True, full: bool = True, score_thr: float = 0.01,
-                   max_per_img: int = 500, device_tiles: bool = False) -> Iterator[tuple[ImageItem, Detections]]:
+                   max_per_img: int = 500, device_tiles: bool = False,
+                   split: str = "val") -> Iterator[tuple[ImageItem, Detections]]:
     """Yield ``(item, detections)`` image by image over what `afm infer` runs on: an image,
     a folder of images, our COCO json (its images under ``images_dir``, by default the
     split's Datasets/images/<split>/; labels are its category ids, by class name), a video
-    or a folder of videos (every ``frame_step``-th frame). ``item.image_id`` is the id
+    or a folder of videos (every ``frame_step``-th frame), or a dataset yaml (its ``split``,
+    with the ids :func:`evaluate` gives that split). ``item.image_id`` is the id
     `afm infer` gives the image (the json's own ids for a json); ``workers`` decode and tile
     ahead in that many processes. An image that cannot be read is skipped with a warning.
     Settings as :func:`predict`.
@@ -159,7 +161,7 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
                          device_tiles)
     if workers < 0:
         raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
-    opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step)
+    opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step, split)
     for item, dets in _predictions(model, opened, settings, workers):
         if dets is None:
             warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")

@@ -16,10 +16,12 @@ from test_bad_inputs import error, run
 from afmcli.cli import main
 
 from afmcli.data.coco import coco_categories
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError
+from afmcli.inference.sources import open_source
 from afmcli.evaluation.categories import CategoryTable, check_prediction_table
 from afmcli.evaluation.coco_view import evaluate_coco
-from afmcli.evaluation.loaders import ground_truth_json, load_ground_truth
+from afmcli.data.datasets import split_json
+from afmcli.evaluation.loaders import load_ground_truth
 from afmcli.evaluation.visdrone import ImageRows
 
 SHARED = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -172,7 +174,7 @@ def test_a_data_yaml_as_gt_is_its_split_in_afm_cache(tmp_path, capsys, monkeypat
     before = snapshot(data.parent)
     # v0: person (2) at x 0.2..0.3 of 200 px, y 0.15..0.35 of 100; boat (0) 80..120 x 40..60; v1: car (1).
     boxes = {"v0": [(3, [40, 15, 20, 20]), (1, [80, 40, 40, 20])], "day/v1": [(2, [110, 55, 60, 10])]}
-    ann, images = ground_truth_json(data, "val")
+    ann, images = split_json(data, "val")
     assert ann.is_relative_to(tmp_path / "cache" / "afmcli") and images == ann.parents[2] / "images" / "val"
     coco = json.loads(ann.read_text())
     assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "boat"), (2, "car"), (3, "person")]
@@ -191,6 +193,11 @@ def test_a_data_yaml_as_gt_is_its_split_in_afm_cache(tmp_path, capsys, monkeypat
     assert snapshot(data.parent) == before
     assert error(capsys, "evaluate", "--gt", data, "--split", "test", "--pred", pred) == \
         f"{data}: no split 'test' (it has train, val); choose one with --split"
+    # `afm infer DATA --split val` runs on that json: its image ids and file names are the scored ones
+    source = open_source(data, split="val")
+    assert [(i.image_id, i.file_name) for i in source.items] == [(img["id"], img["file_name"]) for img in coco["images"]]
+    with pytest.raises(ParameterError, match="a dataset names its own image folders"):
+        open_source(data, images_dir=tmp_path, split="val")
 
 
 @needs_aerial

@@ -204,17 +204,16 @@ def _metric_names(work_dir: Path) -> set[str]:
 
 
 def _infer_and_evaluate(tmp_path, capsys, config: Path, work_dir: Path, data, classes) -> dict:
-    """The user's next two commands after `afm train CONFIG --data DATA --work-dir W`: sliced
-    inference on afm's json of the val split, then `afm evaluate --gt DATA --split val`. The
-    table names the data's classes and no other; categories.json matches the ground truth's
-    table by name and id. Returns the metrics json."""
-    from afmcli.evaluation.loaders import ground_truth_json
+    """The user's next two commands after `afm train CONFIG --data DATA --work-dir W`:
+    `afm infer CONFIG W/epoch_1.pth DATA --split val --slice 640`, then `afm evaluate --gt DATA
+    --split val`. The table names the data's classes and no other; categories.json matches
+    the ground truth's table by name and id. Returns the metrics json."""
+    from afmcli.data.datasets import split_json
 
-    val = work_dir / "data" / "labels" / "annotations" / "val_labels.json"
-    _cli(capsys, "infer", config, work_dir / "epoch_1.pth", val, "--out", tmp_path / "r", "--slice", 640,
-         "--score-thr", 0.001)
+    _cli(capsys, "infer", config, work_dir / "epoch_1.pth", data, "--split", "val", "--out", tmp_path / "r",
+         "--slice", 640, "--score-thr", 0.001)
     written = json.loads((tmp_path / "r" / "categories.json").read_text())["categories"]
-    gt_json, _ = ground_truth_json(Path(data), "val")
+    gt_json, _ = split_json(Path(data), "val")
     truth = json.loads(gt_json.read_text())["categories"]
     assert [(c["id"], c["name"]) for c in written] == [(c["id"], c["name"]) for c in truth] \
         == list(enumerate(classes, 1))

@@ -22,8 +22,8 @@ EXAMPLES = """Examples:
 def infer(
     config: Path = typer.Argument(..., help="The mmdet config the model was trained with."),
     checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
-    source: Path = typer.Argument(..., help="An image, a folder of images, a COCO json, a video or a "
-                                  "folder of videos."),
+    source: Path = typer.Argument(..., help="An image, a folder of images, a COCO json, a video, a "
+                                  "folder of videos, or a dataset yaml (a data.yaml, ...; its --split)."),
     out: Path = typer.Option(..., "--out", help="Output folder; rerunning the same command resumes an "
                              "interrupted run. Files afm did not write there are left alone."),
     slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),
@@ -45,6 +45,8 @@ def infer(
                                     "detections per image (the best; VisDrone's toolkit reads 500)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder of a COCO json "
                                           "source (default: <json dir>/../../images/<split>/)."),
+    split: str = typer.Option("val", "--split", help="Which split of a dataset yaml source is run (its "
+                              "images and ids are those `afm evaluate --gt DATA --split` scores)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
                                           "checkpoint (runs code from it: only for files you trust)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader processes that decode and tile ahead of "
@@ -82,7 +84,7 @@ def infer(
                              fp16=fp16, channels_last=channels_last)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
-                          frame_step=frame_step)
+                          frame_step=frame_step, split=split)
     if stats.rank > 0:
         return  # rank 0 reports for all
     table = Table(title="afm infer", show_header=False)

@@ -2,8 +2,8 @@
 
 Ground truth: a VisDrone annotations folder (image sizes from the image headers)
 or our COCO json (sizes, ignore regions, unclipped boxes and category-11 rows
-inside; see afmcli/data/coco.py), or a dataset's split (:func:`ground_truth_json`: any
-format afmcli.data.datasets reads, converted into afm's cache). Predictions: a VisDrone results folder
+inside; see afmcli/data/coco.py), or a dataset's split (afmcli.data.datasets.split_json:
+any format afm reads, converted into afm's cache). Predictions: a VisDrone results folder
 (<name>.txt, file order kept) or a COCO results json (sorted per image by score,
 stable, cut at 500, as our writer does). Images are named by their relative path
 without suffix (afmcli.data.images.image_key; the stem for flat folders) and
@@ -13,7 +13,6 @@ annotation folder.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from afmcli.data.coco import (MAX_DETS_PER_IMAGE, check_gt_rows, coco_results_to_visdrone,
                               coco_to_visdrone_rows, images_over_cap)
 from afmcli.data.coco_check import Results, check_coco_results, load_coco_gt, load_coco_results
+from afmcli.data.datasets import DATASET_SUFFIXES, split_json
 from afmcli.data.images import check_unique_keys, image_key, image_size, list_images
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
@@ -143,9 +143,6 @@ def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
                        source=str(gt_json))
 
 
-DATASET_SUFFIXES = (".yaml", ".yml")
-
-
 def is_dataset(gt: Path) -> bool:
     """A dataset (afmcli.data.datasets.open_dataset's DATA) rather than a COCO json or a
     VisDrone annotations folder: a dataset yaml, or a folder holding a data.yaml, a VisDrone
@@ -157,31 +154,12 @@ def is_dataset(gt: Path) -> bool:
                             or (gt / "labels" / "annotations").is_dir())
 
 
-def ground_truth_json(data: Path, split: str) -> tuple[Path, Path]:
-    """The one place a dataset (a data.yaml, a dataset yaml or folder) becomes the COCO json of
-    its ``split`` for the evaluation, with the split's image folder: the split as
-    afmcli.data.datasets reads it for training (images missing from the folder left out,
-    ignored objects kept), categories 1..K in the data's class order (the ids `afm infer`
-    writes for a folder, or for afm's json of the split). Written into afm's cache and kept
-    while the data are unchanged; nothing is written beside the data."""
-    from afmcli.data.datasets import convert_dataset, open_dataset
-    from afmcli.io import cache_folder
-
-    dataset = open_dataset(data, split=split)
-    if split not in dataset.splits:
-        raise ParameterError(f"{data}: no split {split!r} (it has {', '.join(dataset.splits)}); "
-                             "choose one with {split}", "split")
-    key = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
-    [done] = convert_dataset(dataset, cache_folder("ground-truth", key), [split], reuse=True)
-    return done.ann_file, done.images
-
-
 def load_ground_truth(gt: Path, images_dir: Path | None = None, split: str = "val") -> GroundTruth:
     """``gt``: a COCO json, a VisDrone annotations folder (sizes from ``images_dir``), or a
     dataset (:func:`is_dataset`), of which ``split`` is scored."""
     gt = Path(gt)
     if is_dataset(gt):
-        ann, images = ground_truth_json(gt, split)
+        ann, images = split_json(gt, split)
         truth = load_coco_ground_truth(ann)
         truth.source, truth.images = f"{ann} (the {split} split of {gt})", images
         return truth

@@ -76,8 +76,8 @@ class Plan:
 
 def make_plan(cfg, checkpoint: Path, source: Path, out: Path, settings: InferSettings, device: str,
               images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int,
-              classes: tuple[str, ...]) -> Plan:
-    opened = open_source(source, images_dir, frame_step)
+              classes: tuple[str, ...], split: str = "val") -> Plan:
+    opened = open_source(source, images_dir, frame_step, split)
     names = dict(zip(category_ids(classes, opened.categories, opened.path), classes))
     writers = enabled_writers(settings, names)
     for cls in writers:
@@ -130,7 +130,8 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
 
 def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False, workers: int = 0,
-                  launcher: str = "none", overwrite: bool = False, frame_step: int = 1) -> InferStats:
+                  launcher: str = "none", overwrite: bool = False, frame_step: int = 1,
+                  split: str = "val") -> InferStats:
     """Run (or resume) and write everything; unreadable images are skipped and listed in the stats."""
     check_settings(settings)
     if settings.slices:  # before any image is read: at VisDrone's largest image size
@@ -145,7 +146,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn,
                            fp16=settings.fp16, channels_last=settings.channels_last)
         plan = ctx.on_rank0(lambda: make_plan(cfg, checkpoint, source, out, settings, device, images_dir,
-                                              frame_step, overwrite, ctx.world, model.classes))
+                                              frame_step, overwrite, ctx.world, model.classes, split))
         if plan.status == "complete":
             return InferStats(**state.stored_stats(), seconds=time.perf_counter() - start, ranks=ctx.world,
                               rank=ctx.rank)
