@@ -122,7 +122,7 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
     opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step)
     for item, dets in _predictions(model, opened, settings, workers):
         if dets is None:
-            warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")
+            warn(f"{why_unreadable(item)}; skipped")
             continue
         yield item, dets
 

@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the one place that turns any error into one line
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage errors
-            print(f"afm: error: {_usage_error(exc)}", file=sys.stderr)
+            if exc.format_message().strip():  # `afm` alone: the help was the answer, no error line
+                print(f"afm: error: {_usage_error(exc)}", file=sys.stderr)
             sys.exit(2)
         if _state["debug"]:
             raise

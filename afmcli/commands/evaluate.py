@@ -19,6 +19,7 @@ FLAGS = {"images_dir": "--images"}
 
 
 def evaluate(
+    ctx: typer.Context,
     gt: Path = typer.Option(..., "--gt", help="Ground truth: a VisDrone annotations folder "
                           "(with --images) or the COCO json of `afm convert-visdrone`."),
     pred: Path = typer.Option(..., "--pred", help="Detections: a VisDrone results folder "
@@ -53,9 +54,12 @@ def evaluate(
     from afmcli.evaluation.loaders import image_files, image_rows, load_ground_truth, load_predictions
     from afmcli.evaluation.metrics import check_view, compute_metrics
     from afmcli.evaluation.tables import metric_tables
-    from afmcli.io import check_output_file, check_replaceable, write_json
+    from afmcli.io import check_output_file, check_replaceable, output_locks, write_json
     from afmcli.progress import console as err_console
 
+    # One run at a time writes each output; released when the command ends.
+    ctx.with_resource(output_locks("afm evaluate", json_out=json_out, plots=plots, analyse_dir=analyse_dir,
+                                   draw_errors=draw_errors, report_dir=report_dir))
     check_view(view)
     if not 0 <= error_score <= 1:
         raise AfmError(f"--error-score must be between 0 and 1, got {error_score}")

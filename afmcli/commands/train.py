@@ -36,13 +36,17 @@ def train(
     max_time: Optional[str] = typer.Option(None, "--max-time", help="Wall-clock limit, e.g. 2h, 90m, "
                                            "1h30m or 600 (seconds): ends at the last epoch forecast to "
                                            "finish within it, with its checkpoint."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also print mmengine's log on the terminal (the "
+                                 "environment, the config, every logged iteration); it is always in the "
+                                 "work dir's log file."),
 ) -> None:
     """Train a detector from a config (mmengine Runner; logs and checkpoints in the work dir)."""
     from afmcli.engine.train import train as run_training
 
     runner = run_training(config, work_dir=work_dir, resume=resume, amp=amp, cfg_options=cfg_options,
                           launcher=launcher, data_root=data_root, trust_checkpoint=trust_checkpoint,
-                          max_time=max_time)
+                          max_time=max_time, verbose=verbose)
     from rich.console import Console
 
-    Console().print(f"[bold green]done[/]: checkpoints and logs in {runner.work_dir}")
+    Console().print(f"done: {runner.epoch} epochs, {runner.iter} iterations; checkpoints in {runner.work_dir}, "
+                    f"the full log in {runner.log_dir}", markup=False, highlight=False, soft_wrap=True)

@@ -67,14 +67,16 @@ def make_synthetic_split(app: App, out: Path, train_images: int, val_images: int
     return data, times
 
 
-def run_demo(app: App, out: Path, config: Path = DEMO_CONFIG) -> dict:
-    """Run every step into ``out``; return the VisDrone/COCO metrics dict."""
+def run_demo(app: App, out: Path, config: Path = DEMO_CONFIG, verbose: bool = False) -> dict:
+    """Run every step into ``out``; return the VisDrone/COCO metrics dict (``verbose``: train
+    with --verbose)."""
     out = Path(out)
     data, times = make_synthetic_split(app, out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H)
     ann = data / "labels" / "annotations"
     work_dir, infer_dir = out / "work_dir", out / "infer"
     times["make-masks"] = run_step(app, ["make-masks", str(data), "--split", "train"])
-    times["train"] = run_step(app, ["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data)])
+    times["train"] = run_step(app, ["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data),
+                                    *(["--verbose"] if verbose else [])])
     checkpoint = last_checkpoint(work_dir)
     times["infer"] = run_step(app, ["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
                                "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),

@@ -5,11 +5,13 @@ when installed, CPU DDP on gloo, a wall-clock limit, and one option for the data
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
 
 from afmcli.errors import AfmError, ParameterError
+from afmcli.io import output_lock
 
 
 def parse_cfg_options(options: list[str] | None) -> dict:
@@ -157,11 +159,31 @@ def _init_cpu_distributed(cfg) -> None:
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
 
 
+def quiet_runner():
+    """mmengine's Runner whose log lines (the environment, the config, every logged
+    iteration) go to the log file in the work dir only; its warnings and errors still
+    reach the terminal. (A class made on call: mmengine is imported only to train.)"""
+    import logging
+
+    from mmengine.runner import Runner
+
+    class QuietRunner(Runner):
+        def build_logger(self, *args, **kwargs):
+            logger = super().build_logger(*args, **kwargs)
+            for handler in logger.handlers:
+                if not isinstance(handler, logging.FileHandler):  # the terminal's
+                    handler.setLevel(max(handler.level, logging.WARNING))
+            return logger
+
+    return QuietRunner
+
+
 def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
-          launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None):
+          launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None, verbose=False):
     """Build the Runner and train. Returns the Runner (for tests and the demo).
     ``max_time`` (seconds, or a duration such as "1h30m") ends training at the last epoch
-    forecast to finish within it (TrainTimeLimitHook)."""
+    forecast to finish within it (TrainTimeLimitHook). mmengine's log lines go to the work
+    dir's log file, and with ``verbose`` to the terminal too."""
     from mmengine.runner import Runner
 
     from afmcli.engine import progress_hook, time_limit_hook  # noqa: F401  (register the hooks)
@@ -171,16 +193,20 @@ def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
                          launcher, data_root, progress, max_time)
     check_data_files(cfg)
-    _init_cpu_distributed(cfg)
-    install_safe_loader()
-    runner = Runner.from_cfg(cfg)
-    # Resuming reads the run's own files (optimizer state, message hub): trust them.
-    trust_root = Path(cfg.work_dir) if resume else None
-    if trust_checkpoint and cfg.get("load_from"):
-        trust_root = Path(cfg.load_from)
-    if trust_root is not None:
-        with trusted(trust_root):
+    # One run at a time trains into a work dir (the main process holds it for all ranks).
+    with output_lock(cfg.work_dir, "afm train", "work_dir") if _main_process() else contextlib.nullcontext():
+        _init_cpu_distributed(cfg)
+        install_safe_loader()
+        runner = (Runner if verbose else quiet_runner()).from_cfg(cfg)
+        # Resuming reads the run's own files (optimizer state, message hub): trust them.
+        trust_root = Path(cfg.work_dir) if resume else None
+        if trust_checkpoint and cfg.get("load_from"):
+            trust_root = Path(cfg.load_from)
+        with trusted(trust_root) if trust_root is not None else contextlib.nullcontext():
             runner.train()
-    else:
-        runner.train()
     return runner
+
+
+def _main_process() -> bool:
+    """Rank 0 of a launched run (torchrun's RANK, slurm's SLURM_PROCID), or the only process."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
