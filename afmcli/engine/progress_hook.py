@@ -15,33 +15,41 @@ from rich.table import Table
 
 from afmcli.progress import console, make_progress
 
-# The metrics a table shows (of mmdet's CocoMetric and afm's VisDroneMetric); all when none is there.
-HEADLINE_METRICS = ("AP", "AP50", "bbox_mAP", "bbox_mAP_50")
+# The metrics a table shows: afm's VisDroneMetric's, else mmdet's CocoMetric's, else all.
+HEADLINE_METRICS = (("AP", "AP50"), ("bbox_mAP", "bbox_mAP_50"))
 
 
 def _is_loss(key: str) -> bool:
-    return key.startswith("loss")
+    return "loss" in key  # as mmdet sums them: loss_cls, hd_loss_bbox, ...
+
+
+def _short(key: str) -> str:
+    """A loss's column header: loss_cls -> cls, hd_loss_bbox -> hd_bbox (loss stays loss)."""
+    return key if key == "loss" else key.replace("loss_", "")
 
 
 def headline(metrics: dict) -> dict:
-    """The headline numbers of a validation's ``metrics``: the AP and AP50 of each view."""
-    chosen = {k: v for k, v in metrics.items() if k.rsplit("/", 1)[-1] in HEADLINE_METRICS}
-    return chosen or dict(metrics)
+    """The headline numbers of a validation's ``metrics`` (the AP and AP50 of each view)."""
+    for names in HEADLINE_METRICS:
+        chosen = {k: v for k, v in metrics.items() if k.rsplit("/", 1)[-1] in names}
+        if chosen:
+            return chosen
+    return dict(metrics)
 
 
 def epoch_table(rows: list[tuple[int, dict, dict]]) -> Table:
-    """One row per epoch: its mean losses, and the metrics of its validation where it had one."""
+    """One row per epoch with its mean losses; below, the validation's headline metrics."""
     losses = list(dict.fromkeys(k for _, means, _ in rows for k in means))
-    metrics = list(dict.fromkeys(k for _, _, values in rows for k in values))
     first, last = rows[0][0], rows[-1][0]
-    table = Table(title=f"training: epoch {first}" + (f" to {last}" if last != first else ""),
-                  title_justify="left")
+    caption = "; ".join(f"validation after epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+                        for epoch, _, values in rows if values)
+    table = Table(title=f"training: epoch {first}" + (f" to {last}" if last != first else "") + ", mean losses",
+                  title_justify="left", caption=caption or None, caption_justify="left")
     table.add_column("epoch", justify="right")
-    for key in losses + metrics:
-        table.add_column(key, justify="right")
-    for epoch, means, values in rows:
-        table.add_row(str(epoch), *(f"{means[k]:.4f}" if k in means else "" for k in losses),
-                      *(f"{values[k]:.2f}" if k in values else "" for k in metrics))
+    for key in losses:
+        table.add_column(_short(key), justify="right")
+    for epoch, means, _ in rows:
+        table.add_row(str(epoch), *(f"{means[k]:.4f}" if k in means else "" for k in losses))
     return table
 
 
@@ -74,7 +82,8 @@ class RichProgressHook(Hook):
         self._task = self._progress.add_task("train", total=runner.max_iters, completed=runner.iter)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        losses = {k: float(v) for k, v in (outputs or {}).items() if _is_loss(k)}
+        losses = {k: float(v.detach() if hasattr(v, "detach") else v) for k, v in (outputs or {}).items()
+                  if _is_loss(k)}
         for key, value in losses.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
         self._iters += 1

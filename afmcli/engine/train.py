@@ -159,25 +159,6 @@ def _init_cpu_distributed(cfg) -> None:
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
 
 
-def quiet_runner():
-    """mmengine's Runner whose log lines (the environment, the config, every logged
-    iteration) go to the log file in the work dir only; its warnings and errors still
-    reach the terminal. (A class made on call: mmengine is imported only to train.)"""
-    import logging
-
-    from mmengine.runner import Runner
-
-    class QuietRunner(Runner):
-        def build_logger(self, *args, **kwargs):
-            logger = super().build_logger(*args, **kwargs)
-            for handler in logger.handlers:
-                if not isinstance(handler, logging.FileHandler):  # the terminal's
-                    handler.setLevel(max(handler.level, logging.WARNING))
-            return logger
-
-    return QuietRunner
-
-
 def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
           launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None, verbose=False):
     """Build the Runner and train. Returns the Runner (for tests and the demo).
@@ -188,6 +169,7 @@ def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_
 
     from afmcli.engine import progress_hook, time_limit_hook  # noqa: F401  (register the hooks)
     from afmcli.engine.checkpoint import install_safe_loader, trusted
+    from afmcli.engine.quiet import quiet_coco_loads, quiet_runner
 
     config = Path(config)
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
@@ -197,6 +179,8 @@ def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_
     with output_lock(cfg.work_dir, "afm train", "work_dir") if _main_process() else contextlib.nullcontext():
         _init_cpu_distributed(cfg)
         install_safe_loader()
+        if not verbose:
+            quiet_coco_loads()
         runner = (Runner if verbose else quiet_runner()).from_cfg(cfg)
         # Resuming reads the run's own files (optimizer state, message hub): trust them.
         trust_root = Path(cfg.work_dir) if resume else None

@@ -40,7 +40,8 @@ class VisDroneMetric(BaseMetric):
         view: 'visdrone', 'coco' or 'both'.
     """
 
-    default_prefix: Optional[str] = None
+    # Its keys name their view ('visdrone/AP'): no prefix, and "" tells mmengine so (None warns).
+    default_prefix: Optional[str] = ""
 
     def __init__(self, ann_file: str, view: str = "both", collect_device: str = "cpu",
                  prefix: Optional[str] = None, collect_dir: Optional[str] = None) -> None:
