@@ -101,6 +101,6 @@ def infer(
              "lowest-scored fused detections may have been cut (raise it to keep more)")
     if stats.failed:
         for why in stats.failed:  # each says which image and why
-            console.print(f"unreadable image: {why}", markup=False, highlight=False)
+            console.print(f"unreadable image: {why}", markup=False, highlight=False, soft_wrap=True)
         raise AfmError(f"{len(stats.failed)} image(s) could not be read (first: {stats.failed[0]}); "
                        f"results for the other {stats.images} are in {out} (rerun to retry those)")

@@ -20,6 +20,9 @@ from afmcli.inference.state import RunState
 from afmcli.inference.writers import RunInfo, all_names, enabled_writers, output_names
 
 
+SHOWN_UNREADABLE = 3  # reasons in the one line of a run that could read no image
+
+
 @dataclass
 class Totals:
     images: int = 0
@@ -50,8 +53,9 @@ def assemble(state: RunState, items: Sequence[ImageItem], run: RunInfo, unreadab
                        f"something else changed {state.dir} meanwhile: rerun the command")
     done = [it for it in items if it.image_id in index]
     if not done:
-        more = f", and {len(totals.failed) - 1} more" if len(totals.failed) > 1 else ""
-        raise AfmError(f"none of the {len(items)} image(s) could be read ({totals.failed[0]}{more}); "
+        shown = SHOWN_UNREADABLE
+        more = f"; and {len(totals.failed) - shown} more" if len(totals.failed) > shown else ""
+        raise AfmError(f"none of the {len(items)} image(s) could be read ({'; '.join(totals.failed[:shown])}{more}); "
                        f"nothing in {state.out} was replaced")
     run = dataclasses.replace(run, retrying=bool(totals.failed))
     writers = enabled_writers(run.settings)
