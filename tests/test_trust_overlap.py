@@ -17,26 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from afmcli.cli import main
+from afmcli.cli import app, main
 from afmcli.errors import AfmError
 from afmcli.io import MARKER, SharedFolder, atomic_path, output_lock
 from test_bad_inputs import error, run, snapshot, split
 from test_infer_e2e import save_tiny_checkpoint
+from test_infer_scale import one_thread  # noqa: F401  (autouse: one torch thread for these tests too)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood_128.py"
 FAST = ["--slice", "256", "--batch-size", "2", "--max-per-img", "100"]  # no many-tiles notice
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, 2 threads can be much slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +70,32 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
     with output_lock(out, "afm infer"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["fuse", "evaluate", "make-masks", "train"])
+def test_every_writing_command_takes_the_lock(tmp_path, capsys, command):
+    """Each command is refused while another run holds its output (held here, in this process)."""
+    from afmcli.engine.demo import make_synthetic_split
+
+    from test_bad_inputs import IMAGES, det, gt_json, results_json
+
+    gt = gt_json(tmp_path / "gt.json", IMAGES[:1])
+    pred = results_json(tmp_path / "p.json", [det(1, [1, 2, 3, 4])])
+    if command in ("make-masks", "train"):
+        make_synthetic_split(app, tmp_path, train_images=1, val_images=1, width=64, height=64,
+                                       quiet=True)
+    held, option, argv = {
+        "fuse": (tmp_path / "f.json", "--out", ["fuse", pred, "--out", tmp_path / "f.json"]),
+        "evaluate": (tmp_path / "m.json", "--json", ["evaluate", "--gt", gt, "--pred", pred, "--json",
+                                                     tmp_path / "m.json"]),
+        "make-masks": (tmp_path / "Datasets", "OUT", ["make-masks", tmp_path / "Datasets"]),
+        "train": (tmp_path / "wd", "--work-dir", ["train", REPO / "configs" / "AFM" / "tood_tiny_synth.py",
+                                                  "--work-dir", tmp_path / "wd", "--data-root", tmp_path / "Datasets"]),
+    }[command]
+    with output_lock(held, "afm test"):
+        assert error(capsys, *argv) == (f"{held}: afm test (pid {os.getpid()}) is writing there now; wait for it "
+                                        f"to end, or choose another {option}")
+    assert not any(p.name.endswith(".afm-lock") for p in tmp_path.rglob("*"))
 
 
 def test_the_shared_manifest_is_never_empty(tmp_path):
