@@ -28,7 +28,7 @@ from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
 from afmcli.inference.predictor import Model, load_model
-from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
+from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source, why_unreadable
 
 __all__ = ["Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source"]
 

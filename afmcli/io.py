@@ -267,16 +267,16 @@ def output_lock(path: str | os.PathLike, command: str, option: str | None = None
     with the process however that ends: a killed run's lock file is taken over by the next
     run. The file is removed (and any folder created for it) when the block ends.
     """
-    path = Path(os.path.abspath(path))
-    existing = next(p for p in path.parents if p.exists())
+    full = Path(os.path.abspath(path))  # `--out .` is locked beside the folder, in its parent
+    existing = next(p for p in full.parents if p.exists())
     if not existing.is_dir():  # the command refuses such a path itself, with its own message
         yield
         return
-    lock = _lock_file(path)
+    lock = _lock_file(full)
     created = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(lock, path, command, option)
+        fd = _acquire(lock, Path(path), command, option)
     except BaseException:
         _remove_folders(created)
         raise
