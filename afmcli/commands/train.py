@@ -48,5 +48,5 @@ def train(
                           max_time=max_time, verbose=verbose)
     from rich.console import Console
 
-    Console().print(f"done: {runner.epoch} epochs, {runner.iter} iterations; checkpoints in {runner.work_dir}, "
+    Console().print(f"done: epoch {runner.epoch}, iteration {runner.iter}; checkpoints in {runner.work_dir}, "
                     f"the full log in {runner.log_dir}", markup=False, highlight=False, soft_wrap=True)
