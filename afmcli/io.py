@@ -231,7 +231,11 @@ def _acquire(lock: Path, path: Path, command: str, option: str | None) -> int:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise AfmError(f"{path}: cannot write there ({exc.strerror})") from None
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise AfmError(f"{path}: cannot write there ({exc.strerror})") from None
+            # A folder afm may not write beside (a shared folder can be writable in a read-only
+            # parent): unguarded, as before locks; a write that fails says so itself.
+            return -1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -245,7 +249,7 @@ def _acquire(lock: Path, path: Path, command: str, option: str | None) -> int:
             os.close(fd)
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
-            return -1  # a file system without locks: write unguarded, as before locks
+            return -1  # a file system without locks: unguarded, as before locks
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -267,16 +271,15 @@ def output_lock(path: str | os.PathLike, command: str, option: str | None = None
     with the process however that ends: a killed run's lock file is taken over by the next
     run. The file is removed (and any folder created for it) when the block ends.
     """
-    full = Path(os.path.abspath(path))  # `--out .` is locked beside the folder, in its parent
-    existing = next(p for p in full.parents if p.exists())
-    if not existing.is_dir():  # the command refuses such a path itself, with its own message
-        yield
-        return
-    lock = _lock_file(full)
+    lock = _lock_file(Path(os.path.abspath(path)))  # `--out .` is locked beside the folder, in its parent
     created = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(lock, Path(path), command, option)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # under a file, say: the command refuses the path itself, with its own message
+            fd = -1
+        else:
+            fd = _acquire(lock, Path(path), command, option)
     except BaseException:
         _remove_folders(created)
         raise

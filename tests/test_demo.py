@@ -1,6 +1,8 @@
-"""The demo's dataset step (also used by bench/bench_accuracy.py) and its step runner."""
+"""The demo's dataset step (also used by bench/bench_accuracy.py), its step runner, and what
+its terminal shows."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -47,7 +49,8 @@ def test_the_demo_terminal_is_quiet(tmp_path):
     code = ("import sys\nimport afmcli.engine.demo as d\n"
             "d.TRAIN_IMAGES, d.VAL_IMAGES, d.IMAGE_W, d.IMAGE_H = 4, 2, 320, 240\n"
             "from afmcli.cli import main\nmain(['demo', '--out', sys.argv[1]])\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "demo")], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "demo")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     shown = (proc.stdout + proc.stderr).splitlines()
     assert len(shown) <= 100, "\n".join(shown)

@@ -57,7 +57,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom afmcli.io import output_lock\n"
                                f"with output_lock({str(out)!r}, 'afm train'):\n"
                                "    print('held', flush=True)\n    time.sleep(600)\n"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert holder.stdout.readline() == "held\n"
         with pytest.raises(AfmError, match=rf"afm train \(pid {holder.pid}\) is writing there now"):
