@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from typing import Iterator
 
 # mmengine's CheckpointHook builds a FileClient whatever the config says (kept "until MMEngine
 # 1.0", says its code), and FileClient warns of its own deprecation: nothing a user of afm can
@@ -38,17 +39,22 @@ def quiet_runner():
     return QuietRunner
 
 
-def quiet_coco_loads() -> None:
+@contextlib.contextmanager
+def quiet_coco_loads() -> Iterator[None]:
     """mmdet's CocoDataset loads its json with pycocotools, which prints four lines ("loading
-    annotations into memory...") per load: load without them. CocoDataset takes the class
-    from ``COCOAPI``, there to be replaced (as mmdet's LVIS dataset does)."""
+    annotations into memory...") per load: in the block, it loads without them. CocoDataset
+    takes the class from ``COCOAPI``, there to be replaced (as mmdet's LVIS dataset does)."""
     from mmdet.datasets import CocoDataset
-    from mmdet.datasets.api_wrappers import COCO
 
-    class QuietCOCO(COCO):
+    loud = CocoDataset.COCOAPI
+
+    class QuietCOCO(loud):
         def __init__(self, *args, **kwargs):
             with contextlib.redirect_stdout(io.StringIO()):
                 super().__init__(*args, **kwargs)
 
-    if CocoDataset.COCOAPI is COCO:
-        CocoDataset.COCOAPI = QuietCOCO
+    CocoDataset.COCOAPI = QuietCOCO
+    try:
+        yield
+    finally:
+        CocoDataset.COCOAPI = loud

@@ -175,19 +175,21 @@ def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
                          launcher, data_root, progress, max_time)
     check_data_files(cfg)
-    # One run at a time trains into a work dir (the main process holds it for all ranks).
-    with output_lock(cfg.work_dir, "afm train", "work_dir") if _main_process() else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if _main_process():  # one run at a time trains into a work dir (the main process holds it for all)
+            stack.enter_context(output_lock(cfg.work_dir, "afm train", "work_dir"))
+        if not verbose:
+            stack.enter_context(quiet_coco_loads())
         _init_cpu_distributed(cfg)
         install_safe_loader()
-        if not verbose:
-            quiet_coco_loads()
         runner = (Runner if verbose else quiet_runner()).from_cfg(cfg)
         # Resuming reads the run's own files (optimizer state, message hub): trust them.
         trust_root = Path(cfg.work_dir) if resume else None
         if trust_checkpoint and cfg.get("load_from"):
             trust_root = Path(cfg.load_from)
-        with trusted(trust_root) if trust_root is not None else contextlib.nullcontext():
-            runner.train()
+        if trust_root is not None:
+            stack.enter_context(trusted(trust_root))
+        runner.train()
     return runner
 
 
