@@ -89,7 +89,7 @@ class RichProgressHook(Hook):
         self._iters += 1
         if self._progress is None or (runner.iter + 1) % self.interval:
             return
-        shown = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
+        shown = " ".join(f"{_short(k)}={v:.3f}" for k, v in losses.items())
         self._progress.update(self._task, completed=runner.iter + 1,
                               description=f"epoch {runner.epoch + 1} {shown}")
 
