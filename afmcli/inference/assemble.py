@@ -58,7 +58,7 @@ def assemble(state: RunState, items: Sequence[ImageItem], run: RunInfo, unreadab
         raise AfmError(f"none of the {len(items)} image(s) could be read ({'; '.join(totals.failed[:shown])}{more}); "
                        f"nothing in {state.out} was replaced")
     run = dataclasses.replace(run, retrying=bool(totals.failed))
-    writers = enabled_writers(run.settings)
+    writers = enabled_writers(run.settings, run.names)
     with state.folder.writing(output_names(writers), drop=all_names()) as stage:
         opened = [cls(stage, run) for cls in writers]
         for item in done:
