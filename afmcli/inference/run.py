@@ -73,9 +73,10 @@ class Plan:
     weights: list[list[int]] = field(default_factory=list)  # tiles + full pass per image, per shard
 
 
-def make_plan(cfg, checkpoint: Path, source: Path, out: Path, settings: InferSettings, device: str,
+def make_plan(cfg, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings, device: str,
               images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int) -> Plan:
-    opened = open_source(source, images_dir, frame_step)
+    # A source opened already (afm track's image sequences) runs as it is.
+    opened = open_source(source, images_dir, frame_step) if isinstance(source, (str, Path)) else source
     writers = enabled_writers(settings)
     for cls in writers:
         cls.check(opened)
@@ -125,7 +126,7 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
             progress.advance(image_task)
 
 
-def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
+def run_inference(config: Path, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings,
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False, workers: int = 0,
                   launcher: str = "none", overwrite: bool = False, frame_step: int = 1) -> InferStats:
     """Run (or resume) and write everything; unreadable images are skipped and listed in the stats."""
