@@ -1,0 +1,275 @@
+"""Tracking: the trackers' cost beside the detector's, ByteTrack beside OC-SORT, `afm infer`'s
+detections beside SAHI-sliced ones on the same frames, and memory over a long sequence.
+
+    .venv/bin/python bench/bench_track.py [--sequences 3] [--frames 60] [--size 640x360]
+        [--long-frames 3000] [--train-iters 200] [--work /tmp/afm_bench_track] [--skip-detector]
+
+On `afm synth --sequences` data (ground-truth tracks known):
+1. trackers on ground-truth-derived detections (each box jittered by 5% of its size, 10%
+   missed, scores 0.3 to 1, one false positive per frame): per tracker, the tracker's ms per
+   frame and the id consistency (:func:`id_consistency`: how much of each true track one id
+   covers, id switches) for its defaults and the settings swept for the defaults' choice;
+2. memory: the process's peak RSS after 500 frames and after --long-frames frames of one
+   long sequence with ByteTrack (flat when the tracker forgets finished tracks);
+3. the detector (unless --skip-detector): the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py)
+   trained --train-iters steps on synth images (bench/bench_infer.py's cache), run over the
+   sequences' frames by `afm infer`'s path (afmcli.predict_source: tiles + full image) and
+   by SAHI's get_sliced_prediction (tiles + full image, one tile per forward pass), each
+   followed by ByteTrack: detector frames/s, tracker ms/frame, id consistency of each.
+MOTA / IDF1 / HOTA come from `afm evaluate --task mot` (issue 37's evaluator) once merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from afmcli.data.synth_video import synth_sequence, write_synth_sequences
+from afmcli.detections import Detections
+from afmcli.tracking.base import build_tracker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gt_objects(rows: np.ndarray) -> np.ndarray:
+    """The rows of objects (score 1, category 1..10) of VisDrone-MOT ground truth."""
+    return rows[(rows[:, 6] == 1) & (rows[:, 7] > 0) & (rows[:, 7] < 11)]
+
+
+def noisy_detections(frame_rows: np.ndarray, rng: np.random.Generator, jitter: float = 0.05, miss: float = 0.1,
+                     false_per_frame: float = 1.0, size: tuple[int, int] = (640, 360)) -> Detections:
+    """A detector that sees well, from one frame's ground truth: boxes moved and resized by
+    ``jitter`` of their size, ``miss`` of them dropped, scores 0.3 to 1 (lower when
+    occluded), and Poisson(``false_per_frame``) false boxes of 8 to 30 px."""
+    obj = gt_objects(frame_rows)
+    obj = obj[rng.random(len(obj)) >= miss]
+    wh = obj[:, 4:6]
+    xy = obj[:, 2:4] + rng.normal(0, jitter, (len(obj), 2)) * wh
+    wh = wh * np.exp(rng.normal(0, jitter, (len(obj), 2)))
+    scores = np.clip(rng.uniform(0.5, 1.0, len(obj)) - 0.2 * obj[:, 9], 0.3, 1.0)
+    n_false = rng.poisson(false_per_frame)
+    fwh = rng.uniform(8, 30, (n_false, 2))
+    fxy = rng.uniform(0, 1, (n_false, 2)) * (np.array(size) - fwh)
+    boxes = np.r_[np.c_[xy, xy + wh], np.c_[fxy, fxy + fwh]]
+    return Detections(boxes, np.r_[scores, rng.uniform(0.1, 0.8, n_false)],
+                      np.r_[obj[:, 7], rng.choice([1, 4], n_false)].astype(np.int64))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes x y w h, (len(a), len(b))."""
+    ax2, bx2 = a[:, :2] + a[:, 2:], b[:, :2] + b[:, 2:]
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(ax2[:, None], bx2[None])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    union = np.prod(a[:, 2:], 1)[:, None] + np.prod(b[:, 2:], 1)[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def id_consistency(gt_rows: np.ndarray, pred_rows: np.ndarray, iou: float = 0.5) -> dict:
+    """How well ids follow the true tracks (a check, not MOT's metrics): per frame, true and
+    predicted boxes of one category are matched one to one at IoU >= ``iou`` (Hungarian);
+    ``matched``: share of true boxes matched; ``id_recall``: share of true boxes matched by
+    their track's most frequent predicted id (1 when each true track keeps one id);
+    ``switches``: times a true track's matched id changes from its previous matched id;
+    ``mostly_one_id``: share of true tracks (5+ boxes) whose most frequent id covers >= 80%."""
+    from scipy.optimize import linear_sum_assignment
+
+    gt_rows, pred_rows = gt_objects(gt_rows), np.asarray(pred_rows, dtype=np.float64).reshape(-1, 10)
+    pairs: dict[int, list[int]] = {}  # true id -> matched predicted id per frame in order
+    for frame in np.unique(gt_rows[:, 0]):
+        g, p = gt_rows[gt_rows[:, 0] == frame], pred_rows[pred_rows[:, 0] == frame]
+        for row in g:
+            pairs.setdefault(int(row[1]), [])
+        if not len(p):
+            continue
+        overlap = _iou(g[:, 2:6], p[:, 2:6]) * (g[:, None, 7] == p[None, :, 7])
+        rows, cols = linear_sum_assignment(-overlap)
+        for r, c in zip(rows, cols):
+            if overlap[r, c] >= iou:
+                pairs[int(g[r, 1])].append(int(p[c, 1]))
+    total = len(gt_rows)
+    matched = sum(map(len, pairs.values()))
+    dominant = [np.bincount(ids).max() if ids else 0 for ids in pairs.values()]
+    lengths = {tid: int((gt_rows[:, 1] == tid).sum()) for tid in pairs}
+    long = [tid for tid in pairs if lengths[tid] >= 5]
+    mostly = sum(1 for tid, d in zip(pairs, dominant) if tid in long and d >= 0.8 * lengths[tid])
+    return {"matched": matched / total, "id_recall": sum(dominant) / total,
+            "switches": sum(int(np.sum(np.diff(ids) != 0)) for ids in pairs.values() if len(ids) > 1),
+            "mostly_one_id": mostly / max(len(long), 1), "true_tracks": len(pairs)}
+
+
+def track_rows(tracker_cfg: dict, frames: list[Detections]) -> tuple[np.ndarray, float]:
+    """VisDrone-MOT rows of one sequence tracked from per-frame detections; ms per frame."""
+    tracker = build_tracker(tracker_cfg)
+    tracker.reset()
+    rows, seconds = [], 0.0
+    for k, dets in enumerate(frames, start=1):
+        t0 = time.perf_counter()
+        tracked = tracker.update(dets)
+        seconds += time.perf_counter() - t0
+        xywh = np.c_[tracked.boxes[:, :2], tracked.boxes[:, 2:] - tracked.boxes[:, :2]]
+        rows.append(np.c_[np.full(len(tracked), k), tracked.ids, xywh, tracked.scores, tracked.labels,
+                          -np.ones((len(tracked), 2))])
+    return np.concatenate(rows) if rows else np.zeros((0, 10)), 1e3 * seconds / max(len(frames), 1)
+
+
+def synthetic_case(seed: int, sequences: int, frames: int, size: tuple[int, int]):
+    """Per sequence: its ground-truth rows and its noisy detections per frame."""
+    cases = []
+    for index in range(1, sequences + 1):
+        rng = np.random.default_rng([seed, index])
+        gts, dets = [], []
+        for _, _, rows in synth_sequence(seed, index, frames, *size):
+            gts.append(rows)
+            dets.append(noisy_detections(rows, rng, size=size))
+        cases.append((np.concatenate(gts), dets))
+    return cases
+
+
+def score(tracker_cfg: dict, cases) -> dict:
+    """id consistency over all sequences (box-weighted) and ms per frame."""
+    results, ms = [], []
+    for gt, dets in cases:
+        pred, per_frame = track_rows(tracker_cfg, dets)
+        results.append((len(gt_objects(gt)), id_consistency(gt, pred)))
+        ms.append(per_frame)
+    weight = sum(n for n, _ in results)
+    out = {k: sum(n * r[k] for n, r in results) / weight for k in ("matched", "id_recall", "mostly_one_id")}
+    out["switches"] = sum(r["switches"] for _, r in results)
+    out["ms/frame"] = float(np.mean(ms))
+    return out
+
+
+SWEEPS = {  # the settings swept for the defaults (README "Tracking")
+    "bytetrack": [{}, {"match_iou": 0.3}, {"match_iou": 0.05}, {"high": 0.5}, {"init": 0.5},
+                  {"keep_lost": 10}, {"keep_lost": 60}, {"confirm_frames": 2}],
+    "ocsort": [{}, {"match_iou": 0.1}, {"match_iou": 0.2}, {"score": 0.2}, {"init": 0.5},
+               {"keep_lost": 10}, {"keep_lost": 60}, {"direction_weight": 0.0}],
+}
+
+
+def trackers_table(cases, console: Console) -> None:
+    table = Table(title="trackers on ground-truth-derived detections (jitter 5%, 10% missed, 1 false box/frame)")
+    for col in ("tracker", "settings", "matched", "id recall", "mostly one id", "id switches", "tracker ms/frame"):
+        table.add_column(col, justify="left" if col in ("tracker", "settings") else "right")
+    for name, sweeps in SWEEPS.items():
+        for extra in sweeps:
+            r = score({"type": name, **extra}, cases)
+            table.add_row(name, ", ".join(f"{k}={v}" for k, v in extra.items()) or "defaults",
+                          f"{r['matched']:.3f}", f"{r['id_recall']:.3f}", f"{r['mostly_one_id']:.3f}",
+                          str(r["switches"]), f"{r['ms/frame']:.2f}")
+    console.print(table)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_table(seed: int, long_frames: int, size: tuple[int, int], console: Console) -> None:
+    """ByteTrack over one long sequence: RSS at checkpoints (frames generated as ground truth
+    rows only, never drawn)."""
+    from afmcli.data.synth_video import plan_tracks
+
+    rng = np.random.default_rng([seed, 99])
+    tracks = plan_tracks(rng, long_frames, *size, 1.0, objects=400, crossings=20)
+    tracker = build_tracker({"type": "bytetrack"})
+    det_rng = np.random.default_rng(0)
+    table = Table(title=f"memory over one long sequence ({len(tracks)} objects, ByteTrack)")
+    for col in ("frames", "peak RSS MB", "live tracks in the tracker"):
+        table.add_column(col, justify="right")
+    checkpoints = {100, 500, 1000, long_frames // 2, long_frames}
+    for frame in range(1, long_frames + 1):
+        rows = []
+        for t in tracks:
+            if frame < t.start:
+                continue
+            box = t.box(frame)
+            if box[0] < 0 or box[1] < 0 or box[2] > size[0] or box[3] > size[1]:
+                continue
+            rows.append([frame, t.id, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, t.category, 0, 0])
+        tracker.update(noisy_detections(np.array(rows).reshape(-1, 10), det_rng, size=size))
+        if frame in checkpoints:
+            table.add_row(str(frame), f"{peak_rss_mb():.0f}", str(len(tracker._tracker.tracks)))
+    console.print(table)
+
+
+def detector_table(args, size, console: Console) -> None:
+    """The tiny TOOD (bench/bench_infer.py's training, data and SAHI calls) over the sequences'
+    frames by afm's path and by SAHI, each followed by ByteTrack."""
+    import cv2
+
+    import afmcli
+
+    spec = importlib.util.spec_from_file_location("bench_infer", ROOT / "bench" / "bench_infer.py")
+    bench_infer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_infer)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    bench_infer.make_data(work, 1, (512, 512))
+    ckpt = bench_infer.train(work, args.train_iters, "cpu")
+    data = work / "sequences"
+    if not data.is_dir():
+        write_synth_sequences(data, args.sequences, args.frames, args.seed, *size, workers=1)
+    model = afmcli.load_model(bench_infer.CONFIG, ckpt)
+    sahi = bench_infer.sahi_model(ckpt, args)
+    gts = {p.stem: np.loadtxt(p, delimiter=",", ndmin=2) for p in sorted((data / "annotations").glob("*.txt"))}
+    frames = {seq: [cv2.imread(str(p)) for p in sorted((data / "sequences" / seq).glob("*.jpg"))] for seq in gts}
+    table = Table(title=f"tiny TOOD ({args.train_iters} steps) + ByteTrack, {len(gts)} synthetic sequences x "
+                        f"{args.frames} frames {size[0]}x{size[1]}, --slice {args.slice}")
+    for col in ("detections", "frames/s (detector)", "tracker ms/frame", "matched", "id recall", "id switches"):
+        table.add_column(col, justify="right" if col != "detections" else "left")
+    runs = {"afm infer's path (afmcli.predict)": lambda img: bench_infer.ours_one(model, img, args, 8),
+            "SAHI get_sliced_prediction": lambda img: bench_infer.sahi_one(sahi, img, args)}
+    for name, detect in runs.items():
+        per_seq, seconds, count = {}, 0.0, 0
+        for seq, images in frames.items():
+            t0 = time.perf_counter()
+            per_seq[seq] = [detect(img) for img in images]
+            seconds += time.perf_counter() - t0
+            count += len(images)
+        results = [(gts[s], *track_rows({"type": "bytetrack"}, d)) for s, d in per_seq.items()]
+        checks = [id_consistency(g, p) for g, p, _ in results]
+        n = [len(gt_objects(g)) for g, _, _ in results]
+        table.add_row(name, f"{count / seconds:.2f}", f"{np.mean([ms for _, _, ms in results]):.2f}",
+                      f"{np.average([c['matched'] for c in checks], weights=n):.3f}",
+                      f"{np.average([c['id_recall'] for c in checks], weights=n):.3f}",
+                      str(sum(c["switches"] for c in checks)))
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequences", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--size", default="640x360")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--long-frames", type=int, default=3000)
+    parser.add_argument("--train-iters", type=int, default=200)
+    parser.add_argument("--slice", type=int, default=256)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--score-thr", type=float, default=0.01)
+    parser.add_argument("--work", default="/tmp/afm_bench_infer", help="shared with bench_infer.py: its trained "
+                        "tiny TOOD is reused")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-detector", action="store_true")
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
+    console = Console()
+    import torch
+
+    torch.set_num_threads(1)
+    trackers_table(synthetic_case(args.seed, args.sequences, args.frames, size), console)
+    memory_table(args.seed, args.long_frames, size, console)
+    if not args.skip_detector:
+        detector_table(args, size, console)
+
+
+if __name__ == "__main__":
+    main()
