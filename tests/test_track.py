@@ -102,7 +102,7 @@ def test_tracker_settings_are_checked_by_name(capsys):
 
     with pytest.raises(ParameterError, match="direction_weight.*not a setting of bytetrack"):
         build_tracker({"type": "bytetrack", "direction_weight": 0.2})
-    with pytest.raises(ParameterError, match=r"\{match_iou\} must be in \[0, 1\], got 1.5"):
+    with pytest.raises(ParameterError, match=r"match_iou must be in \[0, 1\], got 1.5"):
         build_tracker({"type": "ocsort", "match_iou": 1.5})
     with pytest.raises(ParameterError, match="tracker.*bytetrack, ocsort.*'sort'"):
         build_tracker({"type": "sort"})

@@ -37,15 +37,15 @@ def track(
     fps: float = typer.Option(25.0, "--fps", help="Frame rate of the --viz-video videos."),
     trail: int = typer.Option(15, "--trail", help="Frames of past centres drawn behind each box."),
     high: Optional[float] = typer.Option(None, "--track-high", help="bytetrack: score above which a detection "
-                                         "is matched first and may start a track [0.6]."),
+                                         "is matched first and may start a track [0.5]."),
     low: Optional[float] = typer.Option(None, "--track-low", help="bytetrack: least score of a detection "
                                         "matched in the second round [0.1]."),
     score: Optional[float] = typer.Option(None, "--track-score", help="ocsort: least score of a detection "
                                           "matched [0.3]."),
     init: Optional[float] = typer.Option(None, "--track-init", help="Score above which a detection starts a "
-                                         "track in a sequence's first frame [0.7]."),
+                                         "track in a sequence's first frame [0.5]."),
     match_iou: Optional[float] = typer.Option(None, "--match-iou", help="Least IoU of a track's predicted box "
-                                              "and a detection to match them [bytetrack 0.1, ocsort 0.3]."),
+                                              "and a detection to match them [0.1]."),
     low_match_iou: Optional[float] = typer.Option(None, "--low-match-iou", help="bytetrack: the same in the "
                                                   "second round [0.5]."),
     tentative_iou: Optional[float] = typer.Option(None, "--tentative-iou", help="bytetrack: the same for "
@@ -55,7 +55,7 @@ def track(
     direction_frames: Optional[int] = typer.Option(None, "--direction-frames", help="ocsort: frames between "
                                                    "the observations that give a track's direction [3]."),
     confirm_frames: Optional[int] = typer.Option(None, "--confirm-frames", help="Frames in a row before a new "
-                                                 "track is confirmed [3]."),
+                                                 "track is confirmed [bytetrack 2, ocsort 3]."),
     keep_lost: Optional[int] = typer.Option(None, "--keep-lost", help="Frames a lost track waits to be found "
                                             "again [30]."),
     slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),

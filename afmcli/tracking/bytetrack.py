@@ -12,13 +12,13 @@ from afmcli.tracking.base import TRACKERS, MMDetTracker, TrackerSettings
 @dataclass
 class ByteTrackSettings(TrackerSettings):
     # Defaults: see README "Tracking" (measured on synthetic sequences, bench/bench_track.py).
-    high: float = 0.6  # detections above: first matching round, and new tracks
+    high: float = 0.5  # detections above: first matching round, and new tracks (mmdet: 0.6)
     low: float = 0.1  # detections between low and high: second round only
-    init: float = 0.7  # a detection above starts a track in a sequence's first frame
+    init: float = 0.5  # a detection above starts a track in a sequence's first frame (mmdet: 0.7)
     match_iou: float = 0.1  # first round: least IoU of a track's predicted box and a detection
     low_match_iou: float = 0.5  # second round
     tentative_iou: float = 0.3  # new (unconfirmed) tracks
-    confirm_frames: int = 3  # a new track is confirmed after this many frames in a row
+    confirm_frames: int = 2  # a new track is confirmed after this many frames in a row (mmdet: 3)
     keep_lost: int = 30  # frames a lost track waits to be found again
 
 

@@ -13,8 +13,8 @@ from afmcli.tracking.base import TRACKERS, MMDetTracker, TrackerSettings
 class OCSortSettings(TrackerSettings):
     # Defaults: see README "Tracking" (measured on synthetic sequences, bench/bench_track.py).
     score: float = 0.3  # detections above are matched
-    init: float = 0.7  # a detection above starts a track in a sequence's first frame
-    match_iou: float = 0.3  # least IoU of a track's predicted box and a detection
+    init: float = 0.5  # a detection above starts a track in a sequence's first frame (mmdet: 0.7)
+    match_iou: float = 0.1  # least IoU of a track's predicted box and a detection (mmdet: 0.3)
     direction_weight: float = 0.2  # weight of the direction-consistency term (OCM)
     direction_frames: int = 3  # frames between the observations a track's direction is taken from
     confirm_frames: int = 3  # a new track is confirmed after this many frames in a row
