@@ -178,31 +178,49 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def memory_table(seed: int, long_frames: int, size: tuple[int, int], console: Console) -> None:
-    """ByteTrack over one long sequence: RSS at checkpoints (frames generated as ground truth
-    rows only, never drawn)."""
+def long_sequence_tracks(seed: int, frames: int, size: tuple[int, int], window: int = 200, per_window: int = 60):
+    """A steady crowd over ``frames``: each ``window`` frames, ``per_window`` new objects
+    (afmcli.data.synth_video.plan_tracks) that come and go."""
+    from dataclasses import replace
+
     from afmcli.data.synth_video import plan_tracks
 
     rng = np.random.default_rng([seed, 99])
-    tracks = plan_tracks(rng, long_frames, *size, 1.0, objects=400, crossings=20)
+    tracks = []
+    for offset in range(0, frames, window):
+        for t in plan_tracks(rng, window, *size, 1.0, objects=per_window, crossings=4):
+            tracks.append(replace(t, id=len(tracks) + 1, start=t.start + offset,
+                                  stop=(t.stop[0] + offset, t.stop[1] + offset)))
+    return tracks
+
+
+def memory_table(seed: int, long_frames: int, size: tuple[int, int], console: Console) -> None:
+    """ByteTrack over one long sequence of ground-truth-derived detections (no pixels): the
+    process's peak RSS and the tracks the tracker holds at checkpoints."""
+    tracks = long_sequence_tracks(seed, long_frames, size)
     tracker = build_tracker({"type": "bytetrack"})
     det_rng = np.random.default_rng(0)
     table = Table(title=f"memory over one long sequence ({len(tracks)} objects, ByteTrack)")
-    for col in ("frames", "peak RSS MB", "live tracks in the tracker"):
+    for col in ("frames", "peak RSS MB", "tracks held", "boxes this frame", "tracker ms/frame"):
         table.add_column(col, justify="right")
-    checkpoints = {100, 500, 1000, long_frames // 2, long_frames}
+    checkpoints = sorted({100, 500, 1000, long_frames // 2, long_frames})
+    seconds, since = 0.0, 0
     for frame in range(1, long_frames + 1):
         rows = []
         for t in tracks:
-            if frame < t.start:
-                continue
-            box = t.box(frame)
-            if box[0] < 0 or box[1] < 0 or box[2] > size[0] or box[3] > size[1]:
-                continue
-            rows.append([frame, t.id, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, t.category, 0, 0])
-        tracker.update(noisy_detections(np.array(rows).reshape(-1, 10), det_rng, size=size))
+            if t.start <= frame:
+                x1, y1, x2, y2 = t.box(frame)
+                if x1 >= 0 and y1 >= 0 and x2 <= size[0] and y2 <= size[1]:
+                    rows.append([frame, t.id, x1, y1, x2 - x1, y2 - y1, 1, t.category, 0, 0])
+        dets = noisy_detections(np.array(rows).reshape(-1, 10), det_rng, size=size)
+        t0 = time.perf_counter()
+        tracker.update(dets)
+        seconds += time.perf_counter() - t0
+        since += 1
         if frame in checkpoints:
-            table.add_row(str(frame), f"{peak_rss_mb():.0f}", str(len(tracker._tracker.tracks)))
+            table.add_row(str(frame), f"{peak_rss_mb():.0f}", str(len(tracker._tracker.tracks)), str(len(dets)),
+                          f"{1e3 * seconds / since:.2f}")
+            seconds, since = 0.0, 0
     console.print(table)
 
 
@@ -267,7 +285,7 @@ def main() -> None:
     parser.add_argument("--skip-detector", action="store_true")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    console = Console()
+    console = Console(width=160)
     import torch
 
     torch.set_num_threads(1)
