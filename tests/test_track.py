@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ from afmcli.tracking.run import track_detections
 from afmcli.tracking.sources import open_track_source
 from afmcli.tracking.writers import TrackRun
 from test_infer_e2e import save_tiny_checkpoint
-from test_infer_scale import STATE_DIR, fail_after
+from test_infer_scale import STATE_DIR, fail_after, one_thread  # noqa: F401  (one torch thread)
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("bench_track", ROOT / "bench" / "bench_track.py")
@@ -32,16 +33,6 @@ FAST = ["--slice", "96", "--batch-size", "4", "--max-per-img", "50"]
 # The random tiny TOOD scores about 0.02 to 0.2: low thresholds so that it makes tracks.
 LOW = ["--track-high", "0.05", "--track-low", "0.02", "--track-init", "0.05"]
 TRACKERS = ("bytetrack", "ocsort")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def box(cx, cy, w=12.0, h=8.0):
@@ -298,6 +289,10 @@ def test_viz_draws_ids_and_another_tracker_retracks_from_stored_detections(setup
           "--track-score", "0.02", "--track-init", "0.05"])
     assert not (out / "viz").exists()  # an earlier run's drawing, not made this time: removed
     assert (out / "mot/synth_seq_0001.txt").read_bytes() != (reference / "mot/synth_seq_0001.txt").read_bytes()
+    main(["track", str(CONFIG), str(ckpt), str(frames), "--out", str(out), *FAST, *LOW, "--viz-video"])
+    video = cv2.VideoCapture(str(out / "viz" / "synth_seq_0001.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(video.get(cv2.CAP_PROP_FRAME_WIDTH)) == 192
+    video.release()
 
 
 def test_never_replaces_what_afm_did_not_write(setup, tmp_path, capsys):
