@@ -338,3 +338,21 @@ def test_api_track_yields_frames_in_order_with_ids(setup, reference):
         order = np.argsort(tracked.ids)
         np.testing.assert_array_equal(tracked.ids[order], here[:, 1])
         np.testing.assert_allclose(tracked.boxes[order, :2], here[:, 2:4], atol=2e-3)
+
+
+def test_videos_and_a_single_sequence_folder_are_sequences(setup, tmp_path):
+    from test_infer_scale import write_video
+
+    root, frames, ckpt = setup
+    single = open_track_source(frames / "synth_seq_0002")
+    assert [(it.name, it.frame) for it in single.items][:2] == [("synth_seq_0002/0000001", 1),
+                                                               ("synth_seq_0002/0000002", 2)]
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "b.avi", 4)
+    write_video(videos / "a.avi", 3)
+    out = tmp_path / "t"
+    main(["track", str(CONFIG), str(ckpt), str(videos), "--out", str(out), *FAST, *LOW])
+    assert sorted(p.name for p in (out / "mot").glob("*.txt")) == ["a.txt", "b.txt"]
+    rows = np.loadtxt(out / "mot" / "b.txt", delimiter=",", ndmin=2)
+    assert set(rows[:, 0].astype(int)) <= {1, 2, 3, 4} and 4 in rows[:, 0]
