@@ -9,6 +9,7 @@ On `afm synth --sequences` data (ground-truth tracks known):
    missed, scores 0.3 to 1, one false positive per frame): per tracker, the tracker's ms per
    frame and the id consistency (:func:`id_consistency`: how much of each true track one id
    covers, id switches) for its defaults and the settings swept for the defaults' choice;
+   then each tracker's ms per frame at its defaults, best of 5 alternated runs;
 2. memory: the process's peak RSS after 500 frames and after --long-frames frames of one
    long sequence with ByteTrack (flat when the tracker forgets finished tracks);
 3. the detector (unless --skip-detector): the tiny plain-mmdet TOOD (tests/fixtures/tiny_tood.py)
@@ -174,6 +175,23 @@ def trackers_table(cases, console: Console) -> None:
     console.print(table)
 
 
+def speed_table(cases, console: Console, repeats: int = 5) -> None:
+    """Each tracker's ms per frame at its defaults, runs alternated, best of ``repeats`` (a
+    shared machine's load only ever adds time)."""
+    boxes = np.mean([len(d) for _, dets in cases for d in dets])
+    best = {name: float("inf") for name in SWEEPS}
+    for _ in range(repeats):
+        for name in SWEEPS:
+            best[name] = min(best[name], np.mean([track_rows({"type": name}, dets)[1] for _, dets in cases]))
+    table = Table(title=f"tracker ms per frame, defaults, best of {repeats} alternated runs ({boxes:.0f} "
+                        "detections a frame)")
+    for col in ("tracker", "ms/frame", "frames/s", "vs bytetrack"):
+        table.add_column(col, justify="right" if col != "tracker" else "left")
+    for name, ms in best.items():
+        table.add_row(name, f"{ms:.2f}", f"{1e3 / ms:.0f}", f"{ms / best['bytetrack']:.2f}x")
+    console.print(table)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -283,13 +301,19 @@ def main() -> None:
                         "tiny TOOD is reused")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-detector", action="store_true")
+    parser.add_argument("--only-speed", action="store_true", help="only the trackers' speed table")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     console = Console(width=160)
     import torch
 
     torch.set_num_threads(1)
-    trackers_table(synthetic_case(args.seed, args.sequences, args.frames, size), console)
+    cases = synthetic_case(args.seed, args.sequences, args.frames, size)
+    if not args.only_speed:
+        trackers_table(cases, console)
+    speed_table(cases, console)
+    if args.only_speed:
+        return
     memory_table(args.seed, args.long_frames, size, console)
     if not args.skip_detector:
         detector_table(args, size, console)
