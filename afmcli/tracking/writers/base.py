@@ -58,25 +58,34 @@ def register(cls: type[TrackWriter]) -> type[TrackWriter]:
 
 class SequenceText(TrackWriter):
     """One text file per sequence, ``<folder>/<seq>.txt``, a line per tracked box in frame
-    order, ids ascending within a frame; ``rows`` gives the fields after frame and id."""
+    order, ids ascending within a frame, written frame by frame (memory stays flat however
+    long the sequence); ``rows`` gives the fields after frame and id."""
 
     def __init__(self, stage, run):
         super().__init__(stage, run)
         self.folder = stage(self.names[0])
         self.folder.mkdir()
-        self._lines: list[str] = []
+        self._file = None
 
     def rows(self, tracked: TrackedDetections) -> np.ndarray:
         raise NotImplementedError
 
     def add(self, sequence, item, tracked, pixels) -> None:
+        if self._file is None:
+            self._file = open(self.folder / f"{sequence}.txt", "w")
         order = np.argsort(tracked.ids, kind="stable")
         rows = np.c_[np.full(len(order), item.frame), tracked.ids[order], self.rows(tracked.take(order))]
-        self._lines.append(format_visdrone_lines(rows))
+        self._file.write(format_visdrone_lines(rows))
 
     def end_sequence(self, sequence) -> None:
-        (self.folder / f"{sequence}.txt").write_text("".join(self._lines))
-        self._lines = []
+        if self._file is None:  # a sequence without frames still gets its (empty) file
+            self._file = open(self.folder / f"{sequence}.txt", "w")
+        self._file.close()
+        self._file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def xywh(tracked: TrackedDetections) -> np.ndarray:
