@@ -151,6 +151,10 @@ def test_synth_sequences_cli(tmp_path, capsys):
     assert "tracks" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "s/sequences/synth_seq_0001").iterdir()) == [
         "0000001.jpg", "0000002.jpg", "0000003.jpg"]
+    with pytest.raises(SystemExit):
+        main(["synth", str(tmp_path / "t"), "--sequences", "1", "--frames", "1"])
+    assert "--sequences must be at least 1 and --frames at least 2, got 1 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
 
 
 # -- the tracking stage on ground-truth-derived detections ---------------------------------
