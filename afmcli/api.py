@@ -75,29 +75,60 @@ def _predictions(model: Model, source: Source, settings: PredictSettings,
             result.fused.boxes, result.fused.scores, result.fused.labels, names)
 
 
-def predict(model: Model, image: str | os.PathLike | np.ndarray, *, slice: int = 640, overlap: float = 0.25,
-            fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8, slices: bool = True,
-            full: bool = True, score_thr: float = 0.01, max_per_img: int = 500,
-            device_tiles: bool = False) -> Detections:
-    """Sliced inference plus a full-image pass, fused, on one image (a file, or a BGR uint8
-    array as OpenCV reads it); `afm infer`'s defaults.
+CHANNELS = ("bgr", "rgb")
 
-    Returns the fused detections, best first: ``boxes`` x1 y1 x2 y2 in the image's pixels,
-    ``scores``, ``labels`` (category ids: VisDrone's 1..10 for VisDrone's classes) and
-    ``names`` (class names). ``slice``: tile size in pixels; ``overlap``: ratio of ``slice``
-    in [0, 1); ``fusion``: nms, soft-nms, wbf or greedy-nmm at ``iou`` (``match``: iou or
-    ios); ``slices=False`` or ``full=False`` skips the tiles or the full-image pass;
-    ``device_tiles``: the tiles are cut and resized on the model's device (`--device-tiles`).
-    """
-    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
-                         device_tiles)
-    if isinstance(image, np.ndarray):
-        source = ArrayImage(image)
-    else:
+
+def _check_model(model) -> None:
+    if not isinstance(model, Model):
+        raise ParameterError(f"{{model}} must be a model from afmcli.load_model(config, checkpoint), got "
+                             f"{type(model).__name__} {str(model)[:60]!r}", "model")
+
+
+def _image_source(image, channels: str) -> Source:
+    """One image of what a notebook holds: a path, an array (``channels`` bgr as OpenCV reads,
+    or rgb), a PIL image (converted to RGB, then BGR)."""
+    if isinstance(image, (str, os.PathLike)):
         source = open_source(image)
         if len(source.items) != 1 or source.is_video:
             raise ParameterError(f"{image}: holds {len(source.items)} images or frames; {{image}} is one image "
                                  "(predict_source runs on many)", "image")
+        return source
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
+        return ArrayImage(np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1]))
+    if isinstance(image, np.ndarray):
+        return ArrayImage(np.ascontiguousarray(image[:, :, ::-1]) if channels == "rgb" and image.ndim == 3
+                          else image)
+    raise ParameterError(f"{{image}} must be an image file's path, a uint8 array (H, W, 3) or a PIL image, or a "
+                         f"list of them; got {type(image).__name__}", "image")
+
+
+def predict(model: Model, image, *, channels: str = "bgr", slice: int = 640, overlap: float = 0.25,
+            fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8, slices: bool = True,
+            full: bool = True, score_thr: float = 0.01, max_per_img: int = 500,
+            device_tiles: bool = False) -> Detections | list[Detections]:
+    """Sliced inference plus a full-image pass, fused, on one image; `afm infer`'s defaults.
+
+    ``image``: a file's path, a uint8 array (H, W, 3) in ``channels`` order (bgr, as OpenCV
+    reads; rgb, as PIL and matplotlib hold it), a PIL image (converted), or a list of these
+    (then a list of results, in order). Returns the fused detections, best first: ``boxes``
+    x1 y1 x2 y2 in the image's pixels, ``scores``, ``labels`` (category ids: 1..K in the order
+    of ``model.classes``, the checkpoint's class names) and ``names`` (class names).
+    ``slice``: tile size in pixels; ``overlap``: ratio of ``slice`` in [0, 1); ``fusion``: nms,
+    soft-nms, wbf or greedy-nmm at ``iou`` (``match``: iou or ios); ``slices=False`` or
+    ``full=False`` skips the tiles or the full-image pass; ``device_tiles``: the tiles are cut
+    and resized on the model's device (`--device-tiles`).
+    """
+    _check_model(model)
+    if channels not in CHANNELS:
+        raise ParameterError(f"{{channels}} must be one of {', '.join(CHANNELS)}, got {channels!r}", "channels")
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
+                         device_tiles)
+    if isinstance(image, (list, tuple)):
+        return [_predict_one(model, _image_source(one, channels), settings) for one in image]
+    return _predict_one(model, _image_source(image, channels), settings)
+
+
+def _predict_one(model: Model, source: Source, settings: PredictSettings) -> Detections:
     ((item, dets),) = _predictions(model, source, settings, workers=0)
     if dets is None:
         raise AfmError(f"{item}: not a readable image (missing, truncated or corrupt)")
@@ -117,6 +148,7 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
     ahead in that many processes. An image that cannot be read is skipped with a warning.
     Settings as :func:`predict`.
     """
+    _check_model(model)
     settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
                          device_tiles)
     if workers < 0:
@@ -166,22 +198,29 @@ def track(model: Model, source: str | os.PathLike, *, tracker: str = "bytetrack"
 
 
 def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",
-             images_dir: str | os.PathLike | None = None) -> dict:
+             images_dir: str | os.PathLike | None = None, size_ranges: str = "coco") -> dict:
     """Both views' numbers, as `afm evaluate --json` writes them: ``{"visdrone": {...},
     "coco": {...}, "classwise": {view: {class: {...}}}}`` (percent; NaN as None).
 
-    ``gt``: our COCO json or a VisDrone annotations folder (with ``images_dir`` for the
-    image sizes). ``predictions``: a VisDrone results folder, a COCO results json or list,
-    or ``{image_id: Detections}`` (labels as category ids, as :func:`predict_source` gives
-    them). ``view``: visdrone (the official toolkit's), coco or both.
+    ``gt``: a COCO json of any category table or a VisDrone annotations folder (with
+    ``images_dir`` for the image sizes). ``predictions``: a VisDrone results folder, a COCO
+    results json or list, or ``{image_id: Detections}`` (labels as category ids, as
+    :func:`predict_source` gives them; their names are checked against the ground truth's
+    table, as `afm infer`'s categories.json is). ``view``: visdrone (the official toolkit's,
+    VisDrone's table only), coco or both; ``size_ranges``: coco or aitod.
     """
+    from afmcli.evaluation.categories import CategoryTable
     from afmcli.evaluation.loaders import image_rows, load_ground_truth, load_predictions
     from afmcli.evaluation.metrics import check_view, compute_metrics
 
     check_view(view)
     truth = load_ground_truth(Path(gt), None if images_dir is None else Path(images_dir))
+    table = None
     if isinstance(predictions, Mapping):
+        names = {cid: name for dets in predictions.values() for cid, name in (dets.categories or {}).items()}
+        table = CategoryTable(tuple(names), tuple(names.values())) if names else None
         predictions = [r for image_id, dets in predictions.items() for r in detections_to_results(image_id, dets)]
     elif isinstance(predictions, Sequence) and not isinstance(predictions, (str, bytes)):
         predictions = list(predictions)
-    return compute_metrics(image_rows(truth, load_predictions(predictions, truth)), view).to_json()
+    rows = image_rows(truth, load_predictions(predictions, truth, table))
+    return compute_metrics(rows, view, table=truth.table, size_ranges=size_ranges).to_json()

@@ -47,6 +47,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the full trace
 
 
 # Each subcommand's help ends with its examples (EXAMPLES in its module).
+app.command("convert", epilog=convert.CONVERT_EXAMPLES)(flag_errors(convert, "convert"))
 app.command("convert-visdrone", epilog=convert.EXAMPLES)(flag_errors(convert, "convert_visdrone"))
 app.command("make-masks", epilog=masks.EXAMPLES)(flag_errors(masks, "make_masks"))
 app.command("synth", epilog=synth.EXAMPLES)(flag_errors(synth, "synth"))

@@ -6,7 +6,6 @@ real terminal-less run (library noise, Ctrl-C)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,8 +20,6 @@ from afmcli.cli import main
 from afmcli.data.coco import coco_categories
 from afmcli.io import MARKER
 
-SHARED = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-AERIAL = SHARED / "data" / "aerial-samples" / "visdrone2019-det-train-first50image.json"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -206,36 +203,33 @@ def test_convert_refuses_a_jpg_and_a_png_for_one_label_file(tmp_path, capsys):
     assert not (tmp_path / "D").exists()
 
 
-def test_make_masks_refuses_two_images_with_one_stem(tmp_path, capsys):
+def test_make_masks_two_images_with_one_name_in_two_sub_folders(tmp_path, capsys):
+    """Masks are named by the image's relative path (issue 36), so both images get theirs."""
+    from afmcli.cli import main
+
     ann = tmp_path / "D" / "labels" / "annotations" / "train_labels.json"
     ann.parent.mkdir(parents=True)
     gt_json(ann, IMAGES, CARS)
-    before = snapshot(tmp_path)
-    assert error(capsys, "make-masks", tmp_path / "D") == (
-        f"{ann}: seq0/frame001.jpg and seq4/frame001.jpg are two images with one name (frame001); rename one "
-        "(per-image outputs are named frame001.txt / frame001.png)")
-    assert snapshot(tmp_path) == before
+    main(["make-masks", str(tmp_path / "D"), "--workers", "1"])
+    for size in ("s", "l"):
+        assert sorted(p.relative_to(tmp_path / "D" / "labels" / f"gt_mask_{size}" / "train").as_posix()
+                      for p in (tmp_path / "D" / "labels" / f"gt_mask_{size}" / "train").rglob("*.png")) == \
+            ["seq0/frame001.png", "seq4/frame001.png"]
 
 
 # --- category meaning ------------------------------------------------------------------------------
 
-def test_a_json_with_its_own_category_table_is_refused(tmp_path, capsys):
+def test_a_json_with_its_own_category_table_is_scored_by_its_names(tmp_path, capsys):
+    """Once refused; now the COCO view by the json's own table, the VisDrone view's absence said
+    in one line (tests/test_eval_any_table.py: the shared aerial samples, ids checked by name)."""
     gt = gt_json(tmp_path / "gt.json", IMAGES, CARS, categories=[{"id": 0, "name": "human"},
                                                                   {"id": 4, "name": "vehicle"}])
     pred = results_json(tmp_path / "p.json", [det(1, [10, 10, 20, 20])])
-    assert error(capsys, "evaluate", "--gt", gt, "--pred", pred) == (
-        f"{gt}: not VisDrone's categories: id 0 is 'human' (VisDrone: ignored-regions); id 4 is 'vehicle' "
-        "(VisDrone: car); the evaluation scores VisDrone's ids 1..10 (pedestrian, people, ...): convert the "
-        "labels with `afm convert-visdrone`, or map the ids first")
-
-
-@pytest.mark.skipif(not AERIAL.is_file(), reason=f"{AERIAL} not found (set AFM_SHARED)")
-def test_the_shared_aerial_samples_json_no_longer_scores_100(tmp_path, capsys):
-    coco = json.loads(AERIAL.read_text())
-    results = [det(a["image_id"], a["bbox"], 1.0, a["category_id"]) for a in coco["annotations"]]
-    pred = results_json(tmp_path / "p.json", results)
-    msg = error(capsys, "evaluate", "--gt", AERIAL, "--pred", pred)
-    assert msg.startswith(f"{AERIAL}: not VisDrone's categories: id 0 is 'human'")
+    code, out, err = run(capsys, "evaluate", "--gt", gt, "--pred", pred, "--classwise")
+    assert code == 0 and "vehicle" in out and "pedestrian" not in out
+    assert err.strip().splitlines()[-1] == (
+        "afm: warning: the VisDrone view does not apply: the toolkit scores VisDrone's ten classes by their "
+        "ids, and the ground truth's table is another (0 human, 4 vehicle); the COCO view only")
 
 
 @pytest.mark.parametrize("shift, expected", [
@@ -507,7 +501,7 @@ def test_shell_completion_script(capsys):
     assert code == 0 and "_AFM_COMPLETE" in out, err
 
 
-SUBCOMMANDS = ["convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate", "demo", "env"]
+SUBCOMMANDS = ["convert", "convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate", "demo", "env"]
 
 
 def test_cli_starts_with_a_typer_that_has_no_flag_type_hook(monkeypatch):

@@ -96,3 +96,19 @@ def test_bad_view(ann_file):
 
     with pytest.raises(AfmError, match="view"):
         VisDroneMetric(ann_file=str(ann_file), view="voc")
+
+
+def test_metric_on_another_category_table_gives_the_coco_view(tmp_path):
+    """A json of its own table (0 human, 1 vehicle; model labels 0, 1 in that order): the COCO
+    view's keys only (the toolkit's view scores VisDrone's ids), exact detections score 100."""
+    coco = {"images": [{"id": 3, "file_name": "x.jpg", "width": 100, "height": 80}],
+            "categories": [{"id": 0, "name": "human"}, {"id": 1, "name": "vehicle"}],
+            "annotations": [{"id": 1, "image_id": 3, "category_id": 0, "bbox": [10, 10, 10, 20], "iscrowd": 0},
+                            {"id": 2, "image_id": 3, "category_id": 1, "bbox": [40, 40, 20, 10], "iscrowd": 0}]}
+    path = tmp_path / "own.json"
+    path.write_text(json.dumps(coco))
+    metric = VisDroneMetric(ann_file=str(path))
+    metric.process({}, [sample(3, [[10, 10, 20, 30], [40, 40, 60, 50]], [0.9, 0.8], [0, 1])])
+    out = metric.compute_metrics(metric.results)
+    assert not any(k.startswith("visdrone/") for k in out)
+    assert out["coco/AP"] == pytest.approx(100) and out["coco/AP50"] == pytest.approx(100)

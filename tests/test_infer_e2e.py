@@ -15,13 +15,18 @@ from afmcli.inference.predictor import load_model
 CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood.py"
 
 
-def save_tiny_checkpoint(path, config=CONFIG, **cfg_model):
+def save_tiny_checkpoint(path, config=CONFIG, classes=None, **cfg_model):
+    """A random tiny TOOD saved as mmengine does, its class names in meta.dataset_meta: the
+    config's, or ``classes`` (the head built for them, as training on them would)."""
     from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
     register_all_modules()
     cfg = Config.fromfile(str(config))
+    if classes is not None:
+        cfg.classes = tuple(classes)
+        cfg_model["num_classes"] = len(classes)
     cfg.model.bbox_head.update(cfg_model)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -140,12 +145,17 @@ def test_checkpoint_of_another_class_count_is_one_clear_line(setup, tmp_path, ca
 
 
 def test_config_whose_head_disagrees_with_its_classes(setup, tmp_path, capsys):
+    """Without class names in the checkpoint the config's must agree with its head; with them
+    (mmengine's meta.dataset_meta) the model is built for the checkpoint's classes."""
     root, images, ckpt = setup
     config = tmp_path / "three.py"
     config.write_text(f"_base_ = {str(CONFIG)!r}\nmodel = dict(bbox_head=dict(num_classes=3))\n")
+    nameless = tmp_path / "nameless.pth"
+    torch.save({"state_dict": torch.load(ckpt, weights_only=True)["state_dict"]}, nameless)
     with pytest.raises(SystemExit):
-        main(["infer", str(config), str(ckpt), str(images), "--out", str(tmp_path / "pred")])
+        main(["infer", str(config), str(nameless), str(images), "--out", str(tmp_path / "pred")])
     assert "the model has 3 classes but the test set lists 10" in capsys.readouterr().err
+    assert load_model(config, ckpt).module.bbox_head.num_classes == 10
 
 
 def test_nothing_to_run(setup, tmp_path, capsys):

@@ -12,13 +12,13 @@ import pytest
 
 from afmcli.cli import main
 from afmcli.data.synth_video import synth_sequence, write_synth_sequences
-from afmcli.data.visdrone_format import format_visdrone_lines
-from afmcli.detections import Detections, detections_to_visdrone_rows
+from afmcli.detections import Detections
 from afmcli.inference.sources import ImageItem
+from afmcli.inference.writers.coco_json import write_results_json
 from afmcli.io import SharedFolder
 from afmcli.tracking.base import build_tracker
 from afmcli.tracking.run import track_detections
-from afmcli.tracking.sources import open_track_source
+from afmcli.tracking.sources import open_track_source, sequence_of
 from afmcli.tracking.writers import TrackRun
 from test_infer_e2e import save_tiny_checkpoint
 from test_infer_scale import STATE_DIR, fail_after, one_thread  # noqa: F401  (one torch thread)
@@ -159,17 +159,16 @@ def test_synth_sequences_cli(tmp_path, capsys):
 
 # -- the tracking stage on ground-truth-derived detections ---------------------------------
 
-def stored_detections(out: Path, data: Path, seed: int = 0) -> None:
-    """OUT/detections/visdrone/<seq>/<frame>.txt as `afm infer` writes them, from the ground
-    truth with noise (bench_track.noisy_detections: a detector that sees well)."""
+def write_detections(out: Path, data: Path, seed: int = 0) -> None:
+    """OUT/detections/predictions.json as `afm infer` writes it, from the ground truth with
+    noise (bench_track.noisy_detections: a detector that sees well)."""
     rng = np.random.default_rng(seed)
-    for ann in sorted((data / "annotations").glob("*.txt")):
-        rows = np.loadtxt(ann, delimiter=",", ndmin=2)
-        for frame in np.unique(rows[:, 0]).astype(int):
-            dets = bench.noisy_detections(rows[rows[:, 0] == frame], rng, size=(320, 240))
-            path = out / "detections" / "visdrone" / ann.stem / f"{frame:07d}.txt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(format_visdrone_lines(detections_to_visdrone_rows(dets, None)))
+    gts = {ann.stem: np.loadtxt(ann, delimiter=",", ndmin=2) for ann in (data / "annotations").glob("*.txt")}
+    per_image = {}
+    for item in open_track_source(data / "sequences").items:
+        rows = gts[sequence_of(item)]
+        per_image[item.image_id] = bench.noisy_detections(rows[rows[:, 0] == item.frame], rng, size=(320, 240))
+    write_results_json(out / "detections" / "predictions.json", per_image)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +182,7 @@ def sequences(tmp_path_factory):
 def test_synthetic_sequences_tracked_with_consistent_ids(sequences, tmp_path, name):
     """Each true track is followed mostly by one id: floors for a detector that sees well
     (5% box jitter, 10% missed, a false box a frame)."""
-    stored_detections(tmp_path, sequences)
+    write_detections(tmp_path, sequences)
     source = open_track_source(sequences / "sequences")
     stats = track_detections(source, tmp_path / "detections", SharedFolder(tmp_path, "afm track", "out"),
                              {"type": name}, TrackRun())
@@ -364,3 +363,18 @@ def test_videos_and_a_single_sequence_folder_are_sequences(setup, tmp_path):
     assert sorted(p.name for p in (out / "mot").glob("*.txt")) == ["a.txt", "b.txt"]
     rows = np.loadtxt(out / "mot" / "b.txt", delimiter=",", ndmin=2)
     assert set(rows[:, 0].astype(int)) <= {1, 2, 3, 4} and 4 in rows[:, 0]
+
+
+def test_stored_detections_stream_across_chunks_and_keep_frames_without_detections(tmp_path):
+    from afmcli.tracking.run import stored_detections, stream_results
+
+    dets = Detections([[1.5, 2.25, 10.125, 20.0], [0, 0, 3, 4]], [0.9, 1 / 3], [4, 1])
+    write_results_json(tmp_path / "predictions.json", {1: dets, 3: dets.take([1])})
+    assert [r["image_id"] for r in stream_results(tmp_path / "predictions.json", chunk=7)] == [1, 1, 3]
+    items = [ImageItem(k, tmp_path / f"{k}.jpg", f"{k}.jpg", str(k), k) for k in (1, 2, 3)]
+    got = list(stored_detections(tmp_path, items))
+    assert [len(d) for _, d in got] == [2, 0, 1]
+    np.testing.assert_allclose(got[0][1].boxes, dets.boxes, rtol=0, atol=1e-12)
+    assert got[0][1].scores[1] == 1 / 3 and got[2][1].labels.tolist() == [1]
+    write_results_json(tmp_path / "predictions.json", {})
+    assert [len(d) for _, d in stored_detections(tmp_path, items)] == [0, 0, 0]

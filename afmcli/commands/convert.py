@@ -7,6 +7,21 @@ from typing import List, Optional
 
 import typer
 
+# The crop options of both converters.
+SLICE = typer.Option(None, "--slice", help="Also write square crops of this size (pixels) with their labels "
+                     "(images/<split>_sliced/); repeat for multi-scale crops (--slice 512 --slice 800). "
+                     "Default: no crops.")
+OVERLAP = typer.Option(0.25, "--overlap", help="Overlap between neighbouring crops, a ratio of --slice in [0, 1).")
+MIN_VISIBLE = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least this fraction "
+                           "(0 to 1) of its area is inside the crop.")
+
+CONVERT_EXAMPLES = """Examples:
+
+  afm convert data.yaml Datasets --slice 640 --overlap 0.25
+
+  afm convert instances_train.json Datasets --images photos/ --split train
+"""
+
 EXAMPLES = """Examples:
 
   afm convert-visdrone VisDrone2019-DET-train Datasets --split train --slice 640
@@ -31,13 +46,9 @@ def convert_visdrone(
                                  "painted out, 'others' dropped."),
     keep_ignored: bool = typer.Option(False, "--keep-ignored", help="With --to-yolo: leave the ignored "
                                       "regions' pixels as they are (only their labels are left out)."),
-    slice_size: Optional[List[int]] = typer.Option(None, "--slice", help="Also write square crops of this "
-                                                   "size (pixels) with their labels; repeat for multi-scale "
-                                                   "crops (--slice 512 --slice 800). Default: no crops."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between neighbouring crops, a ratio "
-                                "of --slice in [0, 1)."),
-    min_visible: float = typer.Option(0.5, "--min-visible", help="Keep a clipped box in a crop when at least "
-                                      "this fraction (0 to 1) of its area is inside the crop."),
+    slice_size: Optional[List[int]] = SLICE,
+    overlap: float = OVERLAP,
+    min_visible: float = MIN_VISIBLE,
     copy: bool = typer.Option(False, "--copy", help="Copy images and labels instead of hard- or "
                               "sym-linking them."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unpaired, damaged or malformed files "
@@ -76,10 +87,68 @@ def convert_visdrone(
     if slice_size:
         items.update({"crops": stats.crops, "crop annotations": stats.crop_annotations})
     print_summary(f"afm convert-visdrone ({split})", items)
-    _say_skipped(stats.skipped)
+    say_skipped(stats.skipped)
 
 
-def _say_skipped(skipped: list[str]) -> None:
+def convert(
+    data: Path = typer.Argument(..., help="The dataset: an ultralytics data.yaml, afm's dataset yaml (format: coco "
+                                "or visdrone), a COCO json, or an official VisDrone split folder (see README, "
+                                "Your own data)."),
+    out: Path = typer.Argument(..., help="The Datasets/ root to write (images/<split>/, "
+                               "labels/annotations/<split>_labels.json)."),
+    split: Optional[List[str]] = typer.Option(None, "--split", help="Which split to convert (repeat for several; "
+                                              "default: all). Names a bare json's or split folder's one split."),
+    images: Optional[Path] = typer.Option(None, "--images", help="With a COCO json DATA: its image folder "
+                                          "(default: the json's folder)."),
+    slice_size: Optional[List[int]] = SLICE,
+    overlap: float = OVERLAP,
+    min_visible: float = MIN_VISIBLE,
+    copy: bool = typer.Option(False, "--copy", help="Copy images instead of hard- or sym-linking them."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip damaged images and malformed label files "
+                                  "and list them, instead of stopping at the first."),
+    workers: int = typer.Option(0, "--workers", help="Processes for writing crops; 0 = all cores."),
+) -> None:
+    """Convert any dataset (YOLO, COCO json, VisDrone) to afm's layout: COCO json, crops.
+
+    The class list comes from the data (categories 1..K in its order); labels refer to
+    the upright image (EXIF orientation applied). Every split's counts are printed.
+    """
+    from afmcli.data.datasets import convert_dataset, open_dataset
+
+    dataset = open_dataset(data, images, split[0] if split and len(split) == 1 else "train")
+    done = convert_dataset(dataset, out, split or None, copy=copy, skip_bad=skip_bad, slice_size=slice_size,
+                           overlap=overlap, min_visible=min_visible, workers=workers)
+    print_splits(f"afm convert ({dataset.format}: {', '.join(dataset.classes)})", done)
+    for converted in done:
+        say_skipped(converted.data.skipped)
+
+
+def print_splits(title: str, splits) -> None:
+    """One column per converted split: the reader's counts, crops, where it went."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("", no_wrap=True)
+    for converted in splits:
+        table.add_column(converted.name, justify="right")
+    rows: dict[str, list] = {}
+    for k, converted in enumerate(splits):
+        counts = dict(converted.data.counts)
+        if converted.sliced_ann_file is not None:
+            counts.update({"crops": converted.stats.crops, "crop labels": converted.stats.crop_annotations})
+        if converted.stats.reused:
+            counts["kept from the last run (unchanged)"] = "yes"
+        for name, value in counts.items():
+            rows.setdefault(name, [""] * len(splits))[k] = f"{value:,}" if isinstance(value, int) else str(value)
+    for name, values in rows.items():
+        table.add_row(name, *values)
+    console = Console()
+    console.print(table)
+    console.print(f"written: {', '.join(str(c.ann_file) for c in splits)}")
+
+
+def say_skipped(skipped: list[str]) -> None:
     if skipped:
         typer.echo(f"skipped {len(skipped)}: " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""),
                    err=True)
@@ -99,7 +168,7 @@ def _to_yolo(src: Path, out: Path, split: str, keep_ignored: bool, copy: bool, s
         "images painted": stats.painted_images, "labels dropped under paint": stats.covered,
         "others (cat 11) dropped": stats.others, "skipped bad files": len(stats.skipped),
         "output": str(out)})
-    _say_skipped(stats.skipped)
+    say_skipped(stats.skipped)
 
 
 def _to_visdrone(src: Path, out: Path, gt: Optional[Path]) -> None:

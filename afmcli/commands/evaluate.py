@@ -1,4 +1,4 @@
-"""`afm evaluate`: the official VisDrone numbers and the COCO view."""
+"""`afm evaluate`: the official VisDrone numbers and the COCO view (any category table)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import typer
 
 EXAMPLES = """Examples:
 
-  afm evaluate --gt Datasets/labels/annotations/val_labels.json --pred results/val/visdrone
+  afm evaluate --gt my_data/val.json --pred results/my_val/predictions.json --classwise --size-ranges aitod
 
-  afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
+  afm evaluate --task mot --gt VisDrone2019-MOT-val/annotations --images VisDrone2019-MOT-val/sequences --pred tracks/mot --json mot.json
 """
 
 # The library's names of parameters that this command spells otherwise.
@@ -19,8 +19,8 @@ FLAGS = {"images_dir": "--images"}
 
 
 def evaluate(
-    gt: Path = typer.Option(..., "--gt", help="Ground truth: a VisDrone annotations folder "
-                          "(with --images) or the COCO json of `afm convert-visdrone`."),
+    gt: Path = typer.Option(..., "--gt", help="Ground truth: a COCO json of any category table "
+                          "(VisDrone's: `afm convert-visdrone`'s) or a VisDrone annotations folder (with --images)."),
     pred: Path = typer.Option(..., "--pred", help="Detections: a VisDrone results folder "
                             "(<image>.txt each, e.g. results/val/visdrone) or a COCO results json."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder, for the image "
@@ -31,7 +31,11 @@ def evaluate(
                                               "(percent, unrounded) to this json file."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Also write PR curves at IoU 0.5 "
                                            "(PNG) into this folder (replaced only when afm wrote it)."),
-    classwise: bool = typer.Option(False, "--classwise", help="Also print per-class results."),
+    classwise: bool = typer.Option(False, "--classwise", help="Also print per-class results, by class name."),
+    size_ranges: str = typer.Option("coco", "--size-ranges", help="The COCO view's object sizes: coco (tiny "
+                                    "< 16, small < 32, medium < 96 px, large) or aitod (AI-TOD's very tiny 2-8, "
+                                    "tiny 8-16, small 16-32, medium 32+ px; by sqrt(area))."),
+    split: str = typer.Option("val", "--split", help="Which split of a dataset --gt (a data.yaml) is scored."),
     analyse_dir: Optional[Path] = typer.Option(
         None, "--analyse", help="Folder for the error analysis (COCO view): figures and analysis.json."),
     draw_errors: Optional[Path] = typer.Option(
@@ -41,22 +45,38 @@ def evaluate(
     error_score: float = typer.Option(
         0.3, "--error-score", help="Lowest score counted by the confusion matrix, the TP/FP/FN drawings "
         "and the missed-objects table."),
+    task: str = typer.Option("det", "--task", help="det (detections) or mot (tracks: VisDrone-MOT "
+                          "folders, --gt annotations, --images sequences, --pred <seq>.txt results)."),
 ) -> None:
-    """Evaluate detections: the VisDrone toolkit's numbers and the COCO view.
+    """Evaluate detections: the VisDrone toolkit's numbers and the COCO view; or, with --task mot,
+    tracks: the VisDrone-MOT toolkit's numbers (CLEAR MOT, IDF1) and HOTA.
 
-    The VisDrone view equals the official MATLAB toolkit 1.0.4 on the same files.
+    Each equals its official MATLAB toolkit (VisDrone2018-DET 1.0.4, VisDrone2018-MOT) on the same files.
     """
     from rich.console import Console
 
     from afmcli.commands.tables import rich_table
     from afmcli.errors import AfmError
     from afmcli.evaluation.loaders import image_files, image_rows, load_ground_truth, load_predictions
-    from afmcli.evaluation.metrics import check_view, compute_metrics
+    from afmcli.evaluation.coco_view import check_size_ranges
+    from afmcli.evaluation.metrics import check_view, check_view_applies, compute_metrics
     from afmcli.evaluation.tables import metric_tables
     from afmcli.io import check_output_file, check_replaceable, write_json
     from afmcli.progress import console as err_console
 
+    if task == "mot":
+        detection_only = [flag for flag, given in (
+            ("--view", view != "both"), ("--plots", plots is not None), ("--classwise", classwise),
+            ("--analyse", analyse_dir is not None), ("--draw-errors", draw_errors is not None),
+            ("--report", report_dir is not None)) if given]
+        if detection_only:
+            raise AfmError(f"--task mot takes --gt, --images, --pred and --json only, not {detection_only[0]}")
+        _evaluate_mot(gt, pred, images, json_out)
+        return
+    if task != "det":
+        raise AfmError(f"--task must be det or mot, got {task!r}")
     check_view(view)
+    check_size_ranges(size_ranges)
     if not 0 <= error_score <= 1:
         raise AfmError(f"--error-score must be between 0 and 1, got {error_score}")
     if json_out is not None:
@@ -65,12 +85,13 @@ def evaluate(
                            (report_dir, "--report")):
         if folder is not None:
             check_replaceable(folder, option)
-    truth = load_ground_truth(gt, images)
+    truth = load_ground_truth(gt, images, split)
+    check_view_applies(view, truth.table)
     rows = image_rows(truth, load_predictions(pred, truth))
     drawn = draw_errors is not None or report_dir is not None
     files = image_files(truth, gt, images) if drawn else {}  # checked before any work
     metrics = compute_metrics(rows, "both" if report_dir is not None else view,  # the report shows both
-                              pr_curves=plots is not None)
+                              pr_curves=plots is not None, table=truth.table, size_ranges=size_ranges)
 
     console = Console()
     for table in metric_tables(metrics, classwise):
@@ -78,17 +99,41 @@ def evaluate(
     if json_out is not None:
         write_json(json_out, metrics.to_json(), indent=2)
     if plots is not None:
-        from afmcli.viz.pr_curves import plot_pr_curves
+        from afmcli.viz.pr_curves import plot_coco_pr_curves, plot_pr_curves
 
-        written = plot_pr_curves(metrics.visdrone, plots)
+        written = plot_pr_curves(metrics.visdrone, plots) if metrics.visdrone is not None else \
+            plot_coco_pr_curves(metrics.coco_pr, metrics.stats["coco"], plots)
         err_console.print(f"PR curves: {len(written)} PNG files in {plots}", markup=False, highlight=False)
     if analyse_dir is not None or drawn:
         _error_analysis(rows, files, error_score, analyse_dir, draw_errors, report_dir, metrics,
-                        [f"ground truth: {gt}", f"detections: {pred}"])
+                        [f"ground truth: {gt}", f"detections: {pred}"], size_ranges)
+
+
+def _evaluate_mot(gt: Path, pred: Path, images: Optional[Path], json_out: Optional[Path]) -> None:
+    """--task mot: VisDrone2019-MOT's toolkit numbers and HOTA (docs/visdrone-mot-eval.md)."""
+    from rich.console import Console
+
+    from afmcli.commands.tables import rich_table
+    from afmcli.errors import AfmError
+    from afmcli.evaluation.mot_loaders import evaluate_mot
+    from afmcli.evaluation.tables import mot_tables
+    from afmcli.io import check_output_file, write_json
+
+    if images is None:
+        raise AfmError("--task mot needs --images SEQUENCES (the sequence folders give the frame sizes)")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    result = evaluate_mot(gt, pred, images)
+    console = Console()
+    for table in mot_tables(result):
+        console.print(rich_table(table))
+    if json_out is not None:
+        write_json(json_out, result.to_json(), indent=2)
 
 
 def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Optional[Path],
-                    draw_errors: Optional[Path], report_dir: Optional[Path], metrics, meta: list[str]) -> None:
+                    draw_errors: Optional[Path], report_dir: Optional[Path], metrics, meta: list[str],
+                    size_ranges: str) -> None:
     """--analyse, --draw-errors and --report: print the analysis tables, write the files."""
     from rich.console import Console
 
@@ -98,7 +143,7 @@ def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Opti
     from afmcli.progress import console as err_console
     from afmcli.viz.report import write_analysis_dir, write_error_drawings, write_report
 
-    analysis = analyse(rows, score_thr)
+    analysis = analyse(rows, score_thr, metrics.classes, size_ranges)
     tables = analysis_tables(analysis)
     console = Console()
     for table in tables.values():
@@ -108,7 +153,7 @@ def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Opti
         err_console.print(f"error analysis: {len(figures)} figures and analysis.json in {analyse_dir}",
                           markup=False, highlight=False)
     if draw_errors is not None:
-        written = write_error_drawings(analysis.images, files, draw_errors)
+        written = write_error_drawings(analysis.images, files, draw_errors, metrics.classes)
         err_console.print(f"TP/FP/FN drawings: {len(written)} images in {draw_errors}", markup=False, highlight=False)
     if report_dir is not None:
         index = write_report(report_dir, "afm evaluation report", [*meta, f"{len(rows)} images"],

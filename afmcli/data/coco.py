@@ -31,8 +31,11 @@ from afmcli.io import atomic_path
 MAX_DETS_PER_IMAGE = 500  # the toolkit reads only the first 500 lines of a result file
 
 
-def coco_categories() -> list[dict]:
-    return [{"id": cid, "name": name, "supercategory": "object"} for cid, name in zip(CATEGORY_IDS, CLASSES)]
+def coco_categories(names=None) -> list[dict]:
+    """afm's category table: ids 1..K in class order (VisDrone's ten by default: its own ids)."""
+    if names is None:
+        return [{"id": cid, "name": name, "supercategory": "object"} for cid, name in zip(CATEGORY_IDS, CLASSES)]
+    return [{"id": cid, "name": name, "supercategory": "object"} for cid, name in enumerate(names, start=1)]
 
 
 def _num(v: float) -> int | float:
@@ -103,10 +106,11 @@ def check_gt_rows(rows: np.ndarray) -> int | None:
     return int(index[0]) if len(index) else None
 
 
-def build_coco(images: list[dict], labels: list[ImageLabels]) -> dict:
+def build_coco(images: list[dict], labels: list[ImageLabels], classes=None) -> dict:
     """Assemble the json: ``images`` records (file_name, width, height) in id order,
-    with their labels; ids are 1..N for images, 1..M for annotations, in order."""
-    coco = {"images": [], "annotations": [], "categories": coco_categories(), "others": []}
+    with their labels; ids are 1..N for images, 1..M for annotations, in order;
+    categories 1..K named by ``classes`` (VisDrone's by default)."""
+    coco = {"images": [], "annotations": [], "categories": coco_categories(classes), "others": []}
     for image_id, (image, lab) in enumerate(zip(images, labels), start=1):
         coco["images"].append({"id": image_id, **image, "ignore_regions": lab.ignore_regions})
         for ann in lab.annotations:

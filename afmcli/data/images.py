@@ -10,6 +10,11 @@ Images are identified by their path relative to the images folder, without
 the suffix (:func:`image_key`): ``seq0/frame001.jpg`` and ``seq4/frame001.jpg``
 are two images, and ``a.jpg`` next to ``a.png`` is refused, because the
 per-image outputs (``<key>.txt``, ``<key>.png``) would collide.
+
+Orientation: afm works on the upright image, the one a JPEG's EXIF orientation tag
+describes, as ultralytics (its YOLO labels refer to the EXIF-rotated image), mmcv's
+image loader and OpenCV's colour decoding do. :func:`image_size` gives the upright
+size and :func:`read_image` upright pixels, whatever the flags.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ _JPEG = (".jpg", ".jpeg")
 _SOS, _EOI = b"\xff\xda", b"\xff\xd9"
 _PNG_END = b"IEND\xaeB`\x82"
 _TAIL = 64
+_EXIF_ORIENTATION = 0x0112
 
 
 def is_image_file(path: Path) -> bool:
@@ -40,10 +46,6 @@ def is_image_file(path: Path) -> bool:
 def list_images(folder: Path) -> list[Path]:
     """The image files directly in ``folder`` (one of IMAGE_SUFFIXES), sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if is_image_file(p) and p.is_file())
-
-
-def image_stem(file_name: str | os.PathLike) -> str:
-    return Path(file_name).stem
 
 
 def image_key(file_name: str | os.PathLike) -> str:
@@ -114,10 +116,45 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def read_image(path: str | os.PathLike, flags: int | None = None) -> np.ndarray:
-    """Decode a whole image (BGR uint8 by default, as mmcv's LoadImageFromFile).
+def exif_orientation(source) -> int:
+    """A JPEG's EXIF orientation (1..8; 1 upright, also when there is none or it is
+    unreadable). ``source``: a path or the file's bytes. Other formats: 1 (OpenCV
+    applies EXIF orientation to JPEGs only)."""
+    import io
 
-    A missing, empty, truncated or undecodable file is an AfmError naming it.
+    from PIL import Image
+
+    if isinstance(source, (bytes, bytearray)):
+        if source[:2] != b"\xff\xd8":
+            return 1
+        source = io.BytesIO(source)
+    elif Path(source).suffix.lower() not in _JPEG:
+        return 1
+    try:
+        with Image.open(source) as img:
+            value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # damaged EXIF: OpenCV decodes such files as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels as stored -> the upright image EXIF ``orientation`` (1..8) describes."""
+    import cv2
+
+    if orientation in (2, 4, 5, 7):  # the mirrored ones: flip first, then the rotation of 1, 3, 6, 8
+        img = cv2.flip(img, 1)
+        orientation = {2: 1, 4: 3, 5: 8, 7: 6}[orientation]
+    turn = {3: cv2.ROTATE_180, 6: cv2.ROTATE_90_CLOCKWISE, 8: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(orientation)
+    return img if turn is None else cv2.rotate(img, turn)
+
+
+def read_image(path: str | os.PathLike, flags: int | None = None) -> np.ndarray:
+    """Decode a whole image (BGR uint8 by default, as mmcv's LoadImageFromFile), upright.
+
+    OpenCV turns a JPEG upright itself except for IMREAD_UNCHANGED (negative flags):
+    then afm applies the EXIF orientation. A missing, empty, truncated or undecodable
+    file is an AfmError naming it.
     """
     import cv2
 
@@ -129,12 +166,15 @@ def read_image(path: str | os.PathLike, flags: int | None = None) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if flags is None else flags)
     if img is None:
         raise AfmError(f"{path}: not a readable image (corrupt or unsupported format)")
+    if flags is not None and flags < 0:
+        img = upright(img, exif_orientation(data))
     return img
 
 
 def image_size(path: str | os.PathLike, complete: bool = True) -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels; a header that
-    cannot be read falls back to decoding.
+    """The upright image's (width, height) from the header (imagesize applies a JPEG's
+    EXIF orientation), without decoding the pixels; a header that cannot be read falls
+    back to decoding.
 
     ``complete``: also check that the file is whole (it will be decoded later, as
     by convert's crops and training); False where only the size matters.

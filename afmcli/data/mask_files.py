@@ -1,7 +1,6 @@
-"""Mask ground-truth files for a split: labels/gt_mask_{s,l}/<split>/<image stem>.png.
-
-Two images with one stem (seq0/frame1.jpg, seq4/frame1.jpg) are refused: their
-masks would be one file.
+"""Mask ground-truth files for a split: labels/gt_mask_{s,l}/<split>/<image key>.png, the
+key being the image's path relative to the split's image folder without its suffix
+(:func:`afmcli.data.images.image_key`): seq0/frame1.jpg and seq4/frame1.jpg get two files.
 
 0/255 uint8 PNGs at image resolution, rendered by `render_object_masks` (stride 1)
 from the split's COCO json. Crowd (score-0) boxes are not drawn: the detector is
@@ -18,7 +17,7 @@ import numpy as np
 
 from afmcli.data.coco_check import load_coco_gt
 from afmcli.data.layout import DatasetPaths
-from afmcli.data.images import check_unique_keys, image_stem
+from afmcli.data.images import check_unique_keys, image_key
 from afmcli.data.masks import render_object_masks, shape_radius
 from afmcli.errors import AfmError
 from afmcli.io import atomic_path, check_replaceable
@@ -43,11 +42,12 @@ def boxes_by_image(coco: dict) -> dict[int, np.ndarray]:
 
 
 def _write_masks(job: tuple) -> None:
-    stem, height, width, boxes, dirs, kind, small_area, threshold = job
+    key, height, width, boxes, dirs, kind, small_area, threshold = job
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     masks = render_object_masks(boxes, areas, (height, width), 1, kind, small_area, threshold)
     for folder, mask in zip(dirs, masks):
-        if not cv2.imwrite(str(folder / f"{stem}.png"), mask * np.uint8(255), PNG_PARAMS):
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(folder / f"{key}.png"), mask * np.uint8(255), PNG_PARAMS):
             raise AfmError(f"{folder}: cannot write mask files")
 
 
@@ -59,15 +59,14 @@ def write_mask_files(root: Path, split: str, kind: str = "oval", small_area: flo
     for size in ("s", "l"):
         check_replaceable(paths.mask_dir(size), f"labels/gt_mask_{size}/{split}")
     coco = load_coco_gt(paths.ann_file)
-    # LoadObjectMasks finds a mask by the image's file stem: two images may not share one.
-    check_unique_keys((img["file_name"] for img in coco["images"]), paths.ann_file, image_stem)
+    check_unique_keys((img["file_name"] for img in coco["images"]), paths.ann_file)
     boxes = boxes_by_image(coco)
     small = sum(int(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) < small_area).sum()) for b in boxes.values())
     total = sum(len(b) for b in boxes.values())
     with atomic_path(paths.mask_dir("s")) as dir_s, atomic_path(paths.mask_dir("l")) as dir_l:
         dir_s.mkdir()
         dir_l.mkdir()
-        jobs = [(Path(img["file_name"]).stem, int(img["height"]), int(img["width"]), boxes[img["id"]],
+        jobs = [(image_key(img["file_name"]), int(img["height"]), int(img["width"]), boxes[img["id"]],
                  (dir_s, dir_l), kind, small_area, threshold) for img in coco["images"]]
         with worker_pool(workers) as pool:
             for _ in track(pool.imap_unordered(_write_masks, jobs, chunksize=8), "Rendering masks",

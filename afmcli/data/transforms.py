@@ -35,6 +35,7 @@ from mmengine.structures import PixelData
 
 from afmcli.data.masks import (DEFAULT_GAUSSIAN_THRESHOLD, DEFAULT_SMALL_AREA, render_object_masks,
                                sample_cell_centres)
+from afmcli.data.images import image_key
 from afmcli.errors import AfmError
 
 MASK_KEYS = ("gt_mask_s", "gt_mask_l")
@@ -84,14 +85,17 @@ class RenderObjectMasks(BaseTransform):
 class LoadObjectMasks(BaseTransform):
     """Load the mask files of an image into ``gt_seg_map`` (H x W x 2, 0/1: small, large).
 
-    Files are ``<mask_root>/<image stem>.png`` (0/255, image resolution), the
-    layout `afm make-masks` writes. mmdet's Resize, RandomFlip, RandomCrop and Pad
-    keep ``gt_seg_map`` aligned with the image; `DownsampleObjectMasks` then turns
-    it into the two maps.
+    Files are ``<mask_root>/<image key>.png`` (0/255, image resolution), the
+    layout `afm make-masks` writes: the key is the image's path relative to
+    ``img_root`` (the dataset's image folder) without its suffix; without
+    ``img_root``, its file stem (images in one flat folder). mmdet's Resize,
+    RandomFlip, RandomCrop and Pad keep ``gt_seg_map`` aligned with the image;
+    `DownsampleObjectMasks` then turns it into the two maps.
     """
 
-    def __init__(self, mask_root_s: str, mask_root_l: str):
+    def __init__(self, mask_root_s: str, mask_root_l: str, img_root: str | None = None):
         self.mask_roots = (Path(mask_root_s), Path(mask_root_l))
+        self.img_root = Path(img_root) if img_root else None
 
     def _load(self, root: Path, stem: str, shape) -> np.ndarray:
         path = root / f"{stem}.png"
@@ -106,9 +110,10 @@ class LoadObjectMasks(BaseTransform):
     def transform(self, results: dict) -> dict:
         if results.get("gt_seg_map") is not None:
             raise AfmError("LoadObjectMasks: gt_seg_map is already in use by the pipeline")
-        stem = Path(results["img_path"]).stem
+        path = Path(results["img_path"])
+        key = image_key(path.relative_to(self.img_root)) if self.img_root else path.stem
         shape = results["img_shape"][:2]
-        results["gt_seg_map"] = np.stack([self._load(root, stem, shape) for root in self.mask_roots], axis=2)
+        results["gt_seg_map"] = np.stack([self._load(root, key, shape) for root in self.mask_roots], axis=2)
         return results
 
     def __repr__(self) -> str:

@@ -142,6 +142,9 @@ def check_data_files(cfg) -> None:
         ann_file = (cfg.get(key) or {}).get("ann_file")
         if ann_file and not Path(ann_file).is_file():
             raise AfmError(f"{key}: annotation file {ann_file} not found")
+    from afmcli.engine.data_config import check_class_keys
+
+    check_class_keys(cfg, loaders)
 
 
 def _init_cpu_distributed(cfg) -> None:
@@ -157,19 +160,51 @@ def _init_cpu_distributed(cfg) -> None:
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
 
 
+def _prepare_data_once(cfg, data, options: dict, report):
+    """--data written by one process: with a launcher, rank 0 writes while the others wait
+    (mmengine's Runner keeps the process group started here)."""
+    from mmengine.dist import barrier, get_rank, init_dist, is_distributed
+
+    from afmcli.engine.data_config import prepare_data
+
+    if cfg.launcher != "none" and not is_distributed():
+        _init_cpu_distributed(cfg)
+        if not is_distributed():
+            init_dist(cfg.launcher, **cfg.get("env_cfg", {}).get("dist_cfg", {}))
+    first = get_rank() == 0
+    prepared = prepare_data(data, cfg.work_dir, **options) if first else None
+    if prepared is not None and report is not None:
+        report(prepared)
+    barrier()
+    return prepared or prepare_data(data, cfg.work_dir, write=False, **options)
+
+
 def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
-          launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None):
+          launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None,
+          data=None, data_options=None, data_report=None):
     """Build the Runner and train. Returns the Runner (for tests and the demo).
     ``max_time`` (seconds, or a duration such as "1h30m") ends training at the last epoch
-    forecast to finish within it (TrainTimeLimitHook)."""
+    forecast to finish within it (TrainTimeLimitHook). ``data``: a dataset (see
+    :func:`afmcli.data.datasets.open_dataset`), written into the work dir and set into the
+    config (:mod:`afmcli.engine.data_config`); ``data_options``: prepare_data's keywords
+    (slice_size, overlap, skip_bad, images); ``data_report(prepared)`` is called once it is written."""
     from mmengine.runner import Runner
 
-    from afmcli.engine import progress_hook, time_limit_hook  # noqa: F401  (register the hooks)
+    from afmcli.engine import class_change_hook, progress_hook, time_limit_hook  # noqa: F401  (register the hooks)
     from afmcli.engine.checkpoint import install_safe_loader, trusted
 
     config = Path(config)
+    if data is not None and data_root:
+        raise ParameterError("{data} and {data_root} both name the data: give one", "data", "data_root")
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
                          launcher, data_root, progress, max_time)
+    if data is not None:
+        from afmcli.engine.data_config import apply_data
+
+        apply_data(cfg, _prepare_data_once(cfg, data, data_options or {}, data_report))
+    if cfg.get("load_from") and not cfg.get("resume") and \
+            not any(h.get("type") == "ClassChangeHook" for h in cfg.custom_hooks):
+        cfg.custom_hooks = [*cfg.custom_hooks, dict(type="ClassChangeHook")]
     check_data_files(cfg)
     _init_cpu_distributed(cfg)
     install_safe_loader()

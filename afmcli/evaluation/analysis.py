@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from afmcli.data.visdrone_format import CATEGORY_IDS, CLASSES, IGNORED_REGION
+from afmcli.data.visdrone_format import CLASSES, IGNORED_REGION
 from afmcli.evaluation.coco_view import AREA_RANGES, _valid_mean, coco_view_datasets, run_coco_eval
 from afmcli.evaluation.visdrone import ImageRows, as_rows
 
@@ -32,9 +32,16 @@ STEP_HELP = {
     "Sim": "Loc, and confusions with a similar class ignored", "Oth": "Loc, and every class confusion ignored",
     "BG": "Oth, and every false positive on background removed", "FN": "every remaining miss found (AP 100)"}
 LOC_IOU = 0.1
-# VisDrone's look-alike classes: a confusion inside a group counts as "Sim".
+# VisDrone's look-alike classes: a confusion inside a group counts as "Sim" (for another class
+# list, the groups' members it has; without any, Sim equals Loc).
 SIMILAR_CLASSES = (("pedestrian", "people"), ("bicycle", "tricycle", "awning-tricycle", "motor"),
                    ("car", "van", "truck", "bus"))
+
+
+def similar_groups(classes: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """SIMILAR_CLASSES restricted to ``classes`` (groups of two or more left)."""
+    groups = (tuple(n for n in g if n in classes) for g in SIMILAR_CLASSES)
+    return tuple(g for g in groups if len(g) > 1)
 DEFAULT_SCORE = 0.3
 MATCH_IOU = 0.5
 BACKGROUND = "background"
@@ -48,10 +55,11 @@ class ErrorDecomposition:
     precision: np.ndarray
     recall_thresholds: np.ndarray
     areas: tuple[str, ...]
+    classes: tuple[str, ...] = tuple(CLASSES)
 
     def _slice(self, step: str, area: str, cls: str | None) -> np.ndarray:
         p = self.precision[STEPS.index(step), :, :, self.areas.index(area)]  # [R, K]
-        return p if cls is None else p[:, [CLASSES.index(cls)]]
+        return p if cls is None else p[:, [self.classes.index(cls)]]
 
     def curve(self, step: str, area: str = "all", cls: str | None = None) -> np.ndarray | None:
         """Precision per recall threshold, mean over the classes with objects; None without any."""
@@ -93,7 +101,7 @@ class ImageMatches:
 @dataclass
 class Analysis:
     decomposition: ErrorDecomposition
-    confusion: np.ndarray  # (11, 11): rows ground truth, columns detections, last = background
+    confusion: np.ndarray  # (K + 1, K + 1): rows ground truth, columns detections, last = background
     images: list[ImageMatches]
     score_thr: float
 
@@ -108,12 +116,12 @@ class Analysis:
         d = self.decomposition
         return {
             "view": "coco", "score_thr": self.score_thr, "match_iou": MATCH_IOU, "loc_iou": LOC_IOU,
-            "similar_classes": [list(g) for g in SIMILAR_CLASSES],
+            "similar_classes": [list(g) for g in similar_groups(d.classes)],
             "error_decomposition": {
                 "overall": {a: {s: number(v) for s, v in row.items()} for a, row in d.table().items()},
-                "per_class": {c: {s: number(d.ap(s, "all", c)) for s in STEPS} for c in CLASSES}},
+                "per_class": {c: {s: number(d.ap(s, "all", c)) for s in STEPS} for c in d.classes}},
             "confusion_matrix": {"rows": "ground truth", "columns": "detections",
-                                 "labels": [*CLASSES, BACKGROUND], "counts": self.confusion.tolist()},
+                                 "labels": [*d.classes, BACKGROUND], "counts": self.confusion.tolist()},
             "images": [m.row() for m in self.worst_images(len(self.images))],
         }
 
@@ -121,8 +129,8 @@ class Analysis:
 def _with_crowd_copies(dataset: dict, groups: Sequence[Sequence[str]]) -> dict:
     """``dataset`` plus, for each object, a crowd copy labelled as each other class
     of its group: a detection of that class on it is then neither TP nor FP."""
-    group_of = {CATEGORY_IDS[CLASSES.index(name)]: [CATEGORY_IDS[CLASSES.index(n)] for n in g]
-                for g in groups for name in g}
+    id_of = {c["name"]: c["id"] for c in dataset["categories"]}
+    group_of = {id_of[name]: [id_of[n] for n in g] for g in groups for name in g}
     annotations = list(dataset["annotations"])
     next_id = max((a["id"] for a in annotations), default=0) + 1
     for ann in dataset["annotations"]:
@@ -133,20 +141,21 @@ def _with_crowd_copies(dataset: dict, groups: Sequence[Sequence[str]]) -> dict:
     return {**dataset, "annotations": annotations}
 
 
-def error_decomposition(dataset: dict, results: list[dict]) -> ErrorDecomposition:
-    """COCO's analyze() on a COCO-view dataset, at maxDets 500, every area range."""
+def error_decomposition(dataset: dict, results: list[dict], ranges: str = "coco") -> ErrorDecomposition:
+    """COCO's analyze() on a COCO-view dataset, at maxDets 500, every area range of ``ranges``."""
+    classes = tuple(c["name"] for c in dataset["categories"])
     def precision(data: dict, thresholds: tuple[float, ...]) -> tuple[np.ndarray, object]:
-        evaluator = run_coco_eval(data, results, thresholds)
+        evaluator = run_coco_eval(data, results, thresholds, ranges)
         return evaluator.eval["precision"][..., -1], evaluator.params  # [T, R, K, A] at maxDets 500
 
     base, params = precision(dataset, (0.75, 0.5, LOC_IOU))
-    sim = precision(_with_crowd_copies(dataset, SIMILAR_CLASSES), (LOC_IOU,))[0][0]
-    oth = precision(_with_crowd_copies(dataset, (CLASSES,)), (LOC_IOU,))[0][0]
+    sim = precision(_with_crowd_copies(dataset, similar_groups(classes)), (LOC_IOU,))[0][0]
+    oth = precision(_with_crowd_copies(dataset, (classes,)), (LOC_IOU,))[0][0]
     valid = base[0] > -1  # crowd copies add no object, so every step has the same objects
     bg = np.where(valid, (oth > 0).astype(np.float64), -1.0)
     fn = np.where(valid, 1.0, -1.0)
     return ErrorDecomposition(np.stack([*base, sim, oth, bg, fn]), np.asarray(params.recThrs),
-                              tuple(params.areaRngLbl))
+                              tuple(params.areaRngLbl), classes)
 
 
 def _matched(dataset: dict, results: list[dict], score_thr: float, use_cats: bool) -> tuple[dict, dict]:
@@ -175,8 +184,8 @@ def confusion_matrix(dataset: dict, results: list[dict], score_thr: float) -> np
     [object class, detected class]; last row: detections on background; last
     column: objects no detection found. Crowd objects and detections on them are left out."""
     gt_anns, dt_anns = _matched(dataset, results, score_thr, use_cats=False)
-    index = {cid: i for i, cid in enumerate(CATEGORY_IDS)}
-    bg = len(CATEGORY_IDS)
+    index = {c["id"]: i for i, c in enumerate(dataset["categories"])}
+    bg = len(index)
     counts = np.zeros((bg + 1, bg + 1), dtype=np.int64)
     for ann in gt_anns.values():
         if not ann.get("iscrowd"):
@@ -224,7 +233,10 @@ def image_matches(images: Sequence[ImageRows], dataset: dict, results: list[dict
     return out
 
 
-def analyse(images: Sequence[ImageRows], score_thr: float = DEFAULT_SCORE) -> Analysis:
-    dataset, results = coco_view_datasets(images)
-    return Analysis(error_decomposition(dataset, results), confusion_matrix(dataset, results, score_thr),
+def analyse(images: Sequence[ImageRows], score_thr: float = DEFAULT_SCORE,
+            classes: Sequence[str] = CLASSES, ranges: str = "coco") -> Analysis:
+    """The analysis of ``images``, their rows numbering ``classes`` 1..K, by the size ranges
+    ``ranges`` (afmcli.evaluation.coco_view.SIZE_RANGES)."""
+    dataset, results = coco_view_datasets(images, classes)
+    return Analysis(error_decomposition(dataset, results, ranges), confusion_matrix(dataset, results, score_thr),
                     image_matches(images, dataset, results, score_thr), score_thr)

@@ -24,8 +24,10 @@ from afmcli.data.images import check_unique_keys, image_key, image_size, list_im
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
 from afmcli.errors import AfmError, ParameterError, warn
-from afmcli.evaluation.meaning import (box_form_warning, category_warning, check_visdrone_categories,
-                                      coverage_message)
+from afmcli.evaluation.categories import (VISDRONE_TABLE, CategoryTable, check_prediction_table,
+                                         read_prediction_table, table_of)
+from afmcli.evaluation.meaning import (box_form_warning, category_warning, coverage_message,
+                                      is_visdrone_table)
 from afmcli.evaluation.visdrone import ImageRows
 
 
@@ -33,7 +35,8 @@ from afmcli.evaluation.visdrone import ImageRows
 class GroundTruth:
     """Images in evaluation order: name (image key), height, width, raw gt rows (N, 8).
 
-    ``coco_images`` are the json's image records (for COCO results), else None.
+    ``coco_images`` are the json's image records (for COCO results), else None. ``table``:
+    the category table; rows number its categories 1..K (afmcli.evaluation.categories).
     """
 
     names: list[str]
@@ -41,6 +44,8 @@ class GroundTruth:
     widths: list[int]
     rows: list[np.ndarray]
     coco_images: list[dict] | None = None
+    table: CategoryTable = VISDRONE_TABLE
+    source: str = "the ground truth"  # its path, for messages
 
 
 def _bad_gt_row(rows: np.ndarray) -> tuple[int, str] | None:
@@ -93,30 +98,61 @@ def load_txt_ground_truth(gt_dir: Path, images_dir: Path | None) -> GroundTruth:
         rows.append(r)
     names = [p.stem for p in paths]
     heights, widths = _image_sizes(images_dir, names)
-    return GroundTruth(names, heights, widths, rows)
+    return GroundTruth(names, heights, widths, rows, source=str(gt_dir))
+
+
+def _indexed(coco: dict, table: CategoryTable, source) -> dict:
+    """A json of any category table with its categories numbered 1..K (the rows' numbering),
+    ``iscrowd`` and an ``ignore`` flag both as crowd (ignored in matching); no 'others'."""
+    index = dict(zip(table.ids, range(1, len(table.ids) + 1)))
+    annotations = []
+    for ann in coco["annotations"]:
+        if ann["category_id"] not in index:
+            raise AfmError(f"{source}: annotation {ann.get('id')}: category_id {ann['category_id']} is not "
+                           f"in the category table ({table.describe()})")
+        annotations.append({**ann, "category_id": index[ann["category_id"]],
+                            "iscrowd": int(bool(ann.get("iscrowd") or ann.get("ignore")))})
+    return {**coco, "annotations": annotations, "others": []}
 
 
 def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
-    """Our COCO json (checked: structure, then VisDrone's category table)."""
+    """A COCO json (checked: structure, category table). VisDrone's table keeps its ids and
+    the toolkit's rows; any other table is numbered 1..K (:func:`_indexed`)."""
     coco = load_coco_gt(gt_json)
-    check_visdrone_categories(coco.get("categories", []), gt_json)
+    categories = coco.get("categories", [])
+    table = VISDRONE_TABLE if is_visdrone_table(categories) else table_of(categories, gt_json)
+    if not table.visdrone:
+        coco = _indexed(coco, table, gt_json)
     try:
         by_key = coco_to_visdrone_rows(coco)
     except (KeyError, TypeError, ValueError) as exc:
         raise AfmError(f"{gt_json}: malformed 'others' or 'ignore_regions' record ({exc})") from None
     records = {image_key(img["file_name"]): img for img in coco["images"]}
     names = sorted(by_key)
-    for name in names:
+    for name in names if table.visdrone else ():  # the toolkit's rules, for the toolkit's table
         bad = _bad_gt_row(by_key[name])
         if bad is not None:
             raise AfmError(f"{gt_json}: image {records[name]['file_name']}: {bad[1]}: "
                            f"{by_key[name][bad[0]].tolist()}")
     return GroundTruth(names, [records[n]["height"] for n in names], [records[n]["width"] for n in names],
-                       [by_key[n] for n in names], coco_images=coco["images"])
+                       [by_key[n] for n in names], coco_images=coco["images"], table=table,
+                       source=str(gt_json))
 
 
-def load_ground_truth(gt: Path, images_dir: Path | None = None) -> GroundTruth:
+DATASET_SUFFIXES = (".yaml", ".yml")
+
+
+def ground_truth_json(data: Path, split: str) -> Path:
+    """The one place a dataset (a data.yaml, a dataset folder) becomes the COCO json of its
+    ``split`` for the evaluation. Until afmcli.data reads datasets, a data.yaml is refused."""
+    raise ParameterError(f"{data}: reading a dataset's {split} split as ground truth is not supported yet; "
+                         "give its COCO json as {gt}", "gt")
+
+
+def load_ground_truth(gt: Path, images_dir: Path | None = None, split: str = "val") -> GroundTruth:
     gt = Path(gt)
+    if gt.suffix.lower() in DATASET_SUFFIXES:
+        gt = ground_truth_json(gt, split)
     if gt.is_dir():
         return load_txt_ground_truth(gt, images_dir)
     if gt.is_file():
@@ -124,12 +160,17 @@ def load_ground_truth(gt: Path, images_dir: Path | None = None) -> GroundTruth:
     raise AfmError(f"{gt}: no such annotations folder or json")
 
 
-def load_predictions(pred, gt: GroundTruth) -> list[np.ndarray]:
+def load_predictions(pred, gt: GroundTruth, pred_table: CategoryTable | None = None) -> list[np.ndarray]:
     """Result rows per gt image (in gt order) from ``pred``: a VisDrone results folder, a
-    COCO results json, or COCO results in memory (a list of dicts). Warns (AfmWarning)
-    about missing results, odd category ids and xyxy-looking boxes; no results for any
-    image is an error."""
+    COCO results json, or COCO results in memory (a list of dicts), their category ids
+    renumbered as the ground truth's rows (-1: not in its table, not scored). The table the
+    detections use (``pred_table``, or the categories.json `afm infer` wrote beside them) must
+    agree with the ground truth's by name. Warns (AfmWarning) about missing results, odd
+    category ids and xyxy-looking boxes; no results for any image is an error."""
     in_memory = isinstance(pred, list)
+    recorded = pred_table or read_prediction_table(pred)
+    if recorded is not None:
+        check_prediction_table(recorded, gt.table, "predictions" if in_memory else pred, gt.source)
     if not in_memory and Path(pred).is_dir():
         rows = _folder_rows(Path(pred), gt)
     else:
@@ -141,10 +182,12 @@ def load_predictions(pred, gt: GroundTruth) -> list[np.ndarray]:
         rows = _results_rows(check_coco_results(pred, source) if in_memory else load_coco_results(pred), gt, source)
     dets = [r for r in rows if len(r)]
     if dets:
-        for message in (category_warning(np.concatenate(dets)[:, 5], pred),
+        for message in (category_warning(np.concatenate(dets)[:, 5], pred, gt.table),
                         box_form_warning([r[:, :4] for r in rows], list(zip(gt.widths, gt.heights)), pred)):
             if message:
                 warn(message)
+    if not gt.table.visdrone:
+        rows = [np.c_[r[:, :5], gt.table.indices(r[:, 5]), r[:, 6:]] for r in rows]
     return rows
 
 

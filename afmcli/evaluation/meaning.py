@@ -46,19 +46,39 @@ def check_visdrone_categories(categories: Sequence[dict], source) -> None:
                        "`afm convert-visdrone`, or map the ids first")
 
 
-def category_warning(det_categories: np.ndarray, source) -> str | None:
-    """A warning for detection category ids that are not VisDrone classes, naming the 0-based case."""
+def is_visdrone_table(categories: Sequence[dict]) -> bool:
+    """Whether a COCO json's category table is VisDrone's (:func:`check_visdrone_categories`)."""
+    try:
+        check_visdrone_categories(categories, "")
+    except AfmError:
+        return False
+    return bool(categories)
+
+
+def category_warning(det_categories: np.ndarray, source, table=None) -> str | None:
+    """A warning for detection category ids that are not in the ground truth's table
+    (afmcli.evaluation.categories.CategoryTable; VisDrone's by default), naming the
+    off-by-one cases."""
+    ids_ = tuple(CATEGORY_IDS) if table is None else table.ids
+    names = tuple(CLASSES) if table is None else table.names
     cats = np.asarray(det_categories).astype(np.int64)
-    unknown = ~np.isin(cats, CATEGORY_IDS)
+    unknown = ~np.isin(cats, ids_)
     if not unknown.any():
         return None
     ids = np.unique(cats[unknown])
     listed = ", ".join(str(i) for i in ids[:SHOW]) + (", ..." if len(ids) > SHOW else "")
+    owner = "VisDrone's" if table is None or table.visdrone else "the ground truth's"
+    contiguous = ids_ == tuple(range(ids_[0], ids_[0] + len(ids_)))
+    theirs = f"{ids_[0]}..{ids_[-1]}" if contiguous else ", ".join(map(str, ids_[:SHOW])) + \
+        (", ..." if len(ids_) > SHOW else "")
+    listing = "VisDrone's" if owner == "VisDrone's" else "its ids"
     msg = (f"{source}: {int(unknown.sum())} of {len(cats)} detections have category ids that are not "
-           f"in the ground truth ({listed}; VisDrone's are 1..10); they are not scored")
-    if (cats == 0).any() and cats.min() >= 0 and cats.max() <= len(CATEGORY_IDS) - 1:
-        msg += (f". The ids look 0-based (0..{len(CATEGORY_IDS) - 1}): VisDrone's start at 1 "
-                f"({CLASSES[0]} = 1); add 1 to every category_id")
+           f"in the ground truth ({listed}; {listing} are {theirs}); they are not scored")
+    # Every id one off a contiguous table: 0-based ids for a table from 1, or 1-based for one from 0.
+    shift = -1 if ids_[0] >= 1 else 1
+    if contiguous and np.isin(cats, np.asarray(ids_) + shift).all():
+        msg += (f". The ids look {ids_[0] + shift}-based ({ids_[0] + shift}..{ids_[-1] + shift}): {owner} start "
+                f"at {ids_[0]} ({names[0]} = {ids_[0]}); {'add 1 to' if shift < 0 else 'subtract 1 from'} every category_id")
     return msg
 
 

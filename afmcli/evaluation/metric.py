@@ -27,7 +27,8 @@ from afmcli.evaluation.metrics import VIEWS, compute_metrics
 
 
 def prediction_rows(bboxes, scores, labels) -> np.ndarray:
-    """mmdet predictions (xyxy, label 0..9) -> VisDrone result rows, best 500 first."""
+    """mmdet predictions (xyxy, label 0..K-1) -> result rows numbering the classes 1..K (VisDrone's
+    ids for VisDrone's classes), best 500 first."""
     return detections_to_visdrone_rows(Detections(bboxes, scores, labels + 1), MAX_DETS_PER_IMAGE)
 
 
@@ -63,5 +64,7 @@ class VisDroneMetric(BaseMetric):
         dets = [np.zeros((0, 8))] * len(self.gt.names)
         for image_id, rows in results:
             dets[self._image_index[image_id]] = rows
-        stats = compute_metrics(image_rows(self.gt, dets), self.view).stats
+        # The toolkit's view exists for VisDrone's table only: another table is scored in the COCO view.
+        view = self.view if self.gt.table.visdrone else "coco"
+        stats = compute_metrics(image_rows(self.gt, dets), view, table=self.gt.table).stats
         return {f"{view}/{k}": v for view, numbers in stats.items() for k, v in numbers.items()}

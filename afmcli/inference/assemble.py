@@ -48,7 +48,7 @@ def assemble(state: RunState, items: Sequence[ImageItem], run: RunInfo) -> Total
         raise AfmError(f"none of the {len(items)} image(s) could be read (first: {totals.failed[0]}); "
                        f"nothing in {state.out} was replaced")
     run = dataclasses.replace(run, retrying=bool(totals.failed))
-    writers = enabled_writers(run.settings)
+    writers = enabled_writers(run.settings, run.names)
     with state.folder.writing(output_names(writers), drop=all_names()) as stage:
         opened = [cls(stage, run) for cls in writers]
         for item in done:

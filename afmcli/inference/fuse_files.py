@@ -10,10 +10,11 @@ from afmcli.data.coco_check import load_coco_gt, load_coco_results
 from afmcli.data.images import image_key
 from afmcli.detections import Detections, detections_to_visdrone_rows, results_by_image
 from afmcli.errors import AfmError, ParameterError, warn
+from afmcli.evaluation.categories import TABLE_FILE, read_prediction_table
 from afmcli.evaluation.meaning import coverage_message
 from afmcli.inference.fusion import apply_cap, check_fusion_options, fuse_predictions
 from afmcli.inference.writers.coco_json import write_results_json
-from afmcli.io import atomic_path, check_output_file, check_replaceable
+from afmcli.io import atomic_path, check_output_file, check_replaceable, write_json
 
 
 def check_image_ids(sources: Sequence[dict[int, Detections]], names: Sequence[Path], gt: Path,
@@ -22,6 +23,26 @@ def check_image_ids(sources: Sequence[dict[int, Detections]], names: Sequence[Pa
         unknown = sorted(set(source) - known)
         if unknown:
             raise AfmError(f"{name}: {len(unknown)} image id(s) not in {gt}, e.g. image_id {unknown[0]}")
+
+
+def check_same_tables(tables: dict) -> None:
+    """Inputs whose recorded category tables (afm infer's categories.json) differ mean other
+    classes by the same ids: fusing them would merge unlike boxes."""
+    items = list(tables.items())
+    for path, table in items[1:]:
+        if table != items[0][1]:
+            raise AfmError(f"{path}: its categories ({table.describe()}) differ from {items[0][0]}'s "
+                           f"({items[0][1].describe()}); fuse detections of the same category table")
+
+
+def _needs_record(table, out: Path) -> bool:
+    """Whether ``out``'s folder lacks the inputs' category table (then fuse records it there);
+    another table there would be read for ``out``: refused, never replaced."""
+    there = read_prediction_table(Path(out))
+    if there is not None and there != table:
+        raise ParameterError(f"{Path(out).parent / TABLE_FILE} records other categories ({there.describe()}) than the "
+                             f"inputs' ({table.describe()}); write {{out}} in another folder", "out")
+    return there is None
 
 
 def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float = 0.6, match: str = "iou",
@@ -39,6 +60,13 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     check_output_file(out, "out")
     if visdrone_dir is not None:
         check_replaceable(visdrone_dir, "visdrone_dir")
+    tables = {p: t for p in preds if (t := read_prediction_table(p)) is not None}
+    check_same_tables(tables)
+    table = next(iter(tables.values()), None)
+    record = table is not None and _needs_record(table, out)
+    if visdrone_dir is not None and tables and not next(iter(tables.values())).visdrone:
+        raise ParameterError(f"{{visdrone_dir}} writes VisDrone's category ids 1..10; {next(iter(tables))}'s "
+                             f"categories are others ({next(iter(tables.values())).describe()})", "visdrone_dir")
     sources = [results_by_image(load_coco_results(p)) for p in preds]
     if not any(len(d) for s in sources for d in s.values()):
         # Never replace a good result with an empty one.
@@ -63,6 +91,8 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     with atomic_path(out) as tmp_json, (atomic_path(visdrone_dir) if visdrone_dir is not None
                                         else contextlib.nullcontext()) as tmp_dir:
         write_results_json(tmp_json, fused)
+        if record:  # the fused detections' table, where `afm evaluate` looks for it
+            write_json(Path(out).parent / TABLE_FILE, table.to_json(), indent=2)
         if visdrone_dir is not None:
             # Every image of the gt json gets a file, an empty one where nothing was fused.
             write_visdrone_folder({image_key(img["file_name"]): detections_to_visdrone_rows(

@@ -48,6 +48,31 @@ def config_classes(cfg) -> tuple[str, ...]:
     return tuple(classes)
 
 
+def checkpoint_classes(ckpt) -> tuple[str, ...] | None:
+    """The class names a checkpoint records (mmengine saves ``meta.dataset_meta.classes``), or None."""
+    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
+    classes = ((meta or {}).get("dataset_meta") or {}).get("classes")
+    return tuple(classes) if classes else None
+
+
+def with_classes(cfg, classes: Sequence[str]):
+    """A copy of ``cfg`` for ``classes``: the test set's metainfo and every ``num_classes`` of the
+    model (each head's), so that a checkpoint trained on another class list than the config's
+    builds the model it was trained as."""
+    cfg = copy.deepcopy(cfg)
+    cfg.test_dataloader.dataset.setdefault("metainfo", {})["classes"] = tuple(classes)
+    stack = [cfg.model]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            if "num_classes" in node:
+                node["num_classes"] = len(classes)
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return cfg
+
+
 def state_dict_mismatch(model_shapes: Mapping[str, tuple], ckpt_shapes: Mapping[str, tuple]) -> str | None:
     """One line describing how a checkpoint's tensors differ from a model's, or None."""
     missing = [k for k in model_shapes if k not in ckpt_shapes]
@@ -189,9 +214,10 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
                fuse_conv_bn: bool = False, fp16: bool = False, channels_last: bool = False) -> "Model":
     """Build the config's detector, load the checkpoint strictly, put it in eval mode on ``device``.
 
-    ``config``: a config file or an already parsed mmengine Config. A checkpoint that does
-    not fit the config (other architecture, other class count) is an AfmError naming both
-    files; it is loaded with ``weights_only=True`` and mmengine's allow-list unless
+    ``config``: a config file or an already parsed mmengine Config. The class names are the
+    checkpoint's (``meta.dataset_meta.classes``; the model is built for them, :func:`with_classes`),
+    else the config's (:func:`config_classes`). A checkpoint that does not fit the config
+    (other architecture, other class count without names) is an AfmError naming both files; it is loaded with ``weights_only=True`` and mmengine's allow-list unless
     ``trust`` (afmcli.engine.checkpoint). ``fuse_conv_bn``: fold the backbone's BatchNorms
     into its convolutions (:func:`fuse_backbone_conv_bn`; detections equal up to rounding).
     ``fp16``: run the forward passes under float16 autocast (mmdet's ``fp16`` test mode), the
@@ -211,21 +237,19 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(f"{{device}} {device}: CUDA is not available on this machine", "device")
     register_all_modules()
-    classes = config_classes(cfg)
-    model = MODELS.build(cfg.model)
-    head_classes = getattr(getattr(model, "bbox_head", None), "num_classes", len(classes))
-    if head_classes != len(classes):
-        raise AfmError(f"{cfg.filename}: the model has {head_classes} classes but the test set lists {len(classes)}")
-
     ckpt = load_checkpoint_file(checkpoint, map_location="cpu", trust=trust)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise AfmError(f"{checkpoint}: no state_dict in this checkpoint")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    ckpt_classes = ((ckpt.get("meta") or {}).get("dataset_meta") or {}).get("classes")
-    if ckpt_classes is not None and tuple(ckpt_classes) != classes:
-        raise AfmError(f"{checkpoint}: trained on {len(ckpt_classes)} classes {tuple(ckpt_classes)[:3]}... "
-                       f"but {cfg.filename} lists {len(classes)} {classes[:3]}...")
+    classes = checkpoint_classes(ckpt)
+    if classes is not None:
+        cfg = with_classes(cfg, classes)
+    classes = config_classes(cfg)
+    model = MODELS.build(cfg.model)
+    head_classes = getattr(getattr(model, "bbox_head", None), "num_classes", len(classes))
+    if head_classes != len(classes):
+        raise AfmError(f"{cfg.filename}: the model has {head_classes} classes but the test set lists {len(classes)}")
     problem = state_dict_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
                                   {k: tuple(getattr(v, "shape", ())) for k, v in state.items()})
     if problem:

@@ -2,9 +2,10 @@
 
 Output folder (each entry written at a temporary name, renamed into place at the end):
     predictions.json      the fused result (COCO results)
+    categories.json       its category table: the model's classes (the checkpoint's) and their ids
     sources/slices.json   raw tile detections, image coordinates (COCO results)
     sources/full.json     raw full-image detections (COCO results)
-    visdrone/<name>.txt   the fused result in VisDrone's format, one file per image
+    visdrone/<name>.txt   the fused result in VisDrone's format, one file per image (VisDrone's classes)
     viz/<name>.png        with viz: fused boxes drawn on the image, with a legend (.jpg above 0.5 MP)
     vid/<video>.txt       with vid: VisDrone-VID result files of video sources
     yolo/<name>.txt       with yolo: ultralytics-style txt results
@@ -31,7 +32,7 @@ from afmcli.inference.distributed import DistContext, balanced_shards, distribut
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
 from afmcli.engine.train import load_config
-from afmcli.inference.predictor import Model, config_classes, load_model
+from afmcli.inference.predictor import Model, load_model
 from afmcli.inference.records import RecordWriter, scan_records
 from afmcli.inference.sources import ImageItem, Source, category_ids, open_source
 from afmcli.inference.state import RunState, fingerprint
@@ -74,12 +75,14 @@ class Plan:
 
 
 def make_plan(cfg, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings, device: str,
-              images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int) -> Plan:
+              images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int,
+              classes: tuple[str, ...]) -> Plan:
     # A source opened already (afm track's image sequences) runs as it is.
     opened = open_source(source, images_dir, frame_step) if isinstance(source, (str, Path)) else source
-    writers = enabled_writers(settings)
+    names = dict(zip(category_ids(classes, opened.categories, opened.path), classes))
+    writers = enabled_writers(settings, names)
     for cls in writers:
-        cls.check(opened)
+        cls.check(opened, names)
     state = RunState(out)
     state.check_targets(output_names(writers))
     fp = fingerprint(cfg, checkpoint, settings, opened, device)
@@ -139,16 +142,17 @@ def run_inference(config: Path, checkpoint: Path, source: Path | Source, out: Pa
     state = RunState(out)
     with distributed(launcher, device) as ctx:
         cfg = load_config(config)  # once per process: the fingerprint and the model share it
+        # First: the run's classes are the checkpoint's (the writers that apply depend on them).
+        model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn,
+                           fp16=settings.fp16, channels_last=settings.channels_last)
         plan = ctx.on_rank0(lambda: make_plan(cfg, checkpoint, source, out, settings, device, images_dir,
-                                              frame_step, overwrite, ctx.world))
+                                              frame_step, overwrite, ctx.world, model.classes))
         if plan.status == "complete":
             return InferStats(**state.stored_stats(), seconds=time.perf_counter() - start, ranks=ctx.world,
                               rank=ctx.rank)
-        classes = config_classes(cfg)
+        classes = model.classes
         run = RunInfo(settings, plan.source, classes,
                       tuple(category_ids(classes, plan.source.categories, plan.source.path)), state.dir)
-        model = load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn,
-                           fp16=settings.fp16, channels_last=settings.channels_last)
         if settings.device_tiles:
             model.device_tiles()  # a pipeline that cannot move is refused before anything is written
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))

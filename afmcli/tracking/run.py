@@ -4,14 +4,15 @@ each sequence in frame order, then the MOT files.
 Output folder (shared with the user: afm only replaces what its manifest lists):
     detections/          `afm infer`'s output folder for the frames, run by its own code
                          (tiles + full image, batches, workers, resume): predictions.json,
-                         visdrone/<seq>/<frame:07d>.txt, sources/, its run state .afm-infer/
+                         categories.json, visdrone/<seq>/<frame:07d>.txt (VisDrone's classes),
+                         sources/, its run state .afm-infer/
     mot/<seq>.txt        VisDrone-MOT results: frame,id,x,y,w,h,score,category,-1,-1
     motchallenge/<seq>.txt  MOTChallenge results: frame,id,x,y,w,h,conf,-1,-1,-1
     viz/<seq>/<frame:07d>.jpg  with viz (viz/<seq>.mp4 with viz_video): ids and trails drawn
     .afm-written         the entries above that afm wrote (afmcli.io.SharedFolder)
 
 Detection comes first and resumes as `afm infer` does (records per frame); tracking reads
-the detections back from ``detections/visdrone/`` (4 decimals), sequence by sequence, and
+the detections back from ``detections/predictions.json`` (streamed, exact), frame by frame, and
 its files are staged and renamed into place together at the end: a killed run leaves no
 half-written track file, and a rerun of the same command tracks again from the stored
 detections (fast) to the same bytes. A rerun with other tracker settings only tracks again.
@@ -19,13 +20,14 @@ detections (fast) to the same bytes. A rerun with other tracker settings only tr
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from afmcli.data.visdrone_format import parse_visdrone_text
 from afmcli.detections import Detections
 from afmcli.errors import AfmError
 from afmcli.inference.run import InferSettings, InferStats, run_inference
@@ -49,11 +51,45 @@ class TrackStats:
     seconds: float = 0.0  # the tracking stage: reading detections, tracking, writing
 
 
-def frame_detections(detections: Path, item: ImageItem) -> Detections:
-    """A frame's fused detections as `afm infer` wrote them (visdrone/<name>.txt)."""
-    path = detections / "visdrone" / f"{item.name}.txt"
-    rows = parse_visdrone_text(path.read_text(), str(path))
-    return Detections(np.c_[rows[:, :2], rows[:, :2] + rows[:, 2:4]], rows[:, 4], rows[:, 5])
+def stream_results(path: Path, chunk: int = 1 << 20) -> Iterator[dict]:
+    """The records of a COCO results json as `afm infer` writes it (a list of objects), one
+    at a time: memory holds one chunk of the file, not the list."""
+    decoder = json.JSONDecoder()
+    buffer, pos = "", 0
+    with open(path) as f:
+        while True:
+            pos = len(buffer) - len(buffer[pos:].lstrip("[, \n"))
+            try:
+                record, end = decoder.raw_decode(buffer, pos)
+            except json.JSONDecodeError:
+                more = f.read(chunk)
+                if not more:
+                    if buffer[pos:].strip() not in ("", "]"):
+                        raise AfmError(f"{path}: not a COCO results list as afm infer writes it") from None
+                    return
+                buffer, pos = buffer[pos:] + more, 0
+                continue
+            yield record
+            pos = end
+
+
+def stored_detections(detections: Path, items: list[ImageItem]) -> Iterator[tuple[ImageItem, Detections]]:
+    """Each item's fused detections as `afm infer` wrote them (predictions.json: its records
+    are grouped by image in the source's order, an image without detections has none)."""
+    records = stream_results(detections / "predictions.json")
+    pending = next(records, None)
+    for item in items:
+        boxes, scores, labels = [], [], []
+        while pending is not None and pending["image_id"] == item.image_id:
+            boxes.append(pending["bbox"])
+            scores.append(pending["score"])
+            labels.append(pending["category_id"])
+            pending = next(records, None)
+        xywh = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        yield item, Detections(np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], scores, labels)
+    if pending is not None:
+        raise AfmError(f"{detections / 'predictions.json'}: image {pending['image_id']} is not among the frames, or "
+                       "out of their order; rerun with --overwrite")
 
 
 def track_detections(source: Source, detections: Path, folder: SharedFolder, tracker_cfg: dict,
@@ -70,6 +106,7 @@ def track_detections(source: Source, detections: Path, folder: SharedFolder, tra
         opened = [cls(stage, run) for cls in writers]
         pixels = any(cls.needs_pixels for cls in writers)
         task = progress.add_task("tracking", total=len(source.items))
+        stored = stored_detections(detections, source.items)
         for name, items in sequences(source.items):
             tracker.reset()
             ids: set[int] = set()
@@ -77,7 +114,7 @@ def track_detections(source: Source, detections: Path, folder: SharedFolder, tra
                 progress.advance(task)
                 if pixels and image is None:
                     raise AfmError(f"{item}: cannot be read to draw it (it was read for detection)")
-                dets = frame_detections(detections, item)
+                _, dets = next(stored)
                 t0 = time.perf_counter()
                 tracked = tracker.update(dets)
                 stats.tracker_seconds += time.perf_counter() - t0

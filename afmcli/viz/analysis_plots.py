@@ -16,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from afmcli.data.visdrone_format import CLASSES  # noqa: E402
 from afmcli.evaluation.analysis import BACKGROUND, STEPS, Analysis, ErrorDecomposition  # noqa: E402
 from afmcli.io import atomic_path  # noqa: E402
 
@@ -58,9 +57,14 @@ def plot_error_decomposition(d: ErrorDecomposition, path: Path) -> None:
 
 
 def plot_error_decomposition_classes(d: ErrorDecomposition, path: Path) -> None:
-    fig, axes = plt.subplots(2, 5, figsize=(16, 9), dpi=100, sharey=True, layout="constrained")
-    for ax, name in zip(axes.ravel(), CLASSES):
+    cols = min(5, len(d.classes))
+    rows = -(-len(d.classes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.5 * rows), dpi=100, sharey=True,
+                             layout="constrained", squeeze=False)
+    for ax, name in zip(axes.ravel(), d.classes):
         _decomposition_panel(ax, d, name, cls=name)
+    for ax in axes.ravel()[len(d.classes):]:
+        ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("precision")
     fig.suptitle("COCO view: error decomposition per class (AP %, all sizes)")
@@ -71,7 +75,7 @@ def plot_confusion_matrix(a: Analysis, path: Path) -> None:
     counts = a.confusion
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    labels = [*CLASSES, BACKGROUND]
+    labels = [*a.decomposition.classes, BACKGROUND]
     fig, ax = plt.subplots(figsize=(8.4, 7.4), dpi=100)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), n in np.ndenumerate(counts):

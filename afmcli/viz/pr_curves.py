@@ -10,6 +10,7 @@ recall reached (they do not run along the axis to recall 1).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import matplotlib
 
@@ -66,15 +67,48 @@ def plot_coco_pr(decomposition: ErrorDecomposition, path: str | Path) -> None:
     """COCO view, IoU 0.5, every class with objects, at ``path`` (PNG, atomically)."""
     recall = decomposition.recall_thresholds
     fig, ax = _axes(f"COCO view: PR at IoU 0.5 (AP50 {decomposition.ap('C50'):.2f})")
-    for c, name in enumerate(CLASSES):
+    for c, name in enumerate(decomposition.classes):
         precision = decomposition.curve("C50", cls=name)
-        if precision is None:
-            continue
-        # COCO's precision is 0 at recall thresholds never reached: stop at the last reached.
-        end = int(np.flatnonzero(precision > 0)[-1]) + 1 if (precision > 0).any() else 1
-        ax.plot(recall[:end], precision[:end], color=TAB10[c],
-                label=f"{name} ({decomposition.ap('C50', cls=name):.1f})")
+        if precision is not None:
+            _draw_coco(ax, recall, precision, f"{name} ({decomposition.ap('C50', cls=name):.1f})", TAB10[c % 10])
     ax.legend(fontsize=8, loc="upper right")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
+
+
+def _draw_coco(ax, recall: np.ndarray, precision: np.ndarray, label: str, color, fill: bool = False) -> None:
+    # COCO's precision is 0 at recall thresholds never reached: stop at the last reached.
+    end = int(np.flatnonzero(precision > 0)[-1]) + 1 if (precision > 0).any() else 1
+    ax.plot(recall[:end], precision[:end], color=color, label=label)
+    if fill:
+        ax.fill_between(recall[:end], precision[:end], alpha=0.15, color=color)
+
+
+def plot_coco_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], stats: Mapping[str, float],
+                        out_dir: str | Path) -> list[str]:
+    """The COCO view's PR curves at IoU 0.5 (afmcli.evaluation.metrics.Metrics.coco_pr), one
+    figure of every class and one per class, into ``out_dir`` (atomically): for a class list
+    the VisDrone view does not score. Returns the file names."""
+    names = []
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        fig, ax = _axes(f"COCO view: PR at IoU 0.5 (AP50 {stats['AP50']:.2f})")
+        for c, (name, (recall, precision)) in enumerate(curves.items()):
+            _draw_coco(ax, recall, precision, f"{name} ({100 * precision.mean():.1f})", TAB10[c % 10])
+        ax.legend(fontsize=8, loc="upper right")
+        fig.savefig(tmp / "all_classes.png", bbox_inches="tight")
+        plt.close(fig)
+        names.append("all_classes.png")
+        for c, (name, (recall, precision)) in enumerate(curves.items()):
+            fig, ax = _axes(f"COCO view: {name}, AP50 {100 * precision.mean():.2f}")
+            _draw_coco(ax, recall, precision, name, TAB10[c % 10], fill=True)
+            fig.savefig(tmp / f"{_file_name(name)}.png", bbox_inches="tight")
+            plt.close(fig)
+            names.append(f"{_file_name(name)}.png")
+    return names
+
+
+def _file_name(class_name: str) -> str:
+    """A class name as a file name (a user's names may hold '/' or spaces)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in class_name) or "class"

@@ -14,15 +14,13 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from afmcli.data.visdrone_format import CATEGORY_IDS, CLASSES
 from afmcli.errors import AfmError
-from afmcli.evaluation.analysis import SIMILAR_CLASSES, STEP_HELP, Analysis, ImageMatches
+from afmcli.evaluation.analysis import STEP_HELP, Analysis, ImageMatches, similar_groups
 from afmcli.evaluation.tables import TextTable
 from afmcli.io import atomic_path, write_json
 from afmcli.progress import track
 from afmcli.viz.draw import draw_errors, write_image
 
-NAMES = dict(zip(CATEGORY_IDS, CLASSES))
 GALLERY_IMAGES = 12
 GALLERY_MAX_SIDE = 1600
 
@@ -38,24 +36,25 @@ def write_analysis_dir(analysis: Analysis, out: Path) -> list[str]:
     return figures
 
 
-def error_drawing(match: ImageMatches, path: Path, max_side: int | None = None) -> np.ndarray:
+def error_drawing(match: ImageMatches, path: Path, classes: Sequence[str], max_side: int | None = None) -> np.ndarray:
+    """The image with its matches drawn, boxes named by ``classes`` (the rows number them 1..K)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise AfmError(f"{path}: cannot read the image")
-    drawn = draw_errors(image, match.tp, match.fp, match.fn, match.ignored, NAMES)
+    drawn = draw_errors(image, match.tp, match.fp, match.fn, match.ignored, dict(enumerate(classes, start=1)))
     scale = 1.0 if max_side is None else min(1.0, max_side / max(drawn.shape[:2]))
     return drawn if scale == 1.0 else cv2.resize(drawn, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
 def write_error_drawings(matches: Sequence[ImageMatches], files: Mapping[str, Path], out: Path,
-                         max_side: int | None = None) -> list[Path]:
+                         classes: Sequence[str], max_side: int | None = None) -> list[Path]:
     """Each image with its TP, FP and FN drawn, as ``out/<name>.png`` (.jpg when large),
     atomically; returns the file names relative to ``out``."""
     written = []
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for match in track(matches, "drawing"):
-            path = write_image(tmp / match.name, error_drawing(match, files[match.name], max_side))
+            path = write_image(tmp / match.name, error_drawing(match, files[match.name], classes, max_side))
             written.append(Path(path.name))
     return written
 
@@ -95,7 +94,7 @@ def report_html(title: str, meta: Sequence[str], metric_tables: Sequence[TextTab
                 analysis_tables: Sequence[TextTable], worst_table: TextTable, pr_figures: Sequence[tuple[str, str]], analysis: Analysis,
                 gallery: Sequence[tuple[ImageMatches, str]]) -> str:
     steps = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in STEP_HELP.items())
-    similar = "; ".join(" / ".join(g) for g in SIMILAR_CLASSES)
+    similar = "; ".join(" / ".join(g) for g in similar_groups(analysis.decomposition.classes)) or "none"
     gallery_html = "".join(_figure(src, f"{m.name}: {m.objects} objects, TP {len(m.tp)}, FP {len(m.fp)}, "
                                         f"FN {len(m.fn)} ({m.missed_tiny} tiny)") for m, src in gallery)
     return f"""<!DOCTYPE html>
@@ -104,8 +103,8 @@ def report_html(title: str, meta: Sequence[str], metric_tables: Sequence[TextTab
 <h1>{escape(title)}</h1>
 {"".join(f'<div class="meta">{escape(line)}</div>' for line in meta)}
 <h2>Metrics</h2>
-<p>The VisDrone view is the official toolkit's numbers; the COCO view is COCO AP after the
-toolkit's ignored-region filtering (tiny: objects under 16x16 pixels).</p>
+<p>The VisDrone view is the official toolkit's numbers (VisDrone's ten classes only); the COCO
+view is COCO AP after the toolkit's ignored-region filtering, for any class list.</p>
 <div class="tables">{"".join(html_table(t) for t in metric_tables)}</div>
 <h2>Precision-recall at IoU 0.5</h2>
 <div class="figs">{"".join(_figure(src, caption) for src, caption in pr_figures)}</div>
@@ -129,17 +128,21 @@ and crowds shaded grey. Click an image for full size.</p>
 
 
 def write_report(out: Path, title: str, meta: Sequence[str], metric_tables: Sequence[TextTable],
-                 analysis_tables: Sequence[TextTable], worst_table: TextTable, visdrone, analysis: Analysis, files: Mapping[str, Path]) -> Path:
-    """The whole report folder, atomically; returns the path of its index.html."""
+                 analysis_tables: Sequence[TextTable], worst_table: TextTable, visdrone, analysis: Analysis,
+                 files: Mapping[str, Path]) -> Path:
+    """The whole report folder, atomically; returns the path of its index.html. ``visdrone``:
+    the toolkit's result, None for a class list it does not score (the COCO view's curves only)."""
     from afmcli.viz.pr_curves import plot_pr_curves
 
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        plot_pr_curves(visdrone, tmp / "pr")
+        pr_figures = [("analysis/coco_pr.png", "COCO view")]
+        if visdrone is not None:
+            plot_pr_curves(visdrone, tmp / "pr")
+            pr_figures.insert(0, ("pr/all_classes.png", "VisDrone view (official toolkit)"))
         write_analysis_dir(analysis, tmp / "analysis")
         worst = analysis.worst_images(GALLERY_IMAGES)
-        drawn = write_error_drawings(worst, files, tmp / "worst", GALLERY_MAX_SIDE)
-        pr_figures = [("pr/all_classes.png", "VisDrone view (official toolkit)"), ("analysis/coco_pr.png", "COCO view")]
+        drawn = write_error_drawings(worst, files, tmp / "worst", analysis.decomposition.classes, GALLERY_MAX_SIDE)
         html = report_html(title, meta, metric_tables, analysis_tables, worst_table, pr_figures, analysis,
                            [(m, f"worst/{name}") for m, name in zip(worst, drawn)])
         (tmp / "index.html").write_text(html, encoding="utf-8")

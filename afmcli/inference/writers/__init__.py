@@ -21,9 +21,12 @@ def _load_all() -> list[type[Writer]]:
     return sorted(WRITERS, key=lambda cls: cls.names)
 
 
-def enabled_writers(settings) -> list[type[Writer]]:
-    """The writers a run with ``settings`` uses: those always on, and those whose option is set."""
-    return [cls for cls in _load_all() if cls.option is None or getattr(settings, cls.option)]
+def enabled_writers(settings, names=None) -> list[type[Writer]]:
+    """The writers a run with ``settings`` uses: those always on, and those whose option is set;
+    given the run's categories (``names``, id -> name), not the always-on ones that cannot
+    express them (:meth:`Writer.applies`)."""
+    return [cls for cls in _load_all() if (getattr(settings, cls.option) if cls.option else
+                                           names is None or cls.applies(names))]
 
 
 def output_names(writers) -> list[str]:

@@ -55,8 +55,14 @@ class Writer:
         self.run = run
 
     @classmethod
-    def check(cls, source: Source) -> None:
-        """Refuse, before any work, a source this format cannot describe."""
+    def applies(cls, names: Mapping[int, str]) -> bool:
+        """Whether this format can express the run's categories (id -> name); an always-on
+        writer that cannot is left out of the run."""
+        return True
+
+    @classmethod
+    def check(cls, source: Source, names: Mapping[int, str]) -> None:
+        """Refuse, before any work, a source or a category table this format cannot describe."""
 
     @classmethod
     def on_image(cls, run: RunInfo, item: ImageItem, image: np.ndarray, result: ImageResult) -> None:

@@ -9,6 +9,7 @@ from afmcli.data.visdrone_format import format_visdrone_lines
 from afmcli.detections import detections_to_visdrone_rows
 from afmcli.errors import ParameterError
 from afmcli.inference.writers.base import RunInfo, Stage, Writer, register
+from afmcli.inference.writers.visdrone import visdrone_categories
 
 
 @register
@@ -17,9 +18,12 @@ class VidWriter(Writer):
     option = "vid"
 
     @classmethod
-    def check(cls, source) -> None:
+    def check(cls, source, names) -> None:
         if not source.is_video:
             raise ParameterError(f"{{vid}} writes VisDrone-VID files for videos; {source.path} has none", "vid")
+        if not visdrone_categories(names):
+            raise ParameterError(f"{{vid}} writes VisDrone's category ids 1..10; the model's classes "
+                                 f"({', '.join(names.values())}) are not VisDrone's", "vid")
 
     def __init__(self, stage: Stage, run: RunInfo):
         super().__init__(stage, run)

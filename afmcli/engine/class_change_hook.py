@@ -1,0 +1,87 @@
+"""Fine-tuning onto other classes: ``load_from`` a checkpoint trained on another class list.
+
+mmengine loads such a checkpoint with a page of "size mismatch" warnings when the class
+count differs, and silently keeps the old classification weights when only the names
+or their order differ (class 3 of the checkpoint then scores the data's class 3,
+whatever it is). :class:`ClassChangeHook` compares the checkpoint's class names
+(``meta.dataset_meta.classes``, which mmengine's checkpoints record) with the data's and,
+when they differ, drops the classification layers from the loaded weights: backbone,
+neck and box branches are kept, the classification layers start as freshly
+initialised, and one line says so.
+
+The classification layers are found, not named: the parameters whose shape changes
+when the model is built with one class more.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
+
+from afmcli.errors import warn
+
+
+def class_dependent_keys(model_cfg, state_dict_shapes: dict) -> set[str]:
+    """State-dict keys of the model ``model_cfg`` builds whose shape depends on its class count."""
+    import torch
+    from mmdet.registry import MODELS
+
+    from afmcli.engine.data_config import num_classes_in, set_num_classes
+
+    cfg = copy.deepcopy(model_cfg)
+    counts = num_classes_in(cfg)
+    if not counts:
+        return set()
+    set_num_classes(cfg, max(counts) + 1)
+    cfg.pop("init_cfg", None)
+    with torch.device("meta"):
+        other = MODELS.build(cfg)
+    return {k for k, v in other.state_dict().items()
+            if k in state_dict_shapes and tuple(v.shape) != tuple(state_dict_shapes[k])}
+
+
+def _names(classes, limit: int = 4) -> str:
+    shown = ", ".join(classes[:limit]) + (", ..." if len(classes) > limit else "")
+    return f"{len(classes)} ({shown})"
+
+
+@HOOKS.register_module()
+class ClassChangeHook(Hook):
+    """Start the classification layers fresh when ``load_from`` has other classes.
+
+    Args:
+        classes: the data's class names; default: the training dataset's metainfo.
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, classes=None):
+        self.classes = tuple(classes) if classes else None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if runner._resume:  # resuming a run: its own classes
+            return
+        classes = self.classes or tuple(runner.train_dataloader.dataset.metainfo.get("classes") or ())
+        meta = checkpoint.get("meta") or {}
+        # mmengine records dataset_meta; mmdet 2.x checkpoints (its model zoo's) meta['CLASSES'].
+        old = tuple((meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES") or ())
+        if old and old == classes:
+            return
+        state = checkpoint.get("state_dict", checkpoint)
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        dependent = class_dependent_keys(runner.cfg.model, own)
+        loaded = {k.removeprefix("module."): k for k in state}
+        shape_changed = any(k in loaded and tuple(state[loaded[k]].shape) != own[k] for k in dependent)
+        if not old and not shape_changed:
+            return  # no class names recorded and the layers fit: nothing tells the classes differ
+        dropped = sorted(k for k in dependent if k in loaded)
+        for key in dropped:
+            del state[loaded[key]]
+        was = _names(old) if old else "unrecorded"
+        layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in dropped))
+        warn(f"load_from {runner._load_from}: its classes ({was}) differ from the data's {_names(classes)}: "
+             f"kept backbone, neck and box branches; the classification layers start fresh "
+             f"({len(dropped)} tensors: {', '.join(layers[:3])}{', ...' if len(layers) > 3 else ''})")
