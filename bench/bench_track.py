@@ -9,6 +9,7 @@ On `afm synth --sequences` data (ground-truth tracks known):
    missed, scores 0.3 to 1, one false positive per frame): per tracker, the tracker's ms per
    frame and the id consistency (:func:`id_consistency`: how much of each true track one id
    covers, id switches) for its defaults and the settings swept for the defaults' choice;
+   then MOTA / IDF1 / HOTA by `afm evaluate --task mot`'s code for afm's and mmdet's defaults,
    then each tracker's ms per frame at its defaults, best of 5 alternated runs;
 2. memory: the process's peak RSS after 500 frames and after --long-frames frames of one
    long sequence with ByteTrack (flat when the tracker forgets finished tracks);
@@ -17,7 +18,6 @@ On `afm synth --sequences` data (ground-truth tracks known):
    sequences' frames by `afm infer`'s path (afmcli.predict_source: tiles + full image) and
    by SAHI's get_sliced_prediction (tiles + full image, one tile per forward pass), each
    followed by ByteTrack: detector frames/s, tracker ms/frame, id consistency of each.
-MOTA / IDF1 / HOTA come from `afm evaluate --task mot` (issue 37's evaluator) once merged.
 """
 
 from __future__ import annotations
@@ -175,6 +175,32 @@ def trackers_table(cases, console: Console) -> None:
     console.print(table)
 
 
+def mot_table(cases, args, size, console: Console) -> None:
+    """VisDrone2019-MOT's numbers (`afm evaluate --task mot`) of each tracker, afm's defaults
+    and mmdet's, on the sweep's sequences written to disk (the same frames, by seed)."""
+    from afmcli.data.synth_video import sequence_name
+    from afmcli.data.visdrone_format import format_visdrone_lines
+    from afmcli.evaluation.mot_loaders import evaluate_mot
+
+    data = Path(args.work) / f"mot_seed{args.seed}_{args.sequences}x{args.frames}_{size[0]}x{size[1]}"
+    if not data.is_dir():
+        write_synth_sequences(data, args.sequences, args.frames, args.seed, *size, workers=1)
+    table = Table(title="VisDrone2019-MOT protocol (afm evaluate --task mot) on the same detections")
+    for col in ("tracker", "settings", "MOTA", "IDF1", "HOTA", "IDs", "FP", "FN", "MT", "ML"):
+        table.add_column(col, justify="left" if col in ("tracker", "settings") else "right")
+    for name in SWEEPS:
+        for label, extra in (("afm's defaults", {}), ("mmdet's defaults", MMDET_DEFAULTS[name])):
+            pred = data / "pred" / f"{name}_{label.split(chr(39))[0]}"
+            pred.mkdir(parents=True, exist_ok=True)
+            for index, (_, dets) in enumerate(cases, start=1):
+                rows, _ = track_rows({"type": name, **extra}, dets)
+                (pred / f"{sequence_name(index)}.txt").write_text(format_visdrone_lines(rows))
+            o = evaluate_mot(data / "annotations", pred, data / "sequences").overall
+            table.add_row(name, label, *(f"{o[k]:.1f}" for k in ("MOTA", "IDF1", "HOTA")),
+                          *(str(int(o[k])) for k in ("IDs", "FP", "FN", "MT", "ML")))
+    console.print(table)
+
+
 def speed_table(cases, console: Console, repeats: int = 5) -> None:
     """Each tracker's ms per frame at its defaults, runs alternated, best of ``repeats`` (a
     shared machine's load only ever adds time)."""
@@ -309,6 +335,7 @@ def main() -> None:
     parser.add_argument("--skip-detector", action="store_true")
     parser.add_argument("--only-speed", action="store_true", help="only the trackers' speed table")
     parser.add_argument("--only-detector", action="store_true", help="only the detector table")
+    parser.add_argument("--only-mot", action="store_true", help="only the evaluator's table")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     console = Console(width=160)
@@ -319,8 +346,12 @@ def main() -> None:
         detector_table(args, size, console)
         return
     cases = synthetic_case(args.seed, args.sequences, args.frames, size)
+    if args.only_mot:
+        mot_table(cases, args, size, console)
+        return
     if not args.only_speed:
         trackers_table(cases, console)
+        mot_table(cases, args, size, console)
     speed_table(cases, console)
     if args.only_speed:
         return
