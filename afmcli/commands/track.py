@@ -43,7 +43,7 @@ def track(
     score: Optional[float] = typer.Option(None, "--track-score", help="ocsort: least score of a detection "
                                           "matched [0.3]."),
     init: Optional[float] = typer.Option(None, "--track-init", help="Score above which a detection starts a "
-                                         "track in a sequence's first frame [0.5]."),
+                                         "track while none is held (a sequence's first frame) [0.5]."),
     match_iou: Optional[float] = typer.Option(None, "--match-iou", help="Least IoU of a track's predicted box "
                                               "and a detection to match them [0.1]."),
     low_match_iou: Optional[float] = typer.Option(None, "--low-match-iou", help="bytetrack: the same in the "
@@ -103,5 +103,6 @@ def track(
     print_summary(f"afm track ({tracker})", {
         "sequences": stats.sequences, "frames": stats.frames, "frames detected now": detect.processed,
         "fused detections": detect.fused_dets, "tracks": stats.tracks, "tracked boxes": stats.boxes,
-        "detection s": f"{detect.seconds:.1f}", "tracker ms/frame": f"{1e3 * stats.tracker_seconds / max(stats.frames, 1):.2f}",
+        "detection s": f"{detect.seconds:.1f}",
+        "tracker ms/frame": f"{1e3 * stats.tracker_seconds / max(stats.frames, 1):.2f}",
         "tracking s": f"{stats.seconds:.1f}", "output": str(out)})

@@ -14,7 +14,7 @@ class ByteTrackSettings(TrackerSettings):
     # Defaults: see README "Tracking" (measured on synthetic sequences, bench/bench_track.py).
     high: float = 0.5  # detections above: first matching round, and new tracks (mmdet: 0.6)
     low: float = 0.1  # detections between low and high: second round only
-    init: float = 0.5  # a detection above starts a track in a sequence's first frame (mmdet: 0.7)
+    init: float = 0.5  # while no track is held (a sequence's first frame), detections above start tracks (mmdet: 0.7)
     match_iou: float = 0.1  # first round: least IoU of a track's predicted box and a detection
     low_match_iou: float = 0.5  # second round
     tentative_iou: float = 0.3  # new (unconfirmed) tracks

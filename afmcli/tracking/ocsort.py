@@ -13,7 +13,7 @@ from afmcli.tracking.base import TRACKERS, MMDetTracker, TrackerSettings
 class OCSortSettings(TrackerSettings):
     # Defaults: see README "Tracking" (measured on synthetic sequences, bench/bench_track.py).
     score: float = 0.3  # detections above are matched
-    init: float = 0.5  # a detection above starts a track in a sequence's first frame (mmdet: 0.7)
+    init: float = 0.5  # while no track is held (a sequence's first frame), detections above start tracks (mmdet: 0.7)
     match_iou: float = 0.1  # least IoU of a track's predicted box and a detection (mmdet: 0.3)
     direction_weight: float = 0.2  # weight of the direction-consistency term (OCM)
     direction_frames: int = 3  # frames between the observations a track's direction is taken from
