@@ -1,12 +1,12 @@
 """afmcli: AFMNet small-object detection for aerial images on mmdetection 3.3.
 
 The Python API (afmcli/api.py): ``load_model``, ``predict``, ``predict_source``,
-``evaluate`` and the ``Detections`` they return; the `afm` command is afmcli.cli.
+``evaluate``, ``track`` and the ``Detections`` they return; the `afm` command is afmcli.cli.
 """
 
 __version__ = "0.1.0"
 
-_API = ("Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source")
+_API = ("Detections", "ImageItem", "Model", "evaluate", "load_model", "predict", "predict_source", "track")
 __all__ = [*_API, "__version__"]
 
 

@@ -16,7 +16,7 @@ import typer
 from afmcli import __version__
 
 from afmcli.commands import (convert, demo, env, evaluate, fuse, infer, masks,
-                             synth, train)
+                             synth, track, train)
 from afmcli.commands.flags import flag_errors
 from afmcli.errors import AfmError
 
@@ -54,6 +54,7 @@ app.command("synth", epilog=synth.EXAMPLES)(flag_errors(synth, "synth"))
 app.command("train", context_settings={"allow_extra_args": False}, epilog=train.EXAMPLES)(
     flag_errors(train, "train"))
 app.command("infer", epilog=infer.EXAMPLES)(flag_errors(infer, "infer"))
+app.command("track", epilog=track.EXAMPLES)(flag_errors(track, "track"))
 app.command("fuse", epilog=fuse.EXAMPLES)(flag_errors(fuse, "fuse"))
 app.command("evaluate", epilog=evaluate.EXAMPLES)(flag_errors(evaluate, "evaluate"))
 app.command("demo", epilog=demo.EXAMPLES)(flag_errors(demo, "demo"))

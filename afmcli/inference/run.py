@@ -76,10 +76,11 @@ class Plan:
     weights: list[list[int]] = field(default_factory=list)  # tiles + full pass per image, per shard
 
 
-def make_plan(cfg, checkpoint: Path, source: Path, out: Path, settings: InferSettings, device: str,
+def make_plan(cfg, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings, device: str,
               images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int,
               classes: tuple[str, ...]) -> Plan:
-    opened = open_source(source, images_dir, frame_step)
+    # A source opened already (afm track's image sequences) runs as it is.
+    opened = open_source(source, images_dir, frame_step) if isinstance(source, (str, Path)) else source
     names = dict(zip(category_ids(classes, opened.categories, opened.path), classes))
     writers = enabled_writers(settings, names)
     for cls in writers:
@@ -139,7 +140,7 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
     return unreadable
 
 
-def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
+def run_inference(config: Path, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings,
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False, workers: int = 0,
                   launcher: str = "none", overwrite: bool = False, frame_step: int = 1) -> InferStats:
     """Run (or resume) and write everything; unreadable images are skipped and listed in the stats."""
