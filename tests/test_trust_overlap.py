@@ -72,7 +72,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", ["fuse", "evaluate", "make-masks", "train"])
+@pytest.mark.parametrize("command", ["fuse", "evaluate", "make-masks", "train", "track"])
 def test_every_writing_command_takes_the_lock(tmp_path, capsys, command):
     """Each command is refused while another run holds its output (held here, in this process)."""
     from afmcli.engine.demo import make_synthetic_split
@@ -91,6 +91,8 @@ def test_every_writing_command_takes_the_lock(tmp_path, capsys, command):
         "make-masks": (tmp_path / "Datasets", "OUT", ["make-masks", tmp_path / "Datasets"]),
         "train": (tmp_path / "wd", "--work-dir", ["train", REPO / "configs" / "AFM" / "tood_tiny_synth.py",
                                                   "--work-dir", tmp_path / "wd", "--data-root", tmp_path / "Datasets"]),
+        "track": (tmp_path / "tracks", "--out", ["track", TINY_CONFIG, tmp_path / "model.pth", tmp_path / "video.mp4",
+                                                 "--out", tmp_path / "tracks"]),
     }[command]
     with output_lock(held, "afm test"):
         assert error(capsys, *argv) == (f"{held}: afm test (pid {os.getpid()}) is writing there now; wait for it "

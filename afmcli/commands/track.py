@@ -87,6 +87,7 @@ def track(
     """Track objects in videos and image sequences: sliced detection, then ByteTrack or OC-SORT."""
     from afmcli.commands.tables import print_summary
     from afmcli.inference.run import InferSettings
+    from afmcli.io import output_lock
     from afmcli.tracking.run import run_tracking
     from afmcli.tracking.writers import TrackRun
 
@@ -96,9 +97,10 @@ def track(
                              max_per_img=max_per_img, device_tiles=device_tiles, fuse_conv_bn=fuse_conv_bn,
                              fp16=fp16, channels_last=channels_last)
     tracker_cfg = {"type": tracker, **{k: values[k] for k in TRACKER_SETTINGS if values[k] is not None}}
-    stats = run_tracking(config, checkpoint, source, out, settings, tracker_cfg,
-                         TrackRun(viz=viz, viz_video=viz_video, fps=fps, trail=trail), device=device,
-                         trust=trust_checkpoint, workers=workers, overwrite=overwrite, frame_step=frame_step)
+    with output_lock(out, "afm track", "out"):  # one run at a time writes OUT
+        stats = run_tracking(config, checkpoint, source, out, settings, tracker_cfg,
+                             TrackRun(viz=viz, viz_video=viz_video, fps=fps, trail=trail), device=device,
+                             trust=trust_checkpoint, workers=workers, overwrite=overwrite, frame_step=frame_step)
     detect = stats.detect
     print_summary(f"afm track ({tracker})", {
         "sequences": stats.sequences, "frames": stats.frames, "frames detected now": detect.processed,
