@@ -11,8 +11,6 @@ EXAMPLES = """Examples:
 
   afm synth VisDrone2019-DET-train --images 20 --seed 0
 
-  afm synth mini-val --split val --images 4 --width 640 --height 480
-
   afm synth mot-val --sequences 2 --frames 60 --width 640 --height 360
 """
 
