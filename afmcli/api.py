@@ -1,5 +1,5 @@
 """afmcli as a library: open a dataset, train, load a detector, predict an image or a whole
-source, evaluate.
+source, evaluate, track.
 
     import afmcli
 
@@ -12,6 +12,8 @@ source, evaluate.
         ...
     metrics = afmcli.evaluate("Datasets/labels/annotations/val_labels.json", "predictions.json")
     metrics = afmcli.evaluate("my_flights/data.yaml", "predictions.json", split="val")
+    for sequence, item, tracked in afmcli.track(model, "drone.mp4", tracker="bytetrack"):
+        tracked.ids, tracked.boxes  # per frame: the tracked detections and their track ids
 
 :func:`predict` and :func:`predict_source` run the code `afm infer` runs
 (afmcli.inference.predict: the same tiles, batches and fusion), so their detections
@@ -35,10 +37,10 @@ from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
 from afmcli.inference.predictor import Model, load_model
-from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
+from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source, why_unreadable
 
 __all__ = ["Detections", "ImageItem", "Model", "convert_dataset", "evaluate", "load_model", "open_dataset", "predict",
-           "predict_source", "train"]
+           "predict_source", "track", "train"]
 
 # The settings' names that this API spells otherwise (after the issue's, SAHI-like, keywords).
 NAMES = {"slice_size": "slice", "method": "fusion"}
@@ -164,9 +166,45 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
     opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step, split)
     for item, dets in _predictions(model, opened, settings, workers):
         if dets is None:
-            warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")
+            warn(f"{why_unreadable(item)}; skipped")
             continue
         yield item, dets
+
+
+def track(model: Model, source: str | os.PathLike, *, tracker: str = "bytetrack", frame_step: int = 1,
+          workers: int = 0, slice: int = 640, overlap: float = 0.25, fusion: str = "nms", iou: float = 0.6,
+          match: str = "iou", batch_size: int = 8, slices: bool = True, full: bool = True, score_thr: float = 0.01,
+          max_per_img: int = 500, device_tiles: bool = False, **tracker_settings) -> Iterator[tuple]:
+    """Yield ``(sequence, item, tracked)`` frame by frame, in frame order per sequence, over a
+    video, a folder of videos, an image sequence folder or a folder of them (as `afm track`).
+
+    ``tracked`` is a :class:`afmcli.tracking.base.TrackedDetections`: the frame's detections
+    that are on a track (``boxes`` x1 y1 x2 y2, ``scores``, ``labels`` as category ids,
+    ``names``) and ``ids``, each one's track id (1, 2, ... per sequence). Detection as
+    :func:`predict_source` (same settings); ``tracker``: bytetrack or ocsort, with its settings
+    as keywords (``match_iou=0.2``, ``keep_lost=60``: README "Tracking"). A frame that cannot
+    be read is skipped with a warning (the tracker sees it as a frame without detections).
+    """
+    from afmcli.tracking.base import build_tracker
+    from afmcli.tracking.sources import open_track_source, sequence_of
+
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
+                         device_tiles)
+    if workers < 0:
+        raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
+    follower = build_tracker({"type": tracker, **tracker_settings})
+    opened = open_track_source(source, frame_step)
+    current = None
+    for item, dets in _predictions(model, opened, settings, workers):
+        sequence = sequence_of(item)
+        if sequence != current:
+            follower.reset()
+            current = sequence
+        if dets is None:
+            warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")
+            follower.update(Detections.empty())
+            continue
+        yield sequence, item, follower.update(dets)
 
 
 def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",

@@ -13,7 +13,7 @@ from afmcli.errors import AfmError
 
 def slow_parse(text, monkeypatch):
     with monkeypatch.context() as m:
-        m.setattr(visdrone_format, "_parse_valid_text", lambda text: None)
+        m.setattr(visdrone_format, "_parse_valid_text", lambda text, *layout: None)
         return parse_visdrone_text(text, "f.txt")
 
 

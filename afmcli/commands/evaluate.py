@@ -9,9 +9,9 @@ import typer
 
 EXAMPLES = """Examples:
 
-  afm evaluate --gt VisDrone2019-DET-val/annotations --images VisDrone2019-DET-val/images --pred results/val/predictions.json --view visdrone --json metrics.json
-
   afm evaluate --gt my_data/val.json --pred results/my_val/predictions.json --classwise --size-ranges aitod
+
+  afm evaluate --task mot --gt VisDrone2019-MOT-val/annotations --images VisDrone2019-MOT-val/sequences --pred tracks/mot --json mot.json
 """
 
 # The library's names of parameters that this command spells otherwise.
@@ -19,6 +19,7 @@ FLAGS = {"images_dir": "--images"}
 
 
 def evaluate(
+    ctx: typer.Context,
     gt: Path = typer.Option(..., "--gt", help="Ground truth: a COCO json of any category table "
                           "(VisDrone's: `afm convert-visdrone`'s), a VisDrone annotations folder (with --images), or a "
                           "dataset as `afm train --data` takes it (a data.yaml, ...; with --split)."),
@@ -46,10 +47,13 @@ def evaluate(
     error_score: float = typer.Option(
         0.3, "--error-score", help="Lowest score counted by the confusion matrix, the TP/FP/FN drawings "
         "and the missed-objects table."),
+    task: str = typer.Option("det", "--task", help="det (detections) or mot (tracks: VisDrone-MOT "
+                          "folders, --gt annotations, --images sequences, --pred <seq>.txt results)."),
 ) -> None:
-    """Evaluate detections: the VisDrone toolkit's numbers and the COCO view.
+    """Evaluate detections: the VisDrone toolkit's numbers and the COCO view; or, with --task mot,
+    tracks: the VisDrone-MOT toolkit's numbers (CLEAR MOT, IDF1) and HOTA.
 
-    The VisDrone view equals the official MATLAB toolkit 1.0.4 on the same files.
+    Each equals its official MATLAB toolkit (VisDrone2018-DET 1.0.4, VisDrone2018-MOT) on the same files.
     """
     from rich.console import Console
 
@@ -59,9 +63,23 @@ def evaluate(
     from afmcli.evaluation.coco_view import check_size_ranges
     from afmcli.evaluation.metrics import check_view, check_view_applies, compute_metrics
     from afmcli.evaluation.tables import metric_tables
-    from afmcli.io import check_output_file, check_replaceable, write_json
+    from afmcli.io import check_output_file, check_replaceable, output_locks, write_json
     from afmcli.progress import console as err_console
 
+    # One run at a time writes each output; released when the command ends.
+    ctx.with_resource(output_locks("afm evaluate", json_out=json_out, plots=plots, analyse_dir=analyse_dir,
+                                   draw_errors=draw_errors, report_dir=report_dir))
+    if task == "mot":
+        detection_only = [flag for flag, given in (
+            ("--view", view != "both"), ("--plots", plots is not None), ("--classwise", classwise),
+            ("--analyse", analyse_dir is not None), ("--draw-errors", draw_errors is not None),
+            ("--report", report_dir is not None)) if given]
+        if detection_only:
+            raise AfmError(f"--task mot takes --gt, --images, --pred and --json only, not {detection_only[0]}")
+        _evaluate_mot(gt, pred, images, json_out)
+        return
+    if task != "det":
+        raise AfmError(f"--task must be det or mot, got {task!r}")
     check_view(view)
     check_size_ranges(size_ranges)
     if not 0 <= error_score <= 1:
@@ -94,6 +112,28 @@ def evaluate(
     if analyse_dir is not None or drawn:
         _error_analysis(rows, files, error_score, analyse_dir, draw_errors, report_dir, metrics,
                         [f"ground truth: {gt}", f"detections: {pred}"], size_ranges)
+
+
+def _evaluate_mot(gt: Path, pred: Path, images: Optional[Path], json_out: Optional[Path]) -> None:
+    """--task mot: VisDrone2019-MOT's toolkit numbers and HOTA (docs/visdrone-mot-eval.md)."""
+    from rich.console import Console
+
+    from afmcli.commands.tables import rich_table
+    from afmcli.errors import AfmError
+    from afmcli.evaluation.mot_loaders import evaluate_mot
+    from afmcli.evaluation.tables import mot_tables
+    from afmcli.io import check_output_file, write_json
+
+    if images is None:
+        raise AfmError("--task mot needs --images SEQUENCES (the sequence folders give the frame sizes)")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    result = evaluate_mot(gt, pred, images)
+    console = Console()
+    for table in mot_tables(result):
+        console.print(rich_table(table))
+    if json_out is not None:
+        write_json(json_out, result.to_json(), indent=2)
 
 
 def _error_analysis(rows: list, files: dict, score_thr: float, analyse_dir: Optional[Path],

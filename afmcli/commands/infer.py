@@ -102,7 +102,7 @@ def infer(
         warn(f"{stats.at_cap} of {stats.images} images reached --max-per-img {max_per_img}: their "
              "lowest-scored fused detections may have been cut (raise it to keep more)")
     if stats.failed:
-        for path in stats.failed:
-            console.print(f"[red]unreadable image[/]: {path}")
+        for why in stats.failed:  # each says which image and why
+            console.print(f"unreadable image: {why}", markup=False, highlight=False, soft_wrap=True)
         raise AfmError(f"{len(stats.failed)} image(s) could not be read (first: {stats.failed[0]}); "
                        f"results for the other {stats.images} are in {out} (rerun to retry those)")

@@ -23,12 +23,14 @@ OTHERS = 11
 NUM_FIELDS = 8
 
 
-def parse_visdrone_text(text: str, source: str = "<text>") -> np.ndarray:
-    """Parse VisDrone lines into an (N, 8) float64 array, in file order.
+def parse_visdrone_text(text: str, source: str = "<text>", num_fields: int = NUM_FIELDS,
+                        size_columns: tuple[int, int] = (2, 3)) -> np.ndarray:
+    """Parse VisDrone lines into an (N, num_fields) float64 array, in file order.
 
-    ``source`` names the file in error messages (``file:line: problem``).
+    ``source`` names the file in error messages (``file:line: problem``). VisDrone-MOT
+    files have 10 fields with the width and height in columns 4 and 5.
     """
-    fast = _parse_valid_text(text)
+    fast = _parse_valid_text(text, num_fields, size_columns)
     if fast is not None:
         return fast
     rows: list[list[float]] = []
@@ -39,8 +41,8 @@ def parse_visdrone_text(text: str, source: str = "<text>") -> np.ndarray:
         if line.endswith(","):
             line = line[:-1]
         fields = line.split(",")
-        if len(fields) != NUM_FIELDS:
-            raise AfmError(f"{source}:{lineno}: expected {NUM_FIELDS} comma-separated fields, "
+        if len(fields) != num_fields:
+            raise AfmError(f"{source}:{lineno}: expected {num_fields} comma-separated fields, "
                            f"got {len(fields)}: {raw.strip()!r}")
         try:
             values = [float(f) for f in fields]
@@ -48,34 +50,36 @@ def parse_visdrone_text(text: str, source: str = "<text>") -> np.ndarray:
             raise AfmError(f"{source}:{lineno}: not a number in {raw.strip()!r}") from None
         if not all(np.isfinite(values)):
             raise AfmError(f"{source}:{lineno}: not a finite number in {raw.strip()!r}")
-        if values[2] < 0 or values[3] < 0:
+        if values[size_columns[0]] < 0 or values[size_columns[1]] < 0:
             raise AfmError(f"{source}:{lineno}: negative box size in {raw.strip()!r}")
         rows.append(values)
     if not rows:
-        return np.zeros((0, NUM_FIELDS), dtype=np.float64)
+        return np.zeros((0, num_fields), dtype=np.float64)
     return np.asarray(rows, dtype=np.float64)
 
 
-def _parse_valid_text(text: str) -> np.ndarray | None:
+def _parse_valid_text(text: str, num_fields: int = NUM_FIELDS,
+                      size_columns: tuple[int, int] = (2, 3)) -> np.ndarray | None:
     """Vectorised parse of a well-formed file (evaluation reads ~300k lines);
     None when any line is off, so that the line loop reports it."""
     lines = [line.strip() for line in text.splitlines()]
     lines = [line[:-1] if line.endswith(",") else line for line in lines if line]
     if not lines:
-        return np.zeros((0, NUM_FIELDS), dtype=np.float64)
-    if any(line.count(",") != NUM_FIELDS - 1 for line in lines):
+        return np.zeros((0, num_fields), dtype=np.float64)
+    if any(line.count(",") != num_fields - 1 for line in lines):
         return None
     try:
-        rows = np.fromiter(map(float, ",".join(lines).split(",")), np.float64).reshape(-1, NUM_FIELDS)
+        rows = np.fromiter(map(float, ",".join(lines).split(",")), np.float64).reshape(-1, num_fields)
     except ValueError:
         return None
-    if not np.isfinite(rows).all() or (rows[:, 2:4] < 0).any():
+    if not np.isfinite(rows).all() or (rows[:, list(size_columns)] < 0).any():
         return None
     return rows
 
 
-def read_visdrone_file(path: str | os.PathLike) -> np.ndarray:
-    """Read one VisDrone annotation or result file; an empty file has no objects."""
+def read_visdrone_file(path: str | os.PathLike, **layout) -> np.ndarray:
+    """Read one VisDrone annotation or result file; an empty file has no objects.
+    ``layout``: num_fields and size_columns of :func:`parse_visdrone_text`."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -85,7 +89,7 @@ def read_visdrone_file(path: str | os.PathLike) -> np.ndarray:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise AfmError(f"{path}: not a text file (not UTF-8)") from None
-    return parse_visdrone_text(text, str(path))
+    return parse_visdrone_text(text, str(path), **layout)
 
 
 def _fmt(v: float) -> str:

@@ -49,7 +49,8 @@ class VisDroneMetric(BaseMetric):
         classwise: also each class's AP and AP50, by name.
     """
 
-    default_prefix: Optional[str] = None
+    # Its keys name their view ('visdrone/AP'): no prefix, and "" tells mmengine so (None warns).
+    default_prefix: Optional[str] = ""
 
     def __init__(self, ann_file: str, view: str = "both", classwise: bool = False, collect_device: str = "cpu",
                  prefix: Optional[str] = None, collect_dir: Optional[str] = None) -> None:

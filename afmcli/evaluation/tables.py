@@ -80,3 +80,32 @@ def analysis_tables(analysis: Analysis) -> dict[str, TextTable]:
                       [tuple(str(v) for v in m.row().values()) for m in analysis.worst_images(TABLE_IMAGES)],
                       (False, *(True,) * (len(columns) - 1)))
     return {"by_size": by_size, "by_class": by_class, "confusion": confusion, "worst": worst}
+
+
+# --- tracking (afm evaluate --task mot) ----------------------------------------------------------
+
+MOT_SCORES = ("MOTA", "MOTP", "IDF1", "IDP", "IDR", "HOTA", "DetA", "AssA")
+MOT_COUNTS = ("GT", "MT", "PT", "ML", "FP", "FN", "IDs", "FM")
+MOT_PER_SEQUENCE = ("MOTA", "IDF1", "HOTA", "FP", "FN", "IDs")
+
+
+def _mot_cell(key: str, value) -> str:
+    """Counts as integers, scores with one decimal as the MOT toolkit prints them; ``-`` for NaN."""
+    if key in MOT_COUNTS:
+        return str(int(value))
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
+def mot_tables(result) -> list[TextTable]:
+    """A `MotResult` (afmcli.evaluation.mot): scores and counts per class and overall, then
+    the main numbers per sequence."""
+    per_class = {**result.classes, "overall": result.overall}
+
+    def table(title: str, keys: tuple[str, ...], named: dict) -> TextTable:
+        rows = [(name, *(_mot_cell(k, v[k]) for k in keys)) for name, v in named.items()]
+        return TextTable(title, ("", *keys), rows, (False, *(True,) * len(keys)))
+
+    return [table("Tracking (VisDrone2019-MOT toolkit; HOTA: TrackEval's), per class (%)", MOT_SCORES, per_class),
+            table("Tracking: counts per class (tracks: GT, MT, PT, ML; boxes: FP, FN; IDs, FM)", MOT_COUNTS,
+                  per_class),
+            table("Tracking, per sequence", MOT_PER_SEQUENCE, result.sequences)]

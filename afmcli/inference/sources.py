@@ -64,6 +64,18 @@ def _decode(path: Path) -> np.ndarray | None:
         return None
 
 
+def why_unreadable(item: ImageItem) -> str:
+    """Why ``item`` read as None, in the words `afm convert-visdrone` uses for a bad file
+    (``a.jpg: empty file, not an image``): its read is repeated, to say why (few fail)."""
+    if item.frame is not None:
+        return f"{item}: the frame cannot be decoded"
+    try:
+        read_image(item.path)
+    except AfmError as exc:
+        return str(exc)
+    return f"{item}: could not be read then (it has changed since)"
+
+
 @dataclass
 class ImageFiles:
     """An image file, or the images directly in a folder: ids 1..N in file-name order, as
