@@ -1,13 +1,14 @@
 """afmcli: AFMNet small-object detection for aerial images on mmdetection 3.3.
 
-The Python API (afmcli/api.py): ``load_model``, ``predict``, ``predict_source``,
-``evaluate`` and the ``Detections`` they return; the `afm` command is afmcli.cli.
+The Python API (afmcli/api.py): ``open_dataset``, ``convert_dataset``, ``train``,
+``load_model``, ``predict``, ``predict_source``, ``evaluate``, ``track`` and the
+``Detections`` they return; the `afm` command is afmcli.cli.
 """
 
 __version__ = "0.1.0"
 
-_API = ("Detections", "ImageItem", "Model", "OnnxModel", "evaluate", "export", "load_model", "predict",
-        "predict_source")
+_API = ("Detections", "ImageItem", "Model", "OnnxModel", "convert_dataset", "evaluate", "export", "load_model",
+        "open_dataset", "predict", "predict_source", "track", "train")
 __all__ = [*_API, "__version__"]
 
 

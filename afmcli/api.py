@@ -1,12 +1,19 @@
-"""afmcli as a library: load a detector, predict an image or a whole source, evaluate.
+"""afmcli as a library: open a dataset, train, load a detector, predict an image or a whole
+source, evaluate, track.
 
     import afmcli
+
+    dataset = afmcli.open_dataset("my_flights/data.yaml")   # .classes, .splits, .read("val")
+    afmcli.train("configs/AFM/afmnet_tiny_synth.py", data="my_flights/data.yaml", work_dir="work")
 
     model = afmcli.load_model("configs/AFM/afmnet_tiny_synth.py", "work_dir/epoch_12.pth")
     dets = afmcli.predict(model, "image.jpg", slice=640, overlap=0.25, fusion="nms")
     for item, dets in afmcli.predict_source(model, "Datasets/labels/annotations/val_labels.json"):
         ...
     metrics = afmcli.evaluate("Datasets/labels/annotations/val_labels.json", "predictions.json")
+    metrics = afmcli.evaluate("my_flights/data.yaml", "predictions.json", split="val")
+    for sequence, item, tracked in afmcli.track(model, "drone.mp4", tracker="bytetrack"):
+        tracked.ids, tracked.boxes  # per frame: the tracked detections and their track ids
 
 :func:`predict` and :func:`predict_source` run the code `afm infer` runs
 (afmcli.inference.predict: the same tiles, batches and fusion), so their detections
@@ -23,17 +30,19 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from afmcli.data.datasets import convert_dataset, open_dataset
 from afmcli.detections import Detections, detections_to_results
+from afmcli.engine.train import train
 from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.inference.loader import UnitStream, image_weight, make_loader
 from afmcli.inference.predict import PredictSettings, check_settings, predict_units
 from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx
 from afmcli.inference.backends.mmdet_backend import Model
 from afmcli.inference.backends.mmdet_backend import load_model as load_torch_model
-from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source
+from afmcli.inference.sources import ArrayImage, ImageItem, Source, category_ids, open_source, why_unreadable
 
-__all__ = ["Detections", "ImageItem", "Model", "OnnxModel", "evaluate", "export", "load_model", "predict",
-           "predict_source"]
+__all__ = ["Detections", "ImageItem", "Model", "OnnxModel", "convert_dataset", "evaluate", "export", "load_model",
+           "open_dataset", "predict", "predict_source", "track", "train"]
 
 # The settings' names that this API spells otherwise (after the issue's, SAHI-like, keywords).
 NAMES = {"slice_size": "slice", "method": "fusion"}
@@ -166,11 +175,13 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
                    frame_step: int = 1, workers: int = 0, slice: int = 640, overlap: float = 0.25,
                    fusion: str = "nms", iou: float = 0.6, match: str = "iou", batch_size: int = 8,
                    slices: bool = True, full: bool = True, score_thr: float = 0.01,
-                   max_per_img: int = 500, device_tiles: bool = False) -> Iterator[tuple[ImageItem, Detections]]:
+                   max_per_img: int = 500, device_tiles: bool = False,
+                   split: str = "val") -> Iterator[tuple[ImageItem, Detections]]:
     """Yield ``(item, detections)`` image by image over what `afm infer` runs on: an image,
     a folder of images, our COCO json (its images under ``images_dir``, by default the
     split's Datasets/images/<split>/; labels are its category ids, by class name), a video
-    or a folder of videos (every ``frame_step``-th frame). ``item.image_id`` is the id
+    or a folder of videos (every ``frame_step``-th frame), or a dataset yaml (its ``split``,
+    with the ids :func:`evaluate` gives that split). ``item.image_id`` is the id
     `afm infer` gives the image (the json's own ids for a json); ``workers`` decode and tile
     ahead in that many processes. An image that cannot be read is skipped with a warning.
     Settings as :func:`predict`.
@@ -180,21 +191,58 @@ def predict_source(model: Model, source: str | os.PathLike, *, images_dir: str |
                          device_tiles)
     if workers < 0:
         raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
-    opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step)
+    opened = open_source(source, None if images_dir is None else Path(images_dir), frame_step, split)
     for item, dets in _predictions(model, opened, settings, workers):
         if dets is None:
-            warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")
+            warn(f"{why_unreadable(item)}; skipped")
             continue
         yield item, dets
 
 
+def track(model: Model, source: str | os.PathLike, *, tracker: str = "bytetrack", frame_step: int = 1,
+          workers: int = 0, slice: int = 640, overlap: float = 0.25, fusion: str = "nms", iou: float = 0.6,
+          match: str = "iou", batch_size: int = 8, slices: bool = True, full: bool = True, score_thr: float = 0.01,
+          max_per_img: int = 500, device_tiles: bool = False, **tracker_settings) -> Iterator[tuple]:
+    """Yield ``(sequence, item, tracked)`` frame by frame, in frame order per sequence, over a
+    video, a folder of videos, an image sequence folder or a folder of them (as `afm track`).
+
+    ``tracked`` is a :class:`afmcli.tracking.base.TrackedDetections`: the frame's detections
+    that are on a track (``boxes`` x1 y1 x2 y2, ``scores``, ``labels`` as category ids,
+    ``names``) and ``ids``, each one's track id (1, 2, ... per sequence). Detection as
+    :func:`predict_source` (same settings); ``tracker``: bytetrack or ocsort, with its settings
+    as keywords (``match_iou=0.2``, ``keep_lost=60``: README "Tracking"). A frame that cannot
+    be read is skipped with a warning (the tracker sees it as a frame without detections).
+    """
+    from afmcli.tracking.base import build_tracker
+    from afmcli.tracking.sources import open_track_source, sequence_of
+
+    settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,
+                         device_tiles)
+    if workers < 0:
+        raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
+    follower = build_tracker({"type": tracker, **tracker_settings})
+    opened = open_track_source(source, frame_step)
+    current = None
+    for item, dets in _predictions(model, opened, settings, workers):
+        sequence = sequence_of(item)
+        if sequence != current:
+            follower.reset()
+            current = sequence
+        if dets is None:
+            warn(f"{item}: not a readable image (missing, truncated or corrupt); skipped")
+            follower.update(Detections.empty())
+            continue
+        yield sequence, item, follower.update(dets)
+
+
 def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",
-             images_dir: str | os.PathLike | None = None, size_ranges: str = "coco") -> dict:
+             images_dir: str | os.PathLike | None = None, size_ranges: str = "coco", split: str = "val") -> dict:
     """Both views' numbers, as `afm evaluate --json` writes them: ``{"visdrone": {...},
     "coco": {...}, "classwise": {view: {class: {...}}}}`` (percent; NaN as None).
 
-    ``gt``: a COCO json of any category table or a VisDrone annotations folder (with
-    ``images_dir`` for the image sizes). ``predictions``: a VisDrone results folder, a COCO
+    ``gt``: a COCO json of any category table, a VisDrone annotations folder (with
+    ``images_dir`` for the image sizes), or a dataset (a data.yaml, a dataset yaml or folder:
+    :func:`open_dataset`), of which ``split`` is scored. ``predictions``: a VisDrone results folder, a COCO
     results json or list, or ``{image_id: Detections}`` (labels as category ids, as
     :func:`predict_source` gives them; their names are checked against the ground truth's
     table, as `afm infer`'s categories.json is). ``view``: visdrone (the official toolkit's,
@@ -205,7 +253,7 @@ def evaluate(gt: str | os.PathLike, predictions, *, view: str = "both",
     from afmcli.evaluation.metrics import check_view, compute_metrics
 
     check_view(view)
-    truth = load_ground_truth(Path(gt), None if images_dir is None else Path(images_dir))
+    truth = load_ground_truth(Path(gt), None if images_dir is None else Path(images_dir), split)
     table = None
     if isinstance(predictions, Mapping):
         names = {cid: name for dets in predictions.values() for cid, name in (dets.categories or {}).items()}

@@ -16,7 +16,7 @@ import typer
 from afmcli import __version__
 
 from afmcli.commands import (convert, demo, env, evaluate, export, fuse, infer, masks,
-                             synth, train)
+                             synth, track, train)
 from afmcli.commands.flags import flag_errors
 from afmcli.errors import AfmError
 
@@ -55,6 +55,7 @@ app.command("train", context_settings={"allow_extra_args": False}, epilog=train.
     flag_errors(train, "train"))
 app.command("infer", epilog=infer.EXAMPLES)(flag_errors(infer, "infer"))
 app.command("export", epilog=export.EXAMPLES)(flag_errors(export, "export"))
+app.command("track", epilog=track.EXAMPLES)(flag_errors(track, "track"))
 app.command("fuse", epilog=fuse.EXAMPLES)(flag_errors(fuse, "fuse"))
 app.command("evaluate", epilog=evaluate.EXAMPLES)(flag_errors(evaluate, "evaluate"))
 app.command("demo", epilog=demo.EXAMPLES)(flag_errors(demo, "demo"))
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the one place that turns any error into one line
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage errors
-            print(f"afm: error: {_usage_error(exc)}", file=sys.stderr)
+            if exc.format_message().strip():  # `afm` alone: the help was the answer, no error line
+                print(f"afm: error: {_usage_error(exc)}", file=sys.stderr)
             sys.exit(2)
         if _state["debug"]:
             raise

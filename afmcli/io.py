@@ -17,11 +17,17 @@ a listed folder covers everything under it), in one of two ways:
 A file the user names explicitly (``--json F``, ``afm fuse --out F``) is replaced:
 naming it is the permission. Anything else in the way is refused with one line
 before any work.
+
+One run at a time writes an output: a command holds :func:`output_lock` on each
+output it writes for the whole run, and a second run into the same place is
+refused with one line naming the process that holds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
@@ -33,6 +39,8 @@ from typing import Callable, Iterable, Iterator
 from afmcli.errors import AfmError, ParameterError, warn
 
 MARKER = ".afm-written"
+# An output's lock file, beside it: .<name>.afm-lock (see output_lock).
+LOCK_SUFFIX = ".afm-lock"
 
 
 def _written_files(folder: Path) -> list[str]:
@@ -62,7 +70,13 @@ def foreign_files(folder: str | os.PathLike) -> list[str]:
     if not folder.is_dir():
         return []
     ours = listed(folder) | {MARKER}
-    return sorted(f for f in _written_files(folder) if not _covered(f, ours))
+    return sorted(f for f in _written_files(folder) if not _covered(f, ours) and not _is_lock(f))
+
+
+def _is_lock(path: str) -> bool:
+    """A lock file of an afm run (writing beside it now, or killed: output_lock)."""
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith(".") and name.endswith(LOCK_SUFFIX)
 
 
 def _check_parents(path: Path, what: str) -> None:
@@ -148,33 +162,152 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp.unlink()
     done = False
     try:
-        yield tmp
-        if tmp.is_dir():
-            files = _written_files(tmp)
-            (tmp / MARKER).write_text("".join(f"{f}\n" for f in sorted(files)))
-            if path.exists() and not path.is_dir():
-                raise AfmError(f"{path}: exists and is a file; cannot write a folder there")
-            if path.is_dir():
-                check_replaceable(path)  # again: something may have appeared meanwhile
-                # os.replace cannot replace a non-empty folder: move the old one aside first.
-                old = path.with_name(f".{path.name}.old")
-                _remove(old)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        else:
-            if path.is_dir():
-                raise AfmError(f"{path}: is a folder; cannot write a file there")
-            os.replace(tmp, path)
+        with named_write_errors(path, tmp):
+            yield tmp
+            _put_in_place(tmp, path)
         done = True
     finally:
         _remove(tmp)
         if not done:
-            for folder in created:  # innermost first; only the ones we made, if still empty
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            _remove_folders(created)
+
+
+@contextlib.contextmanager
+def named_write_errors(path: str | os.PathLike, tmp: Path | None = None) -> Iterator[None]:
+    """A write error (a full disk, a read-only file system) in the block, of the output
+    ``path``, what is under it or its temporary ``tmp``, as one line naming ``path``: the OS
+    says neither where (a full disk) nor which output (a temporary name). Errors about
+    other files (inputs) pass as they are."""
+    try:
+        yield
+    except OSError as exc:
+        name = exc.filename
+        ours = name is None or any(Path(os.path.abspath(name)).is_relative_to(os.path.abspath(p))
+                                   for p in (path, tmp) if p is not None)
+        if not ours:
+            raise
+        raise AfmError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _put_in_place(tmp: Path, path: Path) -> None:
+    """Rename the written temporary ``tmp`` to ``path`` (a folder gets afm's marker and
+    replaces only an afm folder)."""
+    if tmp.is_dir():
+        files = _written_files(tmp)
+        (tmp / MARKER).write_text("".join(f"{f}\n" for f in sorted(files)))
+        if path.exists() and not path.is_dir():
+            raise AfmError(f"{path}: exists and is a file; cannot write a folder there")
+        if path.is_dir():
+            check_replaceable(path)  # again: something may have appeared meanwhile
+            # os.replace cannot replace a non-empty folder: move the old one aside first.
+            old = path.with_name(f".{path.name}.old")
+            _remove(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    else:
+        if path.is_dir():
+            raise AfmError(f"{path}: is a folder; cannot write a file there")
+        os.replace(tmp, path)
+
+
+def _lock_file(path: Path) -> Path:
+    return path.parent / f".{path.name}{LOCK_SUFFIX}"
+
+
+def _holder(fd: int) -> str:
+    """Who holds a lock file: ``afm infer (pid 123)``, from what it wrote in it."""
+    with contextlib.suppress(OSError, ValueError):
+        pid, command = os.pread(fd, 4096, 0).decode().strip().split("\t", 1)
+        return f"{command} (pid {int(pid)})"
+    return "another afm run"  # it holds the lock but has not written its name yet
+
+
+def _acquire(lock: Path, path: Path, command: str, option: str | None) -> int:
+    """flock ``lock`` (created if missing) without waiting; the holder is refused in one line."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise AfmError(f"{path}: cannot write there ({exc.strerror})") from None
+            # A folder afm may not write beside (a shared folder can be writable in a read-only
+            # parent): unguarded, as before locks; a write that fails says so itself.
+            return -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            busy = f"{holder} is writing there now; wait for it to end, or choose another "
+            if option is None:
+                raise AfmError(f"{path}: {busy}output") from None
+            raise ParameterError(f"{path}: {busy}{{{option}}}", option) from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            return -1  # a file system without locks: unguarded, as before locks
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\t{command}\n".encode())
+            return fd
+        os.close(fd)  # the run before removed this file as we opened it: lock the new one
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike, command: str, option: str | None = None) -> Iterator[None]:
+    """Hold the output ``path`` (a folder or a file) for the block: another run that writes
+    there meanwhile is refused with one line naming this one (``command``, its pid);
+    ``option`` names the parameter that gave the path, for that line.
+
+    The lock is the kernel's (``flock`` on ``.<name>.afm-lock`` beside ``path``), so it goes
+    with the process however that ends: a killed run's lock file is taken over by the next
+    run. The file is removed (and any folder created for it) when the block ends.
+    """
+    lock = _lock_file(Path(os.path.abspath(path)))  # `--out .` is locked beside the folder, in its parent
+    created = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
+    try:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # under a file, say: the command refuses the path itself, with its own message
+            fd = -1
+        else:
+            fd = _acquire(lock, Path(path), command, option)
+    except BaseException:
+        _remove_folders(created)
+        raise
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # while still held: a run waiting on this file sees it gone and retries
+            os.close(fd)
+        _remove_folders(created)
+
+
+@contextlib.contextmanager
+def output_locks(command: str, **outputs: str | os.PathLike | None) -> Iterator[None]:
+    """:func:`output_lock` on each of ``outputs`` that is given, by the parameter that gave it."""
+    with contextlib.ExitStack() as stack:
+        for option, path in outputs.items():
+            if path is not None:
+                stack.enter_context(output_lock(path, command, option))
+        yield
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove the folders a failed write created, innermost first, if still empty."""
+    for folder in created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 class SharedFolder:
@@ -208,6 +341,10 @@ class SharedFolder:
         self._list(self.owned() | set(names))
 
     def _list(self, names: set[str]) -> None:
+        """Write the manifest (atomically); none at all when nothing is listed, never an empty one."""
+        if not names:
+            (self.path / MARKER).unlink(missing_ok=True)
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         write_text(self.path / MARKER, "".join(f"{n}\n" for n in sorted(names)))
 
@@ -223,16 +360,11 @@ class SharedFolder:
         created = [p for p in [self.path, *self.path.parents] if not p.exists()]
         self.record(names)
         try:
-            with contextlib.ExitStack() as stack:
+            with contextlib.ExitStack() as stack, named_write_errors(self.path):  # a full disk names the folder
                 yield lambda name: stack.enter_context(atomic_path(self.path / name))
         except BaseException:  # nothing was renamed into place: the manifest and folders as they were
-            if before:
-                self._list(before)
-            else:
-                (self.path / MARKER).unlink(missing_ok=True)
-            for folder in created:  # innermost first; only the ones we made, if still empty
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            self._list(before)
+            _remove_folders(created)
             raise
         stale = set()
         for name in (set(drop) - names) & self.owned():
@@ -259,6 +391,13 @@ def dump_json(path: str | os.PathLike, obj, indent: int | None = None) -> None:
 def write_json(path: str | os.PathLike, obj, indent: int | None = None) -> None:
     with atomic_path(path) as tmp:
         dump_json(tmp, obj, indent)
+
+
+def cache_folder(*parts: str) -> Path:
+    """afm's own folder under the user's cache (``$XDG_CACHE_HOME/afmcli``, default
+    ``~/.cache/afmcli``): what afm derives from a user's files goes here, never beside them."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root, "afmcli", *parts)
 
 
 def read_json(path: str | os.PathLike):

@@ -128,3 +128,16 @@ def test_the_readme_example_runs_on_a_demo_folder(tmp_path, monkeypatch, capsys)
     assert set(namespace["metrics"]) == {"visdrone", "coco", "classwise"}
     assert isinstance(namespace["dets"], afmcli.Detections) and len(namespace["predictions"]) == 2
     assert capsys.readouterr().out.strip()  # it shows what it found
+
+
+def test_the_dataset_api_is_exported(tmp_path):
+    """open_dataset, convert_dataset and train are afmcli's, the functions `afm convert` and
+    `afm train --data` run; evaluate takes a dataset and its split."""
+    from afmcli.data import datasets
+    from afmcli.engine import train
+
+    assert afmcli.open_dataset is datasets.open_dataset and afmcli.convert_dataset is datasets.convert_dataset
+    assert afmcli.train is train.train
+    assert {"open_dataset", "convert_dataset", "train"} <= set(afmcli.__all__)
+    with pytest.raises(AfmError, match="no such dataset file or folder"):
+        afmcli.open_dataset(tmp_path / "missing.yaml")

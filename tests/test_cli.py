@@ -7,7 +7,7 @@ import pytest
 
 from afmcli.cli import _mmdet_style_options, main
 
-SUBCOMMANDS = ["convert", "convert-visdrone", "make-masks", "synth", "train", "infer", "fuse", "evaluate",
+SUBCOMMANDS = ["convert", "convert-visdrone", "make-masks", "synth", "train", "infer", "track", "fuse", "evaluate",
                "demo", "env"]
 
 

@@ -16,9 +16,12 @@ from test_bad_inputs import error, run
 from afmcli.cli import main
 
 from afmcli.data.coco import coco_categories
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, ParameterError
+from afmcli.inference.sources import open_source
 from afmcli.evaluation.categories import CategoryTable, check_prediction_table
 from afmcli.evaluation.coco_view import evaluate_coco
+from afmcli.data.datasets import split_json
+from afmcli.evaluation.loaders import load_ground_truth
 from afmcli.evaluation.visdrone import ImageRows
 
 SHARED = Path(os.environ.get("AFM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -145,11 +148,69 @@ def test_a_five_class_folder_run_against_visdrone_json_is_refused():
         check_prediction_table(CategoryTable((1, 2), ("pedestrian", "boat")), visdrone, "p.json", "gt.json")
 
 
-def test_a_data_yaml_as_gt_goes_through_the_one_hook(tmp_path, capsys):
-    data = tmp_path / "data.yaml"
-    data.write_text("path: .\nval: images/val\nnames: [a, b]\n")
-    msg = error(capsys, "evaluate", "--gt", data, "--pred", tmp_path / "p.json", "--split", "val")
-    assert msg.startswith(f"{data}: reading a dataset's val split as ground truth is not supported yet")
+def _yolo_dataset(root: Path) -> Path:
+    """A YOLO data.yaml (classes boat, car, person): val has two images, 3 boxes."""
+    for split, boxes in (("train", {"t0": ["0 0.5 0.5 0.2 0.2"]}),
+                         ("val", {"v0": ["2 0.25 0.25 0.1 0.2", "0 0.5 0.5 0.2 0.2"], "day/v1": ["1 0.7 0.6 0.3 0.1"]})):
+        for name, lines in boxes.items():
+            image = root / "images" / split / f"{name}.png"
+            image.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(image), np.zeros((100, 200, 3), np.uint8))
+            label = root / "labels" / split / f"{name}.txt"
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [boat, car, person]\n")
+    return root / "data.yaml"
+
+
+def test_a_data_yaml_as_gt_is_its_split_in_afm_cache(tmp_path, capsys, monkeypatch):
+    """--gt data.yaml --split val: the val split converted into afm's cache (categories 1..3 in
+    the data's order, the ids of a run on its image folder), nothing written beside the data;
+    perfect detections of the 3 boxes (hand-worked from the labels) score 100 per class by name."""
+    from test_bad_inputs import snapshot
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = _yolo_dataset(tmp_path / "yolo")
+    before = snapshot(data.parent)
+    # v0: person (2) at x 0.2..0.3 of 200 px, y 0.15..0.35 of 100; boat (0) 80..120 x 40..60; v1: car (1).
+    boxes = {"v0": [(3, [40, 15, 20, 20]), (1, [80, 40, 40, 20])], "day/v1": [(2, [110, 55, 60, 10])]}
+    ann, images = split_json(data, "val")
+    assert ann.is_relative_to(tmp_path / "cache" / "afmcli") and images == ann.parents[2] / "images" / "val"
+    coco = json.loads(ann.read_text())
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "boat"), (2, "car"), (3, "person")]
+    ids = {Path(img["file_name"]).with_suffix("").as_posix(): img["id"] for img in coco["images"]}
+    pred = write(tmp_path / "p.json", [{"image_id": ids[name], "category_id": cid, "bbox": box, "score": 0.9}
+                                       for name, found in boxes.items() for cid, box in found])
+    write(tmp_path / "categories.json", {"categories": [{"id": i, "name": n}
+                                                        for i, n in enumerate(("boat", "car", "person"), 1)]})
+    for gt in (data, data.parent):  # the yaml, or the folder holding it
+        code, out, err = run(capsys, "evaluate", "--gt", gt, "--split", "val", "--pred", pred, "--classwise",
+                             "--json", tmp_path / "m.json")
+        assert code == 0, err
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert list(metrics["classwise"]["coco"]) == ["boat", "car", "person"]
+        assert metrics["coco"]["AP"] == pytest.approx(100)
+    assert snapshot(data.parent) == before
+    assert error(capsys, "evaluate", "--gt", data, "--split", "test", "--pred", pred) == \
+        f"{data}: no split 'test' (it has train, val); choose one with --split"
+    # `afm infer DATA --split val` runs on that json: its image ids and file names are the scored ones
+    source = open_source(data, split="val")
+    assert [(i.image_id, i.file_name) for i in source.items] == [(img["id"], img["file_name"]) for img in coco["images"]]
+    with pytest.raises(ParameterError, match="a dataset names its own image folders"):
+        open_source(data, images_dir=tmp_path, split="val")
+
+
+@needs_aerial
+def test_a_coco_dataset_yaml_as_gt_is_the_split_as_afm_reads_it(tmp_path, monkeypatch):
+    """The shared COCO json (0 human, 1 vehicle; 50 images, 2 of them in visdrone-real) as a
+    COCO dataset's val split: the 2 images there, human 1 and vehicle 2 (the data's order)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    images = SHARED / "data" / "visdrone-real" / "VisDrone2019-DET-train"
+    data = write(tmp_path / "data.yaml", {"format": "coco", "val": {"ann": str(AERIAL), "images": str(images)}})
+    truth = load_ground_truth(data, split="val")
+    assert truth.table.names == ("human", "vehicle") and truth.table.ids == (1, 2)
+    assert len(truth.names) == 2 and truth.images.parent.parent.is_relative_to(tmp_path / "cache")
+    assert truth.source.endswith(f"(the val split of {data})")
 
 
 def test_error_analysis_pr_curves_and_report_for_any_class_list(tmp_path, capsys):
@@ -231,3 +292,20 @@ def test_api_evaluate_checks_the_detections_names(tmp_path):
     folder_ids = Detections([[10, 10, 30, 30]], [0.9], [2], {1: "human", 2: "vehicle"})
     with pytest.raises(AfmError, match="'human' is id 1 in the detections but 0 in the ground truth"):
         afmcli.evaluate(gt, {1: folder_ids}, view="coco")
+
+
+VISDRONE_REAL = SHARED / "data" / "visdrone-real" / "VisDrone2019-DET-train"
+
+
+@pytest.mark.skipif(not VISDRONE_REAL.is_dir(), reason=f"{VISDRONE_REAL} not found (set AFM_SHARED)")
+def test_an_official_visdrone_split_folder_as_gt_gives_the_toolkits_rows(tmp_path, monkeypatch):
+    """--gt VisDrone2019-DET-train --split train (a dataset) and --gt .../annotations --images
+    .../images (the toolkit's txt): the same images, sizes and rows (ignored regions and
+    'others' included: 18,298 over the 324 images), VisDrone's table, so both views apply."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    dataset = load_ground_truth(VISDRONE_REAL, split="train")
+    txt = load_ground_truth(VISDRONE_REAL / "annotations", VISDRONE_REAL / "images")
+    assert dataset.table.visdrone and (dataset.names, dataset.heights, dataset.widths) == \
+        (txt.names, txt.heights, txt.widths)
+    assert all(sorted(map(tuple, a)) == sorted(map(tuple, b)) for a, b in zip(dataset.rows, txt.rows))
+    assert sum(len(r) for r in dataset.rows) == 18298

@@ -155,3 +155,14 @@ def test_with_classes_sets_every_head_of_a_shipped_config():
     model = MODELS.build(cfg.model)
     heads = [m for m in model.modules() if hasattr(m, "num_classes") and hasattr(m, "cls_out_channels")]
     assert len(heads) >= 2 and {h.num_classes for h in heads} == {2}
+
+
+def test_with_classes_leaves_a_two_stage_models_rpn_alone():
+    """The one num_classes rule of `afm train --data` (afmcli.engine.class_keys): the RPN is class-agnostic."""
+    from mmengine.config import Config
+
+    from afmcli.inference.predictor import with_classes
+
+    cfg = with_classes(Config(dict(model=dict(rpn_head=dict(num_classes=1), roi_head=dict(bbox_head=dict(num_classes=80))),
+                                   test_dataloader=dict(dataset=dict()))), TWO)
+    assert cfg.model.rpn_head.num_classes == 1 and cfg.model.roi_head.bbox_head.num_classes == 2

@@ -96,9 +96,10 @@ def test_ddp_two_cpu_processes_on_gloo(synth_split, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_then_resume_from_cli(synth_split, tmp_path):
+def test_train_then_resume_from_cli(synth_split, tmp_path, capsys):
     """`afm train` for one epoch, then `--resume` to two: the run continues at
-    epoch 2 from the saved state instead of starting over."""
+    epoch 2 from the saved state instead of starting over. The terminal shows the epoch's
+    losses and a summary; mmengine's environment dump only with --verbose (always in the log)."""
     from afmcli.cli import main
 
     work_dir = tmp_path / "wd"
@@ -106,8 +107,12 @@ def test_train_then_resume_from_cli(synth_split, tmp_path):
             "--cfg-options", "train_dataloader.batch_size=4", *NO_VAL]
     main(base + ["--cfg-options", "train_cfg.max_epochs=1"])
     assert (work_dir / "epoch_1.pth").is_file()
-    main(base + ["--resume", "--cfg-options", "train_cfg.max_epochs=2"])
+    shown = capsys.readouterr()
+    assert "training: epoch 1, mean losses" in shown.err and "done: epoch 1, iteration 2; checkpoints in" in shown.out
+    assert "System environment" not in shown.out + shown.err and "Epoch(train)" not in shown.out + shown.err
+    main(base + ["--resume", "--cfg-options", "train_cfg.max_epochs=2", "--verbose"])
     assert (work_dir / "epoch_2.pth").is_file()
+    assert "System environment" in capsys.readouterr().out
     resumed_log = sorted(work_dir.glob("*/*.log"))[-1].read_text()
     assert "resumed epoch: 1, iter: 2" in resumed_log
     assert "Epoch(train) [2][2/2]" in resumed_log and "Epoch(train) [1]" not in resumed_log

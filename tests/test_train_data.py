@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from afmcli.data.datasets import open_dataset
-from afmcli.engine.data_config import apply_data, num_classes_in, prepare_data
+from afmcli.engine.class_keys import num_classes_in
+from afmcli.engine.data_config import apply_data, prepare_data
 from afmcli.engine.train import inner_datasets, load_config, prepare_config
 from afmcli.errors import AfmError
 
@@ -66,9 +67,9 @@ def test_shipped_configs_take_the_data_classes(tmp_path, config):
     train_anns = [d.ann_file for k, d in leaves if k == "train_dataloader"]
     if "sliced" in config:
         assert "labels/annotations/train_sliced_labels.json" in train_anns
-    for key in ("val_evaluator", "test_evaluator"):
-        assert cfg[key].type == "CocoMetric" and cfg[key].ann_file.endswith("val_labels.json")
-    assert cfg.default_hooks.checkpoint.save_best == "coco/bbox_mAP_50"
+    for key in ("val_evaluator", "test_evaluator"):  # afm's metric, per class by name, for any class list
+        assert cfg[key].type == "VisDroneMetric" and cfg[key].classwise and cfg[key].ann_file.endswith("val_labels.json")
+    assert cfg.default_hooks.checkpoint.save_best == "coco/AP50"
 
 
 def test_visdrone_classes_keep_the_visdrone_metric(tmp_path):
@@ -104,8 +105,14 @@ def test_hand_config_mistakes_are_one_line(tmp_path):
                      "none of metainfo.classes (x, y) is a category of"),
         "num_classes": (text.replace("num_classes=5", "num_classes=10"),
                         "the model's num_classes is 10 but train_dataloader's metainfo.classes has 5"),
-        "save_best": (text.replace("save_best='coco/bbox_mAP_50'", "save_best='coco/AP50'"),
-                      "save_best 'coco/AP50' is not a key CocoMetric reports"),
+        "save_best": (text + "default_hooks = dict(checkpoint=dict(save_best='visdrone/AP'))\n",
+                      "save_best 'visdrone/AP': VisDroneMetric reports the toolkit's view for VisDrone's ten "
+                      "classes only, and val_dataloader's metainfo.classes are others (pedestrian, car, van, "
+                      "truck, ...): set save_best='coco/AP50'"),
+        "save_best CocoMetric": (text.replace("test_evaluator = val_evaluator", "test_evaluator = val_evaluator\n"
+                                              "val_evaluator = dict(_delete_=True, type='CocoMetric', "
+                                              "ann_file=data_root + 'labels/annotations/val_labels.json')"),
+                                 "save_best 'coco/AP50' is not a key CocoMetric reports"),
     }
     cfg = prepare_config(load_config(good), good, tmp_path / "w")
     check_data_files(cfg)  # the complete hand config passes
@@ -161,17 +168,21 @@ def test_same_count_other_names_drops_cls_layers():
     assert "bbox_head.tood_cls.weight" not in mmdet2["state_dict"]
 
 
-def _train(tmp_path, capsys, *argv):
+def _cli(capsys, *argv):
     from afmcli.cli import main
 
     try:
-        main(["train", *map(str, argv)])
+        main(list(map(str, argv)))
         code = 0
     except SystemExit as exc:
         code = exc.code
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]
     return out
+
+
+def _train(tmp_path, capsys, *argv):
+    return _cli(capsys, "train", *argv)
 
 
 def _checkpoint(work_dir: Path) -> dict:
@@ -187,15 +198,40 @@ def _metric_names(work_dir: Path) -> set[str]:
     import re
 
     [log] = sorted(work_dir.glob("*/*.log"))
-    names = set(re.findall(r"coco/(\S+)_precision: ", log.read_text()))
+    names = set(re.findall(r"coco/(\S+)_AP50: ", log.read_text()))
     assert names
     return names
 
 
+def _infer_and_evaluate(tmp_path, capsys, config: Path, work_dir: Path, data, classes) -> dict:
+    """The user's next two commands after `afm train CONFIG --data DATA --work-dir W`:
+    `afm infer CONFIG W/epoch_1.pth DATA --split val --slice 640`, then `afm evaluate --gt DATA
+    --split val`. The table names the data's classes and no other; categories.json matches
+    the ground truth's table by name and id. Returns the metrics json."""
+    from afmcli.data.datasets import split_json
+
+    _cli(capsys, "infer", config, work_dir / "epoch_1.pth", data, "--split", "val", "--out", tmp_path / "r",
+         "--slice", 640, "--score-thr", 0.001)
+    written = json.loads((tmp_path / "r" / "categories.json").read_text())["categories"]
+    gt_json, _ = split_json(Path(data), "val")
+    truth = json.loads(gt_json.read_text())["categories"]
+    assert [(c["id"], c["name"]) for c in written] == [(c["id"], c["name"]) for c in truth] \
+        == list(enumerate(classes, 1))
+    out = _cli(capsys, "evaluate", "--gt", data, "--split", "val", "--pred", tmp_path / "r" / "predictions.json",
+               "--classwise", "--json", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert tuple(metrics["classwise"]["coco"]) == tuple(classes)
+    table_rows = {line.split("│")[1].strip() for line in out.out.splitlines() if line.count("│") == 5}
+    assert table_rows == set(classes)  # the per-class table: the data's names, no other
+    return metrics
+
+
 @needs_real
-def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, capsys):
+def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, capsys, monkeypatch):
     """The real 5-class YOLO set, sliced 640 crops, tiny TOOD one epoch, fine-tuned from a
-    10-class (VisDrone) checkpoint: backbone weights kept, classification layers new."""
+    10-class (VisDrone) checkpoint: backbone weights kept, classification layers new; then
+    sliced inference and `afm evaluate --gt data.yaml --split val`."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from mmdet.registry import MODELS
 
     from afmcli.data.visdrone_format import CLASSES as VISDRONE
@@ -221,23 +257,29 @@ def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, 
     assert _metric_names(tmp_path / "w") <= set(bench.CLASSES)
     crops = json.loads((tmp_path / "w/data/labels/annotations/train_sliced_labels.json").read_text())
     assert len(crops["images"]) > 2 and [c["name"] for c in crops["categories"]] == list(bench.CLASSES)
+    _infer_and_evaluate(tmp_path, capsys, config, tmp_path / "w", data, bench.CLASSES)
 
 
 @needs_real
-def test_real_coco_json_human_vehicle_afmnet_one_epoch(tmp_path, capsys):
+def test_real_coco_json_human_vehicle_afmnet_one_epoch(tmp_path, capsys, monkeypatch):
     """The shared COCO json (categories 0 human, 1 vehicle; 2 of its 50 images are in
-    visdrone-real): tiny AFMNet one epoch, the names in the checkpoint and the metrics."""
+    visdrone-real) as a COCO dataset yaml (train and val): tiny AFMNet one epoch, the names in
+    the checkpoint and the metrics; then sliced inference and `afm evaluate --gt DATA`."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     dataset = open_dataset(COCO_SAMPLE, VISDRONE)
     assert dataset.classes == ("human", "vehicle")
     split = dataset.read("train")
     assert split.counts["images"] == 2 and split.counts["labels missing images"] == 48
+    data = tmp_path / "coco.yaml"
+    data.write_text(f"format: coco\ntrain: {{ann: {COCO_SAMPLE}, images: {VISDRONE}}}\n"
+                    f"val: {{ann: {COCO_SAMPLE}, images: {VISDRONE}}}\n")
     config = bench.tiny_config(tmp_path / "user.py", base="afmnet_tiny_synth.py", scale=320, epochs=1)
-    out = _train(tmp_path, capsys, config, "--data", COCO_SAMPLE, "--images", VISDRONE, "--work-dir", tmp_path / "w")
-    assert "no validation split" in out.err
+    _train(tmp_path, capsys, config, "--data", data, "--work-dir", tmp_path / "w")
     ckpt = _checkpoint(tmp_path / "w")
     assert tuple(ckpt["meta"]["dataset_meta"]["classes"]) == ("human", "vehicle")
     assert ckpt["state_dict"]["hd_head.tood_cls.weight"].shape[0] == 2
-    assert _metric_names(tmp_path / "w") <= {"human", "vehicle"}
+    assert _metric_names(tmp_path / "w") == {"human", "vehicle"}
+    _infer_and_evaluate(tmp_path, capsys, config, tmp_path / "w", data, ("human", "vehicle"))
 
 
 @needs_real
@@ -313,7 +355,7 @@ def test_real_coco_json_convert_sliced_from_the_cli(tmp_path, capsys):
 def test_num_classes_of_a_two_stage_model_leave_the_rpn_alone():
     from mmengine.config import ConfigDict
 
-    from afmcli.engine.data_config import set_num_classes
+    from afmcli.engine.class_keys import set_num_classes
 
     model = ConfigDict(rpn_head=dict(num_classes=1), roi_head=dict(bbox_head=[dict(num_classes=80), dict(num_classes=80)]))
     assert set_num_classes(model, 5) == 2 and num_classes_in(model) == [5, 5]

@@ -62,11 +62,22 @@ def convert_visdrone(
     labels/annotations/<split>_labels.json under OUT; afm replaces only what it
     wrote (see README, Errors and safety).
     """
-    from afmcli.commands.tables import print_summary
     from afmcli.errors import AfmError
+    from afmcli.io import output_lock
 
     if to_visdrone and to_yolo:
         raise AfmError("--to-visdrone and --to-yolo go different ways: give one")
+    with output_lock(out, "afm convert-visdrone", "out"):  # one run at a time writes OUT
+        _convert(src, out, split, to_visdrone, gt, to_yolo, keep_ignored, slice_size, overlap, min_visible, copy,
+                 skip_bad, workers)
+
+
+def _convert(src: Path, out: Path, split: str, to_visdrone: bool, gt: Optional[Path], to_yolo: bool,
+             keep_ignored: bool, slice_size: Optional[List[int]], overlap: float, min_visible: float, copy: bool,
+             skip_bad: bool, workers: int) -> None:
+    from afmcli.commands.tables import print_summary
+    from afmcli.errors import AfmError
+
     if to_visdrone:
         _to_visdrone(src, out, gt)
         return
@@ -114,10 +125,12 @@ def convert(
     the upright image (EXIF orientation applied). Every split's counts are printed.
     """
     from afmcli.data.datasets import convert_dataset, open_dataset
+    from afmcli.io import output_lock
 
     dataset = open_dataset(data, images, split[0] if split and len(split) == 1 else "train")
-    done = convert_dataset(dataset, out, split or None, copy=copy, skip_bad=skip_bad, slice_size=slice_size,
-                           overlap=overlap, min_visible=min_visible, workers=workers)
+    with output_lock(out, "afm convert", "out"):  # one run at a time writes OUT
+        done = convert_dataset(dataset, out, split or None, copy=copy, skip_bad=skip_bad, slice_size=slice_size,
+                               overlap=overlap, min_visible=min_visible, workers=workers)
     print_splits(f"afm convert ({dataset.format}: {', '.join(dataset.classes)})", done)
     for converted in done:
         say_skipped(converted.data.skipped)

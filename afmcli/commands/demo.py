@@ -14,8 +14,10 @@ EXAMPLES = """Examples:
 
 def demo(ctx: typer.Context,
          out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every output (replaced only when "
-                                  "afm wrote it).")) -> None:
+                                  "afm wrote it)."),
+         verbose: bool = typer.Option(False, "--verbose", help="Also print mmengine's training log on the "
+                                      "terminal (it is always in the work dir's log file).")) -> None:
     """synth -> convert-visdrone -> make-masks -> train -> infer (sliced) -> fuse -> evaluate."""
     from afmcli.engine.demo import run_demo
 
-    run_demo(ctx.find_root().command, out)  # the `afm` command itself runs each step
+    run_demo(ctx.find_root().command, out, verbose=verbose)  # the `afm` command itself runs each step

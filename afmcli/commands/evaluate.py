@@ -19,8 +19,10 @@ FLAGS = {"images_dir": "--images"}
 
 
 def evaluate(
+    ctx: typer.Context,
     gt: Path = typer.Option(..., "--gt", help="Ground truth: a COCO json of any category table "
-                          "(VisDrone's: `afm convert-visdrone`'s) or a VisDrone annotations folder (with --images)."),
+                          "(VisDrone's: `afm convert-visdrone`'s), a VisDrone annotations folder (with --images), or a "
+                          "dataset as `afm train --data` takes it (a data.yaml, ...; with --split)."),
     pred: Path = typer.Option(..., "--pred", help="Detections: a VisDrone results folder "
                             "(<image>.txt each, e.g. results/val/visdrone) or a COCO results json."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder, for the image "
@@ -35,7 +37,7 @@ def evaluate(
     size_ranges: str = typer.Option("coco", "--size-ranges", help="The COCO view's object sizes: coco (tiny "
                                     "< 16, small < 32, medium < 96 px, large) or aitod (AI-TOD's very tiny 2-8, "
                                     "tiny 8-16, small 16-32, medium 32+ px; by sqrt(area))."),
-    split: str = typer.Option("val", "--split", help="Which split of a dataset --gt (a data.yaml) is scored."),
+    split: str = typer.Option("val", "--split", help="Which split of a dataset --gt (a data.yaml, ...) is scored."),
     analyse_dir: Optional[Path] = typer.Option(
         None, "--analyse", help="Folder for the error analysis (COCO view): figures and analysis.json."),
     draw_errors: Optional[Path] = typer.Option(
@@ -61,9 +63,12 @@ def evaluate(
     from afmcli.evaluation.coco_view import check_size_ranges
     from afmcli.evaluation.metrics import check_view, check_view_applies, compute_metrics
     from afmcli.evaluation.tables import metric_tables
-    from afmcli.io import check_output_file, check_replaceable, write_json
+    from afmcli.io import check_output_file, check_replaceable, output_locks, write_json
     from afmcli.progress import console as err_console
 
+    # One run at a time writes each output; released when the command ends.
+    ctx.with_resource(output_locks("afm evaluate", json_out=json_out, plots=plots, analyse_dir=analyse_dir,
+                                   draw_errors=draw_errors, report_dir=report_dir))
     if task == "mot":
         detection_only = [flag for flag, given in (
             ("--view", view != "both"), ("--plots", plots is not None), ("--classwise", classwise),

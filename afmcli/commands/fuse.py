@@ -43,10 +43,12 @@ def fuse(
     from rich.table import Table
 
     from afmcli.inference.fuse_files import fuse_files
+    from afmcli.io import output_locks
 
-    summary = fuse_files(preds, out, method=method, iou=iou, match=match, class_agnostic=class_agnostic,
-                         weights=weights or None, max_per_img=max_per_img, visdrone_dir=visdrone_dir,
-                         gt=gt)
+    with output_locks("afm fuse", out=out, visdrone_dir=visdrone_dir):
+        summary = fuse_files(preds, out, method=method, iou=iou, match=match, class_agnostic=class_agnostic,
+                             weights=weights or None, max_per_img=max_per_img, visdrone_dir=visdrone_dir,
+                             gt=gt)
     table = Table(title=f"afm fuse ({method}, {match} {iou}) -> {out}")
     table.add_column("source")
     table.add_column("images", justify="right")

@@ -23,8 +23,8 @@ def infer(
     config: Path = typer.Argument(..., help="The mmdet config the model was trained with, or an ONNX model "
                                   "from `afm export` (then no checkpoint: MODEL.onnx SOURCE)."),
     checkpoint: Path = typer.Argument(..., help="The trained weights (.pth)."),
-    source: Optional[Path] = typer.Argument(None, help="An image, a folder of images, a COCO json, a video or a "
-                                            "folder of videos."),
+    source: Optional[Path] = typer.Argument(None, help="An image, a folder of images, a COCO json, a video, a "
+                                            "folder of videos, or a dataset yaml (a data.yaml, ...; its --split)."),
     out: Path = typer.Option(..., "--out", help="Output folder; rerunning the same command resumes an "
                              "interrupted run. Files afm did not write there are left alone."),
     slice_size: int = typer.Option(640, "--slice", help="Tile size in pixels (square)."),
@@ -48,6 +48,8 @@ def infer(
                                     "detections per image (the best; VisDrone's toolkit reads 500)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder of a COCO json "
                                           "source (default: <json dir>/../../images/<split>/)."),
+    split: str = typer.Option("val", "--split", help="Which split of a dataset yaml source is run (its "
+                              "images and ids are those `afm evaluate --gt DATA --split` scores)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Fully unpickle the "
                                           "checkpoint (runs code from it: only for files you trust)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader processes that decode and tile ahead of "
@@ -90,7 +92,7 @@ def infer(
                              fp16=fp16, channels_last=channels_last)
     stats = run_inference(config, checkpoint, source, out, settings, device=device, images_dir=images,
                           trust=trust_checkpoint, workers=workers, launcher=launcher, overwrite=overwrite,
-                          frame_step=frame_step, threads=threads)
+                          frame_step=frame_step, split=split, threads=threads)
     if stats.rank > 0:
         return  # rank 0 reports for all
     table = Table(title="afm infer", show_header=False)
@@ -108,7 +110,7 @@ def infer(
         warn(f"{stats.at_cap} of {stats.images} images reached --max-per-img {max_per_img}: their "
              "lowest-scored fused detections may have been cut (raise it to keep more)")
     if stats.failed:
-        for path in stats.failed:
-            console.print(f"[red]unreadable image[/]: {path}")
+        for why in stats.failed:  # each says which image and why
+            console.print(f"unreadable image: {why}", markup=False, highlight=False, soft_wrap=True)
         raise AfmError(f"{len(stats.failed)} image(s) could not be read (first: {stats.failed[0]}); "
                        f"results for the other {stats.images} are in {out} (rerun to retry those)")

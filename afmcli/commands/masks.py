@@ -31,8 +31,10 @@ def make_masks(
     """
     from afmcli.data.mask_files import write_mask_files
     from afmcli.commands.tables import print_summary
+    from afmcli.io import output_lock
 
-    counts = write_mask_files(out, split, kind, small_area, threshold, workers)
+    with output_lock(out, "afm make-masks", "out"):  # the Datasets/ root: one writer at a time
+        counts = write_mask_files(out, split, kind, small_area, threshold, workers)
     print_summary(f"afm make-masks ({split}, {kind})", {
         "images": counts["images"], "small boxes": counts["small"], "large boxes": counts["large"],
         "crowd boxes (not drawn)": counts["crowd_skipped"],

@@ -45,6 +45,9 @@ def train(
     max_time: Optional[str] = typer.Option(None, "--max-time", help="Wall-clock limit, e.g. 2h, 90m, "
                                            "1h30m or 600 (seconds): ends at the last epoch forecast to "
                                            "finish within it, with its checkpoint."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also print mmengine's log on the terminal (the "
+                                 "environment, the config, every logged iteration); it is always in the "
+                                 "work dir's log file."),
 ) -> None:
     """Train a detector from a config (mmengine Runner; logs and checkpoints in the work dir)."""
     from afmcli.engine.train import train as run_training
@@ -65,7 +68,8 @@ def train(
     options = dict(slice_size=slice_size, overlap=overlap, skip_bad=skip_bad, images=images)
     runner = run_training(config, work_dir=work_dir, resume=resume, amp=amp, cfg_options=cfg_options,
                           launcher=launcher, data_root=data_root, trust_checkpoint=trust_checkpoint,
-                          max_time=max_time, data=data, data_options=options, data_report=report)
+                          max_time=max_time, data=data, data_options=options, data_report=report, verbose=verbose)
     from rich.console import Console
 
-    Console().print(f"[bold green]done[/]: checkpoints and logs in {runner.work_dir}")
+    Console().print(f"done: epoch {runner.epoch}, iteration {runner.iter}; checkpoints in {runner.work_dir}, "
+                    f"the full log in {runner.log_dir}", markup=False, highlight=False, soft_wrap=True)

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from afmcli.data.coco import ImageLabels, build_coco, check_gt_rows, visdrone_rows_to_labels
-from afmcli.data.images import check_unique_keys, image_size, list_images, read_image
+from afmcli.data.images import check_unique_keys, image_size, list_images, read_image, save_image
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.slicing import boxes_in_window, check_overlap, slice_windows, warn_many_tiles
 from afmcli.data.visdrone_format import data_line_numbers, read_visdrone_file
@@ -167,8 +167,7 @@ def _write_crops(job: tuple[Path, str, np.ndarray, Path]) -> None:
     (out_dir / file_name).parent.mkdir(parents=True, exist_ok=True)
     for window in windows:
         x1, y1, x2, y2 = (int(v) for v in window)
-        if not cv2.imwrite(str(out_dir / crop_file_name(file_name, window)), img[y1:y2, x1:x2]):
-            raise AfmError(f"{out_dir}: cannot write crops")
+        save_image(out_dir / crop_file_name(file_name, window), img[y1:y2, x1:x2])
 
 
 def link_or_copy(src: Path, dst: Path, copy: bool) -> None:

@@ -27,6 +27,7 @@ categories 1..K in class order, crops with ``slice_size``), the way
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,10 @@ from afmcli.data.readers.coco import CocoDataset
 from afmcli.data.readers.visdrone import VisDroneDataset
 from afmcli.data.readers.yolo import YoloDataset
 from afmcli.errors import AfmError, ParameterError
+from afmcli.io import cache_folder
 
 FORMATS = ("yolo", "coco", "visdrone")
+DATASET_SUFFIXES = (".yaml", ".yml")
 
 
 def _read_yaml(path: Path) -> dict:
@@ -104,7 +107,7 @@ def open_dataset(data: str | os.PathLike | DatasetReader, images: str | os.PathL
     path = Path(data)
     if images is not None and path.suffix.lower() != ".json":
         raise ParameterError(f"{{images}} goes with a COCO json DATA, not {path}", "images")
-    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+    if path.is_file() and path.suffix.lower() in DATASET_SUFFIXES:
         return _from_yaml(path)
     if path.is_file() and path.suffix.lower() == ".json":
         return CocoDataset(path, {split: (path, Path(images) if images is not None else path.parent)})
@@ -172,3 +175,18 @@ def convert_dataset(data: str | os.PathLike | DatasetReader, out: str | os.PathL
         done.append(ConvertedSplit(name, split, stats, paths.ann_file, paths.images,
                                    crops.ann_file if name in cut else None, crops.images if name in cut else None))
     return done
+
+
+def split_json(data: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """The COCO json of DATA's ``split`` and its image folder, for `afm evaluate --gt DATA` and
+    `afm infer DATA`: the split as afm reads it for training (images missing from the folder
+    left out, ignored objects kept), categories 1..K in the data's class order. Written by
+    :func:`convert_dataset` into afm's cache (``~/.cache/afmcli/datasets/``; images linked) and
+    kept while the data are unchanged; nothing is written beside the data."""
+    dataset = open_dataset(data, split=split)
+    if split not in dataset.splits:
+        raise ParameterError(f"{data}: no split {split!r} (it has {', '.join(dataset.splits)}); "
+                             "choose one with {split}", "split")
+    key = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
+    [done] = convert_dataset(dataset, cache_folder("datasets", key), [split], reuse=True)
+    return done.ann_file, done.images

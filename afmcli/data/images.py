@@ -171,6 +171,22 @@ def read_image(path: str | os.PathLike, flags: int | None = None) -> np.ndarray:
     return img
 
 
+def save_image(path: str | os.PathLike, pixels: np.ndarray, params: Iterable[int] = ()) -> None:
+    """Encode ``pixels`` in the format of ``path``'s suffix and write them there.
+
+    Unlike ``cv2.imwrite``, which only returns False, a failed write raises the OS's error
+    (a full disk, a read-only file system) with its reason; afmcli.io.atomic_path names the
+    output it belongs to."""
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix, pixels, list(params))
+    if not ok:
+        raise AfmError(f"{path}: cannot encode the image as {path.suffix}")
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
+
+
 def image_size(path: str | os.PathLike, complete: bool = True) -> tuple[int, int]:
     """The upright image's (width, height) from the header (imagesize applies a JPEG's
     EXIF orientation), without decoding the pixels; a header that cannot be read falls

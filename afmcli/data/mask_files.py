@@ -17,9 +17,8 @@ import numpy as np
 
 from afmcli.data.coco_check import load_coco_gt
 from afmcli.data.layout import DatasetPaths
-from afmcli.data.images import check_unique_keys, image_key
+from afmcli.data.images import check_unique_keys, image_key, save_image
 from afmcli.data.masks import render_object_masks, shape_radius
-from afmcli.errors import AfmError
 from afmcli.io import atomic_path, check_replaceable
 from afmcli.parallel import worker_pool
 from afmcli.progress import track
@@ -47,8 +46,7 @@ def _write_masks(job: tuple) -> None:
     masks = render_object_masks(boxes, areas, (height, width), 1, kind, small_area, threshold)
     for folder, mask in zip(dirs, masks):
         (folder / key).parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(folder / f"{key}.png"), mask * np.uint8(255), PNG_PARAMS):
-            raise AfmError(f"{folder}: cannot write mask files")
+        save_image(folder / f"{key}.png", mask * np.uint8(255), PNG_PARAMS)
 
 
 def write_mask_files(root: Path, split: str, kind: str = "oval", small_area: float = 1024,

@@ -47,8 +47,10 @@ def slice_windows(height: int, width: int, slice_h: int, slice_w: int,
 
 
 # Above this many tiles per image (2000x1500 at --slice 640 takes 12, at --overlap 0.5 20)
-# the overlap is almost surely a typo for a smaller ratio: say so before the work.
+# the overlap is almost surely a typo for a smaller ratio, or the image is huge: say so
+# before the work.
 MANY_TILES_PER_IMAGE = 200
+USUAL_OVERLAP = (0.2, 0.25)
 
 
 def check_overlap(overlap: float) -> None:
@@ -62,16 +64,21 @@ def tile_count(height: int, width: int, slice_size: int, overlap: float) -> int:
     return len(_starts(int(height), slice_size, step)) * len(_starts(int(width), slice_size, step))
 
 
-def warn_many_tiles(sizes: list[tuple[int, int]], slice_size: int, overlap: float) -> None:
-    """Warn when (width, height) ``sizes`` make more than MANY_TILES_PER_IMAGE tiles per image."""
+def warn_many_tiles(sizes: list[tuple[int, int]], slice_size: int, overlap: float) -> bool:
+    """Warn when (width, height) ``sizes`` make more than MANY_TILES_PER_IMAGE tiles per image,
+    with the option that helps: a usual overlap, or (the overlap being usual) a larger slice.
+    Returns whether it warned."""
     counts = [tile_count(h, w, slice_size, overlap) for w, h in sizes]
     if not counts or max(counts) <= MANY_TILES_PER_IMAGE:
-        return
+        return False
     worst = counts.index(max(counts))
     one = f"{max(counts):,} tiles for a {sizes[worst][0]}x{sizes[worst][1]} image"
     total = f"{sum(counts):,} tiles for {len(counts):,} images ({one})" if len(counts) > 1 else one
-    warn(f"{{slice_size}} {slice_size} {{overlap}} {overlap} makes {total}; the usual overlap is 0.2 to 0.25",
-         "slice_size", "overlap")
+    low, high = USUAL_OVERLAP
+    advice = (f"the usual overlap is {low} to {high}" if overlap > high else
+              "a larger {slice_size} makes fewer")
+    warn(f"{{slice_size}} {slice_size} {{overlap}} {overlap} makes {total}; {advice}", "slice_size", "overlap")
+    return True
 
 
 def clip_boxes_xyxy(boxes: np.ndarray, window: np.ndarray | tuple) -> np.ndarray:

@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from afmcli.data.convert import SPLITS, link_or_copy, read_split
-from afmcli.data.images import read_image
+from afmcli.data.images import read_image, save_image
 from afmcli.data.visdrone_format import CLASSES
-from afmcli.errors import AfmError, ParameterError
+from afmcli.errors import ParameterError
 from afmcli.io import MARKER, SharedFolder, atomic_path, check_replaceable
 from afmcli.parallel import worker_pool
 from afmcli.progress import track
@@ -144,8 +143,7 @@ def _write_image(job: tuple[_Image, Path, bool]) -> None:
     pixels = read_image(image.src)
     height, width = pixels.shape[:2]
     pixels[painted_mask(image.paint, width, height)] = PAINT
-    if not cv2.imwrite(str(dst), pixels):
-        raise AfmError(f"{dst}: cannot write the image")
+    save_image(dst, pixels)
 
 
 def convert_split_to_yolo(src: Path, out: Path, split: str, keep_ignored: bool = False, copy: bool = False,

@@ -34,6 +34,14 @@ from afmcli.errors import AfmError, ParameterError
 _TRUSTED: list[Path] = []
 
 
+def checkpoint_classes(ckpt) -> tuple[str, ...] | None:
+    """The class names a checkpoint records, or None: mmengine's ``meta.dataset_meta.classes``,
+    or ``meta['CLASSES']`` of mmdet 2.x checkpoints (its model zoo's)."""
+    meta = (ckpt.get("meta") if isinstance(ckpt, dict) else None) or {}
+    classes = (meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES")
+    return tuple(classes) if classes else None
+
+
 def _numpy_globals() -> list:
     """numpy internals that numpy's pickles name (numpy 1.x and 2.x spellings)."""
     found = [np.ndarray, np.dtype]

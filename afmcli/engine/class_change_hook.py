@@ -20,6 +20,8 @@ import copy
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
+from afmcli.engine.checkpoint import checkpoint_classes
+from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.errors import warn
 
 
@@ -27,8 +29,6 @@ def class_dependent_keys(model_cfg, state_dict_shapes: dict) -> set[str]:
     """State-dict keys of the model ``model_cfg`` builds whose shape depends on its class count."""
     import torch
     from mmdet.registry import MODELS
-
-    from afmcli.engine.data_config import num_classes_in, set_num_classes
 
     cfg = copy.deepcopy(model_cfg)
     counts = num_classes_in(cfg)
@@ -64,9 +64,7 @@ class ClassChangeHook(Hook):
         if runner._resume:  # resuming a run: its own classes
             return
         classes = self.classes or tuple(runner.train_dataloader.dataset.metainfo.get("classes") or ())
-        meta = checkpoint.get("meta") or {}
-        # mmengine records dataset_meta; mmdet 2.x checkpoints (its model zoo's) meta['CLASSES'].
-        old = tuple((meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES") or ())
+        old = checkpoint_classes(checkpoint) or ()
         if old and old == classes:
             return
         state = checkpoint.get("state_dict", checkpoint)

@@ -5,8 +5,9 @@ What a hand-made mmdet config needs for a new class list, set here for the shipp
 configs and any config inheriting them: every ``num_classes`` in the model (the main
 head, AFMNet's HD head, any other), each dataloader's datasets (``data_root``,
 ``ann_file``, ``data_prefix``, ``metainfo.classes``), the evaluators' ``ann_file``
-and the checkpoint hook's ``save_best`` key. VisDrone's own ten classes keep the
-VisDrone metric; any other class list is scored by mmdet's ``CocoMetric``.
+and the checkpoint hook's ``save_best`` key. afm's ``VisDroneMetric`` scores every class
+list (afmcli/evaluation/metric.py: the toolkit's view and the COCO view for VisDrone's ten
+classes, the COCO view by class name for any other), the evaluator `afm evaluate` runs.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from afmcli.data.convert import ConvertStats
 from afmcli.data.datasets import ConvertedSplit, convert_dataset, open_dataset
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.readers.base import SplitData
+from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.data.visdrone_format import CLASSES as VISDRONE_CLASSES
 from afmcli.errors import AfmError, warn
 
 DATA_FOLDER = "data"  # inside the work dir: afm's copy of the dataset (links, json, crops)
-COCO_SAVE_BEST = "coco/bbox_mAP_50"
+COCO_SAVE_BEST = "coco/bbox_mAP_50"  # what mmdet's CocoMetric reports
+SAVE_BEST = "coco/AP50"  # VisDroneMetric's key for any class list (the shipped configs' choice)
 VAL_SPLITS = ("val", "valid", "validation")
 TEST_SPLITS = ("test", "test-dev")
 
@@ -75,26 +78,6 @@ def planned_split(root: Path, name: str, sliced: bool) -> ConvertedSplit:
                           crops.ann_file if sliced else None, crops.images if sliced else None)
 
 
-# Class-agnostic parts whose num_classes is not the data's (a two-stage detector's RPN: 1).
-CLASS_AGNOSTIC = ("rpn_head",)
-
-
-def set_num_classes(node, num_classes: int) -> int:
-    """Set every ``num_classes`` key in a (nested) config to ``num_classes`` (not inside
-    CLASS_AGNOSTIC parts); how many there were."""
-    found = 0
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "num_classes":
-                node[key] = num_classes
-                found += 1
-            elif key not in CLASS_AGNOSTIC:
-                found += set_num_classes(value, num_classes)
-    elif isinstance(node, (list, tuple)):
-        found += sum(set_num_classes(item, num_classes) for item in node)
-    return found
-
-
 def _point(dataset, split: ConvertedSplit, classes, sliced: bool) -> None:
     ann, images = (split.sliced_ann_file, split.sliced_images) if sliced else (split.ann_file, split.images)
     root = images.parent.parent
@@ -133,14 +116,16 @@ def apply_data(cfg, prepared: PreparedData) -> None:
             continue
         metrics = []
         for metric in _metrics(cfg.get(key)):
-            if metric.get("type") == "VisDroneMetric" and not visdrone:
-                metric = dict(type="CocoMetric", metric="bbox", classwise=True)
             metric["ann_file"] = str(split.ann_file)
+            if metric.get("type") == "VisDroneMetric" and not visdrone:
+                metric["classwise"] = True  # the data's class names in the log
             metrics.append(metric)
         cfg[key] = metrics[0] if len(metrics) == 1 else metrics
     checkpoint = (cfg.get("default_hooks") or {}).get("checkpoint")
-    if checkpoint and checkpoint.get("save_best") and not visdrone:
-        checkpoint.save_best = COCO_SAVE_BEST
+    save_best = checkpoint.get("save_best") if checkpoint else None
+    if isinstance(save_best, str) and save_best.startswith("visdrone/") and not visdrone \
+            and "VisDroneMetric" in [m.get("type") for m in _metrics(cfg.get("val_evaluator") or {}) if m]:
+        checkpoint.save_best = SAVE_BEST  # the toolkit's view is VisDrone's classes only
 
 
 def _json_category_names(path: Path) -> list[str] | None:
@@ -177,17 +162,16 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
                            "num_classes (bbox_head, hd_head), or train with --data DATA")
     save_best = ((cfg.get("default_hooks") or {}).get("checkpoint") or {}).get("save_best")
     metrics = [m.get("type") for m in _metrics(cfg.get("val_evaluator") or {}) if m]
-    if isinstance(save_best, str) and save_best.startswith("coco/") and "CocoMetric" in metrics \
+    if not isinstance(save_best, str):
+        return
+    if save_best.startswith("coco/") and "CocoMetric" in metrics \
             and "VisDroneMetric" not in metrics and not save_best.startswith("coco/bbox_"):
         raise AfmError(f"default_hooks.checkpoint.save_best {save_best!r} is not a key CocoMetric reports "
                        f"(it reports {COCO_SAVE_BEST}, coco/bbox_mAP, ...): set save_best='{COCO_SAVE_BEST}'")
-
-
-def num_classes_in(node) -> list[int]:
-    """Every ``num_classes`` value in a (nested) config (not inside CLASS_AGNOSTIC parts)."""
-    if isinstance(node, dict):
-        return [v for key, value in node.items() if key not in CLASS_AGNOSTIC
-                for v in ([int(value)] if key == "num_classes" else num_classes_in(value))]
-    if isinstance(node, (list, tuple)):
-        return [v for item in node for v in num_classes_in(item)]
-    return []
+    classes = next((tuple((d.get("metainfo") or {}).get("classes") or ())
+                    for key, d in inner_datasets(cfg, loaders) if key == "val_dataloader"), ())
+    if save_best.startswith("visdrone/") and "VisDroneMetric" in metrics and classes \
+            and classes != VISDRONE_CLASSES:
+        raise AfmError(f"default_hooks.checkpoint.save_best {save_best!r}: VisDroneMetric reports the toolkit's "
+                       f"view for VisDrone's ten classes only, and val_dataloader's metainfo.classes are others "
+                       f"({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}): set save_best='{SAVE_BEST}'")

@@ -7,6 +7,8 @@ passes the `afm` command in (``afmcli.cli.app``, or the click command running no
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shlex
 import time
 from pathlib import Path
@@ -31,11 +33,18 @@ console = Console()
 App = Callable[..., object]  # the `afm` command: app(args=[...], prog_name=..., standalone_mode=False)
 
 
-def run_step(app: App, args: list[str]) -> float:
-    """Run ``afm args`` in this process; the seconds it took."""
+def run_step(app: App, args: list[str], quiet: bool = False) -> float:
+    """Run ``afm args`` in this process; the seconds it took. ``quiet``: without the step's
+    own summary tables (its stdout), keeping mmengine's warnings, afm's (on stderr) and
+    the training's progress and epoch tables (on stderr too)."""
     console.rule(f"[bold]afm {shlex.join(args)}")
     start = time.perf_counter()
-    code = app(args=args, prog_name="afm", standalone_mode=False)
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown) if quiet else contextlib.nullcontext():
+        code = app(args=args, prog_name="afm", standalone_mode=False)
+    for line in shown.getvalue().splitlines():
+        if " - WARNING - " in line or " - ERROR - " in line:  # mmengine's logger
+            console.print(line, markup=False, highlight=False)
     if isinstance(code, int) and code:
         raise AfmError(f"demo step failed (exit {code}): afm {shlex.join(args)}")
     return time.perf_counter() - start
@@ -49,8 +58,8 @@ def last_checkpoint(work_dir: Path) -> Path:
 
 
 def make_synthetic_split(app: App, out: Path, train_images: int, val_images: int, width: int,
-                         height: int) -> tuple[Path, dict[str, float]]:
-    """`afm synth` train and val sets in VisDrone's layout, converted.
+                         height: int, quiet: bool = False) -> tuple[Path, dict[str, float]]:
+    """`afm synth` train and val sets in VisDrone's layout, converted (``quiet``: as run_step).
 
     Returns the Datasets/ root and the seconds each step took.
     """
@@ -59,33 +68,37 @@ def make_synthetic_split(app: App, out: Path, train_images: int, val_images: int
     times: dict[str, float] = {}
     times["synth"] = sum(
         run_step(app, ["synth", str(raw / f"VisDrone2019-DET-{split}"), "--split", split,
-                  "--images", str(n), "--seed", str(seed), *size])
+                  "--images", str(n), "--seed", str(seed), *size], quiet)
         for split, n, seed in (("train", train_images, 0), ("val", val_images, 1)))
     times["convert-visdrone"] = sum(
-        run_step(app, ["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split])
+        run_step(app, ["convert-visdrone", str(raw / f"VisDrone2019-DET-{split}"), str(data), "--split", split], quiet)
         for split in ("train", "val"))
     return data, times
 
 
-def run_demo(app: App, out: Path, config: Path = DEMO_CONFIG) -> dict:
-    """Run every step into ``out``; return the VisDrone/COCO metrics dict."""
+def run_demo(app: App, out: Path, config: Path = DEMO_CONFIG, verbose: bool = False) -> dict:
+    """Run every step into ``out``; return the VisDrone/COCO metrics dict (``verbose``: train
+    with --verbose)."""
     out = Path(out)
-    data, times = make_synthetic_split(app, out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H)
+    quiet = not verbose  # each step's own tables only with --verbose: the demo sums up at the end
+    data, times = make_synthetic_split(app, out, TRAIN_IMAGES, VAL_IMAGES, IMAGE_W, IMAGE_H, quiet)
     ann = data / "labels" / "annotations"
     work_dir, infer_dir = out / "work_dir", out / "infer"
-    times["make-masks"] = run_step(app, ["make-masks", str(data), "--split", "train"])
-    times["train"] = run_step(app, ["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data)])
+    times["make-masks"] = run_step(app, ["make-masks", str(data), "--split", "train"], quiet)
+    times["train"] = run_step(app, ["train", str(config), "--work-dir", str(work_dir), "--data-root", str(data),
+                                    *(["--verbose"] if verbose else [])], quiet)
     checkpoint = last_checkpoint(work_dir)
     times["infer"] = run_step(app, ["infer", str(config), str(checkpoint), str(ann / "val_labels.json"),
                                "--out", str(infer_dir), "--slice", str(SLICE), "--overlap", str(OVERLAP),
-                               "--batch-size", "8", "--viz", "--overwrite"])  # the demo owns its folder
+                               "--batch-size", "8", "--viz", "--overwrite"], quiet)  # the demo owns its folder
     times["fuse"] = run_step(app, ["fuse", str(infer_dir / "sources" / "slices.json"),
                               str(infer_dir / "sources" / "full.json"), "--out", str(out / "fused_wbf.json"),
-                              "--method", "wbf", "--gt", str(ann / "val_labels.json")])
+                              "--method", "wbf", "--gt", str(ann / "val_labels.json")], quiet)
     metrics_json = out / "metrics.json"
     times["evaluate"] = run_step(app, ["evaluate", "--gt", str(ann / "val_labels.json"),
                                   "--pred", str(infer_dir / "predictions.json"), "--json", str(metrics_json),
-                                  "--plots", str(out / "plots"), "--classwise", "--report", str(out / "report")])
+                                  "--plots", str(out / "plots"), "--classwise", "--report", str(out / "report")],
+                                  quiet)
 
     from afmcli.io import read_json
 
@@ -111,5 +124,8 @@ def run_demo(app: App, out: Path, config: Path = DEMO_CONFIG) -> dict:
         steps.add_column(name, justify="right")
     steps.add_row(*(f"{t:.1f}" for t in times.values()))
     console.print(steps)
-    console.print(f"Report: {out / 'report' / 'index.html'}", markup=False, highlight=False)
+    visdrone = metrics.get("visdrone", {})
+    console.print(f"afm demo done in {sum(times.values()):.0f} s: VisDrone AP {visdrone.get('AP', float('nan')):.2f}, "
+                  f"AP50 {visdrone.get('AP50', float('nan')):.2f} (%); report: {out / 'report' / 'index.html'}",
+                  markup=False, highlight=False, soft_wrap=True)
     return metrics

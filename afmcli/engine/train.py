@@ -5,11 +5,13 @@ when installed, CPU DDP on gloo, a wall-clock limit, and one option for the data
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
 
 from afmcli.errors import AfmError, ParameterError
+from afmcli.io import output_lock
 
 
 def parse_cfg_options(options: list[str] | None) -> dict:
@@ -181,41 +183,51 @@ def _prepare_data_once(cfg, data, options: dict, report):
 
 def train(config: str | os.PathLike, work_dir=None, resume=None, amp=False, cfg_options=None,
           launcher="none", data_root=None, trust_checkpoint=False, progress=True, max_time=None,
-          data=None, data_options=None, data_report=None):
+          data=None, data_options=None, data_report=None, verbose=False):
     """Build the Runner and train. Returns the Runner (for tests and the demo).
     ``max_time`` (seconds, or a duration such as "1h30m") ends training at the last epoch
     forecast to finish within it (TrainTimeLimitHook). ``data``: a dataset (see
     :func:`afmcli.data.datasets.open_dataset`), written into the work dir and set into the
     config (:mod:`afmcli.engine.data_config`); ``data_options``: prepare_data's keywords
-    (slice_size, overlap, skip_bad, images); ``data_report(prepared)`` is called once it is written."""
+    (slice_size, overlap, skip_bad, images); ``data_report(prepared)`` is called once it is written.
+    mmengine's log lines go to the work dir's log file, and with ``verbose`` to the terminal too."""
     from mmengine.runner import Runner
 
     from afmcli.engine import class_change_hook, progress_hook, time_limit_hook  # noqa: F401  (register the hooks)
     from afmcli.engine.checkpoint import install_safe_loader, trusted
+    from afmcli.engine.quiet import quiet_coco_loads, quiet_runner
 
     config = Path(config)
     if data is not None and data_root:
         raise ParameterError("{data} and {data_root} both name the data: give one", "data", "data_root")
     cfg = prepare_config(load_config(config, cfg_options), config, work_dir, resume, amp,
                          launcher, data_root, progress, max_time)
-    if data is not None:
-        from afmcli.engine.data_config import apply_data
+    with contextlib.ExitStack() as stack:
+        if _main_process():  # one run at a time trains into a work dir (the main process holds it for all)
+            stack.enter_context(output_lock(cfg.work_dir, "afm train", "work_dir"))
+        if data is not None:
+            from afmcli.engine.data_config import apply_data
 
-        apply_data(cfg, _prepare_data_once(cfg, data, data_options or {}, data_report))
-    if cfg.get("load_from") and not cfg.get("resume") and \
-            not any(h.get("type") == "ClassChangeHook" for h in cfg.custom_hooks):
-        cfg.custom_hooks = [*cfg.custom_hooks, dict(type="ClassChangeHook")]
-    check_data_files(cfg)
-    _init_cpu_distributed(cfg)
-    install_safe_loader()
-    runner = Runner.from_cfg(cfg)
-    # Resuming reads the run's own files (optimizer state, message hub): trust them.
-    trust_root = Path(cfg.work_dir) if resume else None
-    if trust_checkpoint and cfg.get("load_from"):
-        trust_root = Path(cfg.load_from)
-    if trust_root is not None:
-        with trusted(trust_root):
-            runner.train()
-    else:
+            apply_data(cfg, _prepare_data_once(cfg, data, data_options or {}, data_report))
+        if cfg.get("load_from") and not cfg.get("resume") and \
+                not any(h.get("type") == "ClassChangeHook" for h in cfg.custom_hooks):
+            cfg.custom_hooks = [*cfg.custom_hooks, dict(type="ClassChangeHook")]
+        check_data_files(cfg)
+        if not verbose:
+            stack.enter_context(quiet_coco_loads())
+        _init_cpu_distributed(cfg)
+        install_safe_loader()
+        runner = (Runner if verbose else quiet_runner()).from_cfg(cfg)
+        # Resuming reads the run's own files (optimizer state, message hub): trust them.
+        trust_root = Path(cfg.work_dir) if resume else None
+        if trust_checkpoint and cfg.get("load_from"):
+            trust_root = Path(cfg.load_from)
+        if trust_root is not None:
+            stack.enter_context(trusted(trust_root))
         runner.train()
     return runner
+
+
+def _main_process() -> bool:
+    """Rank 0 of a launched run (torchrun's RANK, slurm's SLURM_PROCID), or the only process."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0

@@ -2,7 +2,8 @@
 
 Ground truth: a VisDrone annotations folder (image sizes from the image headers)
 or our COCO json (sizes, ignore regions, unclipped boxes and category-11 rows
-inside; see afmcli/data/coco.py). Predictions: a VisDrone results folder
+inside; see afmcli/data/coco.py), or a dataset's split (afmcli.data.datasets.split_json:
+any format afm reads, converted into afm's cache). Predictions: a VisDrone results folder
 (<name>.txt, file order kept) or a COCO results json (sorted per image by score,
 stable, cut at 500, as our writer does). Images are named by their relative path
 without suffix (afmcli.data.images.image_key; the stem for flat folders) and
@@ -20,6 +21,7 @@ import numpy as np
 from afmcli.data.coco import (MAX_DETS_PER_IMAGE, check_gt_rows, coco_results_to_visdrone,
                               coco_to_visdrone_rows, images_over_cap)
 from afmcli.data.coco_check import Results, check_coco_results, load_coco_gt, load_coco_results
+from afmcli.data.datasets import DATASET_SUFFIXES, split_json
 from afmcli.data.images import check_unique_keys, image_key, image_size, list_images
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
@@ -37,6 +39,7 @@ class GroundTruth:
 
     ``coco_images`` are the json's image records (for COCO results), else None. ``table``:
     the category table; rows number its categories 1..K (afmcli.evaluation.categories).
+    ``images``: the image folder of a dataset's split (for drawing), else None.
     """
 
     names: list[str]
@@ -46,6 +49,7 @@ class GroundTruth:
     coco_images: list[dict] | None = None
     table: CategoryTable = VISDRONE_TABLE
     source: str = "the ground truth"  # its path, for messages
+    images: Path | None = None
 
 
 def _bad_gt_row(rows: np.ndarray) -> tuple[int, str] | None:
@@ -139,20 +143,26 @@ def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
                        source=str(gt_json))
 
 
-DATASET_SUFFIXES = (".yaml", ".yml")
-
-
-def ground_truth_json(data: Path, split: str) -> Path:
-    """The one place a dataset (a data.yaml, a dataset folder) becomes the COCO json of its
-    ``split`` for the evaluation. Until afmcli.data reads datasets, a data.yaml is refused."""
-    raise ParameterError(f"{data}: reading a dataset's {split} split as ground truth is not supported yet; "
-                         "give its COCO json as {gt}", "gt")
+def is_dataset(gt: Path) -> bool:
+    """A dataset (afmcli.data.datasets.open_dataset's DATA) rather than a COCO json or a
+    VisDrone annotations folder: a dataset yaml, or a folder holding a data.yaml, a VisDrone
+    split (images/ and annotations/) or afm's Datasets/ layout."""
+    if gt.suffix.lower() in DATASET_SUFFIXES:
+        return True
+    return gt.is_dir() and (any((gt / name).is_file() for name in ("data.yaml", "data.yml"))
+                            or ((gt / "images").is_dir() and (gt / "annotations").is_dir())
+                            or (gt / "labels" / "annotations").is_dir())
 
 
 def load_ground_truth(gt: Path, images_dir: Path | None = None, split: str = "val") -> GroundTruth:
+    """``gt``: a COCO json, a VisDrone annotations folder (sizes from ``images_dir``), or a
+    dataset (:func:`is_dataset`), of which ``split`` is scored."""
     gt = Path(gt)
-    if gt.suffix.lower() in DATASET_SUFFIXES:
-        gt = ground_truth_json(gt, split)
+    if is_dataset(gt):
+        ann, images = split_json(gt, split)
+        truth = load_coco_ground_truth(ann)
+        truth.source, truth.images = f"{ann} (the {split} split of {gt})", images
+        return truth
     if gt.is_dir():
         return load_txt_ground_truth(gt, images_dir)
     if gt.is_file():
@@ -251,7 +261,7 @@ def image_files(gt: GroundTruth, gt_path: Path, images_dir: Path | None) -> dict
                                  "images_dir")
         files = {image_key(p.name): p for p in list_images(images_dir)}
     else:
-        root = images_dir or DatasetPaths.from_ann_file(gt_path).images
+        root = images_dir or gt.images or DatasetPaths.from_ann_file(gt_path).images
         files = {image_key(img["file_name"]): root / img["file_name"] for img in gt.coco_images}
     for name in gt.names:
         if name not in files or not files[name].is_file():

@@ -31,6 +31,14 @@ class DistContext:
         if self.world > 1:
             torch.distributed.barrier()
 
+    def merged(self, part: dict) -> dict:
+        """Every rank's ``part`` in one dict, on every rank."""
+        if self.world == 1:
+            return dict(part)
+        parts: list = [None] * self.world
+        torch.distributed.all_gather_object(parts, part)
+        return {key: value for one in parts for key, value in one.items()}
+
     def on_rank0(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on rank 0 and give every rank its result; an error there is the
         same AfmError on every rank (so all exit 2 with one line)."""

@@ -21,12 +21,14 @@ together from the records at the end (afmcli.inference.assemble). Under
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from afmcli.data.slicing import warn_many_tiles
+from afmcli.data.slicing import MANY_TILES_PER_IMAGE, tile_count, warn_many_tiles
 from afmcli.errors import ParameterError
+from afmcli.io import named_write_errors, output_lock
 from afmcli.inference.assemble import Totals, assemble
 from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx, read_metadata
 from afmcli.inference.distributed import DistContext, balanced_shards, distributed
@@ -36,7 +38,7 @@ from afmcli.inference.settings import InferSettings
 from afmcli.engine.train import load_config
 from afmcli.inference.backends.mmdet_backend import Model, load_model
 from afmcli.inference.records import RecordWriter, scan_records
-from afmcli.inference.sources import ImageItem, Source, category_ids, open_source
+from afmcli.inference.sources import ImageItem, Source, category_ids, open_source, why_unreadable
 from afmcli.inference.state import RunState, fingerprint
 from afmcli.inference.writers import RunInfo, enabled_writers, output_names
 
@@ -62,10 +64,11 @@ class Plan:
     weights: list[list[int]] = field(default_factory=list)  # tiles + full pass per image, per shard
 
 
-def make_plan(cfg, checkpoint: Path, source: Path, out: Path, settings: InferSettings, device: str,
+def make_plan(cfg, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings, device: str,
               images_dir: Path | None, frame_step: int, overwrite: bool, ranks: int,
-              classes: tuple[str, ...]) -> Plan:
-    opened = open_source(source, images_dir, frame_step)
+              classes: tuple[str, ...], split: str = "val") -> Plan:
+    # A source opened already (afm track's image sequences) runs as it is.
+    opened = open_source(source, images_dir, frame_step, split) if isinstance(source, (str, Path)) else source
     names = dict(zip(category_ids(classes, opened.categories, opened.path), classes))
     writers = enabled_writers(settings, names)
     for cls in writers:
@@ -79,6 +82,9 @@ def make_plan(cfg, checkpoint: Path, source: Path, out: Path, settings: InferSet
         return plan
     done = set(scan_records(state.records)) if status == "resume" else set()
     todo = [item for item in opened.items if item.image_id not in done]
+    if settings.slices and tile_count(*REFERENCE_SIZE[::-1], settings.slice_size, settings.overlap) \
+            <= MANY_TILES_PER_IMAGE:  # else said already, before any work
+        warn_many_tiles([size for size in map(opened.size, todo) if size], settings.slice_size, settings.overlap)
     weights = [image_weight(opened, item, settings) for item in todo]  # header reads: fast
     for part in balanced_shards(weights, ranks):
         plan.shards.append(todo[part])
@@ -87,8 +93,9 @@ def make_plan(cfg, checkpoint: Path, source: Path, out: Path, settings: InferSet
 
 
 def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: list[int], run: RunInfo,
-              state: RunState, ctx: DistContext, workers: int) -> None:
-    """Run this rank's images, appending each finished image to a record log."""
+              state: RunState, ctx: DistContext, workers: int) -> dict[int, str]:
+    """Run this rank's images, appending each finished image to a record log; returns why
+    each image that could not be read could not, by image id."""
     from afmcli.progress import make_progress
 
     settings = run.settings
@@ -99,7 +106,8 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
     loader = make_loader(stream, workers, pin_memory=on_gpu)
     if on_gpu and hasattr(model.module.data_preprocessor, "_non_blocking"):
         model.module.data_preprocessor._non_blocking = True  # copies from pinned memory overlap compute
-    with RecordWriter(state.records, ctx.rank) as writer, make_progress(disable=ctx.rank > 0) as progress:
+    with named_write_errors(state.out), RecordWriter(state.records, ctx.rank) as writer, \
+            make_progress(disable=ctx.rank > 0) as progress:
         image_task = progress.add_task("images", total=len(shard))
         tile_task = progress.add_task("tiles", total=sum(weights) - len(shard) * settings.full)
 
@@ -108,12 +116,16 @@ def run_shard(model: Model, source: Source, shard: list[ImageItem], weights: lis
                 yield unit
                 progress.advance(tile_task, len(unit.windows) * (not unit.full))
 
+        unreadable = {}
         for image_id, result, pixels in predict_units(model, counted(loader), list(run.category_ids), settings):
-            if result is not None:
+            if result is None:
+                unreadable[image_id] = why_unreadable(by_id[image_id])
+            else:
                 for cls in drawers:
                     cls.on_image(run, by_id[image_id], pixels, result)
                 writer.append(result)
             progress.advance(image_task)
+    return unreadable
 
 
 def check_onnx_settings(settings: InferSettings) -> None:
@@ -127,10 +139,10 @@ def check_onnx_settings(settings: InferSettings) -> None:
                              "method")
 
 
-def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, settings: InferSettings,
+def run_inference(config: Path, checkpoint: Path, source: Path | Source, out: Path, settings: InferSettings,
                   device: str = "cpu", images_dir: Path | None = None, trust: bool = False, workers: int = 0,
                   launcher: str = "none", overwrite: bool = False, frame_step: int = 1,
-                  threads: int = 0) -> InferStats:
+                  split: str = "val", threads: int = 0) -> InferStats:
     """Run (or resume) and write everything; unreadable images are skipped and listed in the stats.
     ``config`` an ONNX model (afm export; ``checkpoint`` the same file): run on ONNX Runtime with
     ``threads`` (0: one per core)."""
@@ -144,7 +156,9 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         raise ParameterError(f"{{workers}} must be >= 0, got {workers}", "workers")
     start = time.perf_counter()
     state = RunState(out)
-    with distributed(launcher, device) as ctx:
+    with distributed(launcher, device) as ctx, contextlib.ExitStack() as held:
+        # One run at a time writes OUT (rank 0 holds it for all): a second is refused in one line.
+        ctx.on_rank0(lambda: held.enter_context(output_lock(out, "afm infer", "out")))
         # once per process: the fingerprint and the model share it
         cfg = read_metadata(config) if onnx_model else load_config(config)
         # First: the run's classes are the model's (the writers that apply depend on them).
@@ -152,7 +166,7 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
             load_model(cfg, checkpoint, ctx.device, trust, fuse_conv_bn=settings.fuse_conv_bn, fp16=settings.fp16,
                        channels_last=settings.channels_last)
         plan = ctx.on_rank0(lambda: make_plan(cfg, checkpoint, source, out, settings, device, images_dir,
-                                              frame_step, overwrite, ctx.world, model.classes))
+                                              frame_step, overwrite, ctx.world, model.classes, split))
         if plan.status == "complete":
             return InferStats(**state.stored_stats(), seconds=time.perf_counter() - start, ranks=ctx.world,
                               rank=ctx.rank)
@@ -162,12 +176,12 @@ def run_inference(config: Path, checkpoint: Path, source: Path, out: Path, setti
         if settings.device_tiles:
             model.device_tiles()  # a pipeline that cannot move is refused before anything is written
         ctx.on_rank0(lambda: state.begin(plan.fingerprint, plan.status))
-        run_shard(model, plan.source, plan.shards[ctx.rank], plan.weights[ctx.rank], run, state, ctx, workers)
+        unreadable = ctx.merged(run_shard(model, plan.source, plan.shards[ctx.rank], plan.weights[ctx.rank], run,
+                                          state, ctx, workers))
         ctx.barrier()  # every shard is done before rank 0 reads the records
-        totals = ctx.on_rank0(lambda: assemble(state, plan.source.items, run))
-    stats = InferStats(**asdict(totals), processed=sum(map(len, plan.shards)) - len(totals.failed),
-                       seconds=time.perf_counter() - start, ranks=ctx.world, rank=ctx.rank)
-    if ctx.rank == 0 and not stats.failed:  # with failures the records stay: a rerun retries those images
-        state.finish(plan.fingerprint, asdict(totals))
+        totals = ctx.on_rank0(lambda: assemble(state, plan.source.items, run, unreadable))
+        stats = InferStats(**asdict(totals), processed=sum(map(len, plan.shards)) - len(totals.failed),
+                           seconds=time.perf_counter() - start, ranks=ctx.world, rank=ctx.rank)
+        if ctx.rank == 0 and not stats.failed:  # with failures the records stay: a rerun retries those images
+            state.finish(plan.fingerprint, asdict(totals))
     return stats
-

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from afmcli.data.coco_check import load_coco_gt
+from afmcli.data.datasets import DATASET_SUFFIXES, split_json
 from afmcli.data.images import IMAGE_SUFFIXES, check_unique_keys, image_key, image_size, list_images, read_image
 from afmcli.data.layout import DatasetPaths
 from afmcli.errors import AfmError, ParameterError
@@ -61,6 +62,18 @@ def _decode(path: Path) -> np.ndarray | None:
         return read_image(path)
     except AfmError:
         return None
+
+
+def why_unreadable(item: ImageItem) -> str:
+    """Why ``item`` read as None, in the words `afm convert-visdrone` uses for a bad file
+    (``a.jpg: empty file, not an image``): its read is repeated, to say why (few fail)."""
+    if item.frame is not None:
+        return f"{item}: the frame cannot be decoded"
+    try:
+        read_image(item.path)
+    except AfmError as exc:
+        return str(exc)
+    return f"{item}: could not be read then (it has changed since)"
 
 
 @dataclass
@@ -205,12 +218,20 @@ class ArrayImage:
         return hashlib.sha256(np.ascontiguousarray(self.image).tobytes()).hexdigest()
 
 
-def open_source(path: str | Path, images_dir: Path | None = None, frame_step: int = 1) -> Source:
-    """An image, a folder of images, our COCO json, a video or a folder of videos."""
+def open_source(path: str | Path, images_dir: Path | None = None, frame_step: int = 1,
+                split: str = "val") -> Source:
+    """An image, a folder of images, our COCO json, a video, a folder of videos, or a dataset
+    yaml (a data.yaml, ...), of which ``split`` is read: its json as `afm evaluate --gt` scores it
+    (afmcli.data.datasets.split_json), so the image and category ids are the same."""
     path = Path(path)
     if frame_step < 1:
         raise ParameterError(f"{{frame_step}} must be >= 1, got {frame_step}", "frame_step")
-    if path.suffix.lower() == ".json":
+    if path.suffix.lower() in DATASET_SUFFIXES:
+        if images_dir is not None:
+            raise ParameterError(f"{path}: a dataset names its own image folders; {{images_dir}} goes with a "
+                                 "COCO json source", "images_dir")
+        source = CocoImages.open(*split_json(path, split))
+    elif path.suffix.lower() == ".json":
         source = CocoImages.open(path, images_dir)
     elif path.is_dir():
         files = list_images(path)

@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from afmcli.data.images import save_image
 from afmcli.detections import Detections
 
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -156,8 +157,5 @@ def write_image(stem_path: Path, image: np.ndarray) -> Path:
     """Write ``image`` as ``stem_path`` + .png, or .jpg when large; returns the path."""
     path = Path(f"{stem_path}{image_suffix(image)}")
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix == ".jpg" else []
-    if not cv2.imwrite(str(path), image, params):
-        from afmcli.errors import AfmError
-
-        raise AfmError(f"{path}: cannot write the image")
+    save_image(path, image, params)
     return path

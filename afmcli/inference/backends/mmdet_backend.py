@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from afmcli.detections import Detections
+from afmcli.engine.class_keys import set_num_classes
 from afmcli.errors import AfmError, ParameterError
 from afmcli.inference.backends.speed import fuse_backbone_conv_bn, float32_boxes_under_fp16, probe_image, to_channels_last
 from afmcli.inference.backends.steps import ndarray_pipeline
@@ -37,28 +38,13 @@ def config_classes(cfg) -> tuple[str, ...]:
     return tuple(classes)
 
 
-def checkpoint_classes(ckpt) -> tuple[str, ...] | None:
-    """The class names a checkpoint records (mmengine saves ``meta.dataset_meta.classes``), or None."""
-    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
-    classes = ((meta or {}).get("dataset_meta") or {}).get("classes")
-    return tuple(classes) if classes else None
-
-
 def with_classes(cfg, classes: Sequence[str]):
     """A copy of ``cfg`` for ``classes``: the test set's metainfo and every ``num_classes`` of the
     model (each head's), so that a checkpoint trained on another class list than the config's
     builds the model it was trained as."""
     cfg = copy.deepcopy(cfg)
     cfg.test_dataloader.dataset.setdefault("metainfo", {})["classes"] = tuple(classes)
-    stack = [cfg.model]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            if "num_classes" in node:
-                node["num_classes"] = len(classes)
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
+    set_num_classes(cfg.model, len(classes))
     return cfg
 
 
@@ -97,7 +83,7 @@ def load_model(config, checkpoint: str | os.PathLike, device: str = "cpu", trust
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
-    from afmcli.engine.checkpoint import load_checkpoint_file
+    from afmcli.engine.checkpoint import checkpoint_classes, load_checkpoint_file
     from afmcli.engine.train import load_config
     from afmcli.models.batched_predict import batch_tood_decoding
 

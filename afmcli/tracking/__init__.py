@@ -1,0 +1,1 @@
+"""Multi-object tracking of `afm infer`'s detections (`afm track`, :func:`afmcli.track`)."""
