@@ -242,6 +242,12 @@ def seed_summary(results: dict, rows: list[tuple[str, str, list[str]]], modes) -
     return summary
 
 
+def summary_as_json(summary: dict, modes) -> dict:
+    """`seed_summary` with 'view/key' names for its (view, key) columns."""
+    return {model: {name: {f'{v}/{k}': value for (v, k), value in part.items()} if name in modes else part
+                    for name, part in out.items()} for model, out in summary.items()}
+
+
 def print_seed_summary(summary: dict, modes, console) -> None:
     from rich.table import Table
 
@@ -434,10 +440,7 @@ def main() -> None:
         print_seed_summary(summary, modes, console)
     write_json(args.work / 'results.json', dict(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, data=about,
                                                 results=results, stage1=start,
-                                                seed_summary={model: {mode: {f'{v}/{k}': value for (v, k), value in
-                                                                             out[mode].items()} if mode in modes else value
-                                                                      for mode, value in out.items()}
-                                                              for model, out in summary.items()}))
+                                                seed_summary=summary_as_json(summary, modes)))
     print(json.dumps({f'{name}/{mode}': {f'{v}/{k}': None if r[mode][v][k] is None else round(r[mode][v][k], 2)
                                          for v, k in COLUMNS}
                       for mode in modes for name, r in rows.items()}))
