@@ -84,6 +84,8 @@ TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
         'CFPN+HD': (TINY_AFMNET, ['model.mask_estimator=None', 'model.affm=None', 'model.irfi=None']),
         'CFPN+HD+FPD': (TINY_AFMNET, ['model.affm=None', 'model.irfi=None']),
         'CFPN+HD+FPD+AFFM': (TINY_AFMNET, ['model.irfi=None']),
+        # CFPN in mmdet's FPN_CARAFE topology (round 4: the default is TOOD's topology)
+        'AFMNet+FPN_CARAFE': ('configs/AFM/afmnet_tiny_synth_fpn_carafe.py', []),
         # round 3's training switches (docs/architecture.md), each alone on AFMNet
         'AFMNet+k_train8': (TINY_AFMNET, ['model.affm.topk_train=8']),
         'AFMNet+shared_tower': (TINY_AFMNET, ['model.hd_share_tower=True']),
