@@ -220,10 +220,11 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
 
 def seed_rows(models: list[str], seeds: list[int] | None) -> list[tuple[str, str, list[str]]]:
     """(row name, model, extra --cfg-options) of every training: one per model, or one per
-    model and seed ("NAME sSEED", randomness.seed=SEED)."""
+    model and seed ("NAME sSEED", randomness.seed=SEED), seed by seed (with --jobs, the models
+    of one seed train side by side, so their times compare under the same load)."""
     if not seeds:
         return [(model, model, []) for model in models]
-    return [(f'{model} s{seed}', model, [f'randomness.seed={seed}']) for model in models for seed in seeds]
+    return [(f'{model} s{seed}', model, [f'randomness.seed={seed}']) for seed in seeds for model in models]
 
 
 def seed_summary(results: dict, rows: list[tuple[str, str, list[str]]], modes) -> dict:

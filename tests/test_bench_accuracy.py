@@ -132,8 +132,8 @@ def test_tood_is_compared_at_afmnets_epochs(monkeypatch, tmp_path, tood_epochs, 
 
 def test_seeds_make_one_row_per_model_and_seed_and_a_mean_with_its_spread():
     rows = bench.seed_rows(['TOOD', 'AFMNet'], [0, 1])
-    assert rows == [('TOOD s0', 'TOOD', ['randomness.seed=0']), ('TOOD s1', 'TOOD', ['randomness.seed=1']),
-                    ('AFMNet s0', 'AFMNet', ['randomness.seed=0']), ('AFMNet s1', 'AFMNet', ['randomness.seed=1'])]
+    assert rows == [('TOOD s0', 'TOOD', ['randomness.seed=0']), ('AFMNet s0', 'AFMNet', ['randomness.seed=0']),
+                    ('TOOD s1', 'TOOD', ['randomness.seed=1']), ('AFMNet s1', 'AFMNet', ['randomness.seed=1'])]
     assert bench.seed_rows(['TOOD'], None) == [('TOOD', 'TOOD', [])]
 
     def run(ap, ap_tiny, train_s):
