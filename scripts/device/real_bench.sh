@@ -13,7 +13,7 @@
 #     upper bounds, and TOOD is also scored at AFMNet's last epoch where it got further.
 # ROUND4=1 (issue 40): the staged comparison alone (steps 1 and 2 skipped), every row two seeds
 #   from one stage 1: TOOD continued, AFMNet from TOOD, and the ablation rows CFPN, CFPN+FPD,
-#   CFPN+HD+FPD, CFPN+HD+FPD+AFFM (12 trainings, 4 side by side, each at most 70 s, 4 epochs):
+#   CFPN+HD+FPD, CFPN+HD+FPD+AFFM (12 trainings, 4 side by side, each at most 60 s, 4 epochs):
 #   run(command="ROUND4=1 bash scripts/device/real_bench.sh", carry=[".whl", ".realdata"], timeout_s=595)
 #   then at the lower stage-2 rate (a warm machine reuses stage 1): ROUND4=1 STAGE2_LR=2e-4 bash ...
 # Logs and results land in $OUT (per-model logs and results in logs.tar.gz).
@@ -62,12 +62,12 @@ else  # seconds for the training cost, the inference bench, the decoding bench, 
   DECODE=(--batch-sizes 8 32 64 --rounds 3 --train-iters 300); LIMITS=(110 100 20 160 185)
 fi
 STAGE2=(--jobs 2 --models TOOD AFMNet)
-if [ -n "${ROUND4:-}" ]; then  # 160 s stage 1, then 3 rounds of 4 trainings (~25 s start, 70 s, scoring)
+if [ -n "${ROUND4:-}" ]; then  # 160 s stage 1, then 3 rounds of 4 trainings (~25 s start, 60 s, ~40 s scoring)
   # ROWS replaces the rows (e.g. ROWS="AFMNet AFMNet+FPN_CARAFE"), STAGE2_LR sets stage 2's rate
   # shellcheck disable=SC2206  # ROWS is a list of words
   STAGE2=(--jobs 4 --seeds 0 1 --models ${ROWS:-TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM}
           ${STAGE2_LR:+--stage2-lr "$STAGE2_LR"})
-  [ -n "${DRY:-}" ] || { SIZES=(--epochs 4 --stage1-epochs 24 --max-time 70s); LIMITS=(0 0 0 160 400); }
+  [ -n "${DRY:-}" ] || { SIZES=(--epochs 4 --stage1-epochs 24 --max-time 60s); LIMITS=(0 0 0 160 405); }
 fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
 rm -rf /tmp/site
