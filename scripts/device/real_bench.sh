@@ -65,7 +65,7 @@ STAGE2=(--jobs 2 --models TOOD AFMNet)
 if [ -n "${ROUND4:-}" ]; then  # 160 s stage 1, then 3 rounds of 4 trainings (~25 s start, 60 s, ~40 s scoring)
   # ROWS replaces the rows (e.g. ROWS="AFMNet AFMNet+FPN_CARAFE"), STAGE2_LR sets stage 2's rate
   # shellcheck disable=SC2206  # ROWS is a list of words
-  STAGE2=(--jobs 4 --seeds 0 1 --models ${ROWS:-TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM}
+  STAGE2=(--jobs $(( $(nproc) < 4 ? $(nproc) : 4 )) --seeds 0 1 --models ${ROWS:-TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM}
           ${STAGE2_LR:+--stage2-lr "$STAGE2_LR"})
   [ -n "${DRY:-}" ] || { SIZES=(--epochs 4 --stage1-epochs 24 --max-time 60s); LIMITS=(0 0 0 160 405); }
 fi
