@@ -192,6 +192,9 @@ def test_hd_boxes_enter_the_merge_over_the_warm_up():
     main = predictions(model, inputs, samples)
     model.test_heads = 'both'
     assert_same_detections(predictions(model, inputs, samples), main)  # step 0
+    model.merge_cfg.update(by_role=True, small_area=32 * 32)  # by role: after the warm-up only
+    assert_same_detections(predictions(model, inputs, samples), main)
+    model.merge_cfg.pop('by_role')
     model.train()
     model.loss(inputs, [s.clone() for s in with_boxes(samples)])
     assert float(model.hd_merge_step) == 1  # each training iteration counts

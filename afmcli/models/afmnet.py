@@ -146,7 +146,7 @@ class AFMNet(TOOD):
             (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
         merge_cfg: how both heads' detections merge: class-aware NMS at iou_threshold, the
             best max_per_img kept; by_role=True first gives each head its role (`merge_by_role`,
-            small_area in original pixels).
+            small_area in original pixels), once the HD head's merge warm-up is over.
         test_heads: 'both', or one head alone, 'main' or 'hd': what each head gives.
     """
 
@@ -342,7 +342,9 @@ class AFMNet(TOOD):
                           zip(self.hd_head.predict_by_cells(scores, boxes, valid, img_metas, rescale), img_metas)]
             if self.test_heads == 'hd':
                 results = hd_results
-            elif self.merge_cfg.get('by_role'):
+            elif self.merge_cfg.get('by_role') and self.hd_merge_step >= self.hd_merge_warmup:
+                # (by role drops the main head's small boxes in the windows: only once the
+                # HD head is fully in; during the warm-up the plain merge below)
                 results = [merge_by_role(main, hd, window_cores(windows, i, meta, rescale), **self.merge_cfg)
                            for i, (main, hd, meta) in enumerate(zip(results, hd_results, img_metas))]
             else:
