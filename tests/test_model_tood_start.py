@@ -175,13 +175,13 @@ def test_nearest_start_carafe_is_nearest_exactly_and_its_gate_learns(k):
 def test_affm_main_gate_starts_at_identity_and_learns():
     from afmcli.models.affm import AFFM
 
-    affm = AFFM()
+    affm = AFFM(main_gate_init=0.0)
     feat, logits = torch.randn(1, 4, 6, 6), torch.randn(1, 1, 3, 3, requires_grad=True)
     out = affm.enhance_main(feat, logits)
     assert torch.equal(out, feat)
     out.sum().backward()
     assert affm.main_gate.grad.abs() > 0
-    ungated = AFFM(main_gate_init=None)
+    ungated = AFFM()  # round 3's: no gate
     assert torch.equal(ungated.enhance_main(feat, logits), AFFM.enhance(feat, logits)[0])
 
 
@@ -227,6 +227,15 @@ def test_round_3_checkpoints_keep_the_merge_and_the_modulation_they_were_trained
     torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'round3.pth')
     model = load_from(tmp_path / 'round3.pth', TINY_AFMNET, tmp_path)
     assert float(model.hd_merge_ramp()) == 1 and float(model.affm.main_gate) == 1
+    # round 3's own config (no hd_merge_warmup, no main_gate_init) builds round 3's model: the
+    # same keys, so `afm infer`'s strict check passes, and the same predictions
+    cfg = model_cfg(TINY_AFMNET)
+    del cfg['hd_merge_warmup'], cfg.affm['main_gate_init']
+    old = MODELS.build(cfg)
+    assert set(old.state_dict()) == set(state)
+    old.load_state_dict(state, strict=True)
+    inputs, samples = batch()
+    assert_same_detections(predictions(old.eval(), inputs, samples), predictions(model, inputs, samples))
 
 
 # -- loading another neck by roles ---------------------------------------------------------

@@ -22,9 +22,10 @@ class AFFM(BaseModule):
       the small mask. Objects are amplified, the rest is kept (the factor is >= 1), so a wrong
       mask cannot erase features.
     - `enhance_main(feat, logits)`: the main head's P4 from the large mask, feat * (1 + g m)
-      with `main_gate` g a learned scalar that starts at `main_gate_init` (0: the main path
-      starts as the identity, so a detector started from TOOD predicts as TOOD; the gate's
-      gradient is not zero, so the modulation learns its way in). None: no gate (g = 1).
+      with `main_gate` g a learned scalar that starts at `main_gate_init` (0, as the configs
+      set it: the main path starts as the identity, so a detector started from TOOD predicts
+      as TOOD; the gate's gradient is not zero, so the modulation learns its way in). None
+      (the default, round 3's model): no gate, g = 1.
     - `mine(score, valid_hw, training)`: the `topk` windows (`topk_train` in training) of
       `window` x `window` stride-4 cells with the most mask mass; peaks within `peak_kernel`
       cells suppress each other (default: window + 1, so two windows overlap by at most half
@@ -44,7 +45,7 @@ class AFFM(BaseModule):
 
     def __init__(self, topk: int = 13, window: int = 32, peak_kernel: int | None = None,
                  margin: int = 2, topk_train: int | None = None, test_score: str = 'mask',
-                 main_gate_init: float | None = 0.0, init_cfg=None) -> None:
+                 main_gate_init: float | None = None, init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.main_gate = None if main_gate_init is None else nn.Parameter(torch.full((1,), float(main_gate_init)))
         if test_score not in self.TEST_SCORES:
