@@ -11,6 +11,11 @@
 #     wall-clock limit (--max-time: it ends at the last epoch that fits, checkpoint saved), so
 #     a slower GPU than guessed gives fewer epochs, not an empty table; the epoch counts are
 #     upper bounds, and TOOD is also scored at AFMNet's last epoch where it got further.
+# ROUND4=1 (issue 40): the staged comparison alone (steps 1 and 2 skipped), every row two seeds
+#   from one stage 1: TOOD continued, AFMNet from TOOD, and the ablation rows CFPN, CFPN+FPD,
+#   CFPN+HD+FPD, CFPN+HD+FPD+AFFM (12 trainings, 4 side by side, each at most 60 s, 4 epochs):
+#   run(command="ROUND4=1 bash scripts/device/real_bench.sh", carry=[".whl", ".realdata"], timeout_s=595)
+#   then at the lower stage-2 rate (a warm machine reuses stage 1): ROUND4=1 STAGE2_LR=2e-4 bash ...
 # Logs and results land in $OUT (per-model logs and results in logs.tar.gz).
 #   bash scripts/device/real_bench.sh --prepare   # here: .realdata/ (the preset's images)
 #   run(command="bash scripts/device/real_bench.sh", carry=[".whl", ".realdata"], timeout_s=595)
@@ -56,6 +61,14 @@ else  # seconds for the training cost, the inference bench, the decoding bench, 
   INFER=(--val-images 16 --size 1600x1000 --batch-sizes 8 32 64 --train-iters 300 --workers 4 --max-time 30)
   DECODE=(--batch-sizes 8 32 64 --rounds 3 --train-iters 300); LIMITS=(110 100 20 160 185)
 fi
+STAGE2=(--jobs 2 --models TOOD AFMNet)
+if [ -n "${ROUND4:-}" ]; then  # 160 s stage 1, then 3 rounds of 4 trainings (~25 s start, 60 s, ~40 s scoring)
+  # ROWS replaces the rows (e.g. ROWS="AFMNet AFMNet+FPN_CARAFE"), STAGE2_LR sets stage 2's rate
+  # shellcheck disable=SC2206  # ROWS is a list of words
+  STAGE2=(--jobs $(( $(nproc) < 4 ? $(nproc) : 4 )) --seeds 0 1 --models ${ROWS:-TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM}
+          ${STAGE2_LR:+--stage2-lr "$STAGE2_LR"})
+  [ -n "${DRY:-}" ] || { SIZES=(--epochs 4 --stage1-epochs 24 --max-time 60s); LIMITS=(0 0 0 160 405); }
+fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
 rm -rf /tmp/site
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2
@@ -66,6 +79,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${
 start=$(date +%s)
 
 # 1. Training cost with AMP (its own GPU, before the trainings start).
+if [ -z "${ROUND4:-}" ]; then
 size=${COST[0]} batch=${COST[1]} iters=${COST[2]} warm=${COST[3]}
 timeout "${LIMITS[0]}" "$PY" bench/bench_train.py --device ${DEV%%:*} --size "$size" --batch "$batch" --iters "$iters" \
   --warmup "$warm" --only tood afmnet --threads 16 --profile $([ -z "${DRY:-}" ] && echo --amp) \
@@ -80,6 +94,7 @@ echo "infer rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 timeout "${LIMITS[2]}" "$PY" bench/bench_decode.py --device $DEV "${DECODE[@]}" --work /tmp/afm_bench_infer \
   > "$OUT/decode.log" 2>&1
 echo "decode rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
+fi
 
 # 3. The staged comparison.
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_use.csv" 2>/dev/null &
@@ -94,7 +109,7 @@ bench() {  # bench NAME LIMIT ARGS...: one bench_accuracy run, its log in $OUT
   echo "$name rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 }
 bench stage1 "${LIMITS[3]}" --work /tmp/real_bench --stages 1
-bench stage2 "${LIMITS[4]}" --work /tmp/real_bench --stages 2 --jobs 2 --models TOOD AFMNet
+bench stage2 "${LIMITS[4]}" --work /tmp/real_bench --stages 2 "${STAGE2[@]}"
 kill $monitor 2>/dev/null
 cp /tmp/real_bench/results.json "$OUT/results.json" 2>/dev/null
 (cd /tmp && tar -czf "$OUT/logs.tar.gz" --exclude='*.pth' --exclude='*.jpg' --exclude='Datasets' \
