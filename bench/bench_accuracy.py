@@ -43,6 +43,13 @@ at the last epoch forecast to fit; --epochs is then the schedule's length, an up
 Every epoch's checkpoint is kept, and where TOOD reached more epochs than AFMNet, TOOD's
 checkpoint at AFMNet's epoch is scored too ("TOOD at AFMNet's epochs": the same schedule, the
 same epochs) and the comparison row uses it. The "epochs" column says what each row trained.
+
+--seeds trains every row once per seed (`randomness.seed`; rows "NAME sSEED") from the same
+stage 1, and adds a table of each model's mean over the seeds with its spread (half the range:
+with two seeds, each run lies that far from the mean) and AFMNet's training time over TOOD's.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --staged --seeds 0 1 --epochs 4 \
+        --models TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM --jobs 2   # round 4's rows
 """
 
 from __future__ import annotations
@@ -72,9 +79,13 @@ TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
         'AFMNet': (TINY_AFMNET, []),
         'CFPN': (TINY_AFMNET, ['model.p2_neck=None', 'model.mask_estimator=None', 'model.affm=None',
                                'model.irfi=None', 'model.hd_head=None']),
+        'CFPN+FPD': (TINY_AFMNET, ['model.p2_neck=None', 'model.affm=None', 'model.irfi=None',
+                                   'model.hd_head=None']),
         'CFPN+HD': (TINY_AFMNET, ['model.mask_estimator=None', 'model.affm=None', 'model.irfi=None']),
         'CFPN+HD+FPD': (TINY_AFMNET, ['model.affm=None', 'model.irfi=None']),
         'CFPN+HD+FPD+AFFM': (TINY_AFMNET, ['model.irfi=None']),
+        # CFPN in mmdet's FPN_CARAFE topology (round 4: the default is TOOD's topology)
+        'AFMNet+FPN_CARAFE': ('configs/AFM/afmnet_tiny_synth_fpn_carafe.py', []),
         # round 3's training switches (docs/architecture.md), each alone on AFMNet
         'AFMNet+k_train8': (TINY_AFMNET, ['model.affm.topk_train=8']),
         'AFMNet+shared_tower': (TINY_AFMNET, ['model.hd_share_tower=True']),
@@ -199,12 +210,60 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     out = dict(config=config, options=options, train_s=train_s, checkpoint=str(checkpoint),
                epochs=checkpoint_epoch(checkpoint), trained_config=str(trained_config))
     out.update(infer_and_evaluate(trained_config, checkpoint, ann, work / name, args))
-    for index, variant in enumerate(args.variants if args.staged and name == 'AFMNet' else []):
+    for index, variant in enumerate(args.variants if args.staged and name.split(' ')[0] == 'AFMNet' else []):
         derived = work / name / f'variant{index}.py'
         derived.write_text(f"_base_ = ['{trained_config.relative_to(work / name)}']\n{VARIANTS[variant]}\n")
         out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, checkpoint, ann,
                                                                      work / name / f'variant{index}', args)
     return out
+
+
+def seed_rows(models: list[str], seeds: list[int] | None) -> list[tuple[str, str, list[str]]]:
+    """(row name, model, extra --cfg-options) of every training: one per model, or one per
+    model and seed ("NAME sSEED", randomness.seed=SEED), seed by seed (with --jobs, the models
+    of one seed train side by side, so their times compare under the same load)."""
+    if not seeds:
+        return [(model, model, []) for model in models]
+    return [(f'{model} s{seed}', model, [f'randomness.seed={seed}']) for seed in seeds for model in models]
+
+
+def seed_summary(results: dict, rows: list[tuple[str, str, list[str]]], modes) -> dict:
+    """{model: {'runs': n, 'train_s': mean, mode: {(view, key): (mean, spread)}}} over each
+    model's seeds; spread is half the range (None where a run has no value)."""
+    summary = {}
+    for model in dict.fromkeys(m for _, m, _ in rows):
+        runs = [results[name] for name, m, _ in rows if m == model and name in results]
+        if not runs:
+            continue
+        out = summary[model] = dict(runs=len(runs), train_s=sum(r['train_s'] for r in runs) / len(runs))
+        for mode in modes:
+            out[mode] = {}
+            for view, key in COLUMNS:
+                values = [r[mode][view][key] for r in runs]
+                out[mode][(view, key)] = (None, None) if None in values else \
+                    (sum(values) / len(values), (max(values) - min(values)) / 2)
+    return summary
+
+
+def summary_as_json(summary: dict, modes) -> dict:
+    """`seed_summary` with 'view/key' names for its (view, key) columns."""
+    return {model: {name: {f'{v}/{k}': value for (v, k), value in part.items()} if name in modes else part
+                    for name, part in out.items()} for model, out in summary.items()}
+
+
+def print_seed_summary(summary: dict, modes, console) -> None:
+    from rich.table import Table
+
+    table = Table(title='Mean over seeds (\u00b1 half the range)')
+    for col in ['model', 'inference', 'seeds', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
+        table.add_column(col, justify='right')
+    for mode in modes:
+        for model, out in summary.items():
+            table.add_row(model, mode, str(out['runs']), f"{out['train_s']:.0f}",
+                          *('-' if m is None else f'{m:.2f} \u00b1{d:.2f}' for m, d in (out[mode][c] for c in COLUMNS)))
+    console.print(table)
+    if 'TOOD' in summary and 'AFMNet' in summary:
+        console.print(f"AFMNet / TOOD training time: {summary['AFMNet']['train_s'] / summary['TOOD']['train_s']:.2f}x")
 
 
 def checkpoint_epoch(checkpoint: Path) -> int | None:
@@ -304,6 +363,8 @@ def main() -> None:
                         help="--staged: stage 2's learning rate (default: the config's, as in stage 1)")
     parser.add_argument('--max-time', help="each training's wall-clock limit (afm train --max-time, e.g. 150s); "
                                            "--epochs is then an upper bound")
+    parser.add_argument('--seeds', type=int, nargs='+', metavar='SEED',
+                        help='train every row once per seed (randomness.seed), and summarise mean and spread')
     parser.add_argument('--variants', nargs='*', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='--staged: how the AFMNet row is also scored (none: --variants alone)')
     args = parser.parse_args()
@@ -339,14 +400,17 @@ def main() -> None:
             print(json.dumps({f'{STAGE1}/{mode}': start[mode] for mode in ('full', 'sliced') if mode in start}))
             return
     load_from = Path(start['checkpoint']) if start else None
+    trainings = seed_rows(args.models, args.seeds)
     if args.jobs > 1:  # spawn: CUDA cannot be used in a forked child
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
-            futures = {name: pool.submit(train_and_evaluate_logged, name, *configs[name], data, args.work, args,
-                                         load_from) for name in args.models}
+            futures = {name: pool.submit(train_and_evaluate_logged, name, configs[model][0],
+                                         configs[model][1] + seed, data, args.work, args, load_from)
+                       for name, model, seed in trainings}
             results = {name: future.result() for name, future in futures.items()}
     else:
-        results = {name: train_and_evaluate(name, *configs[name], data, args.work, args, load_from)
-                   for name in args.models}
+        results = {name: train_and_evaluate(name, configs[model][0], configs[model][1] + seed, data, args.work,
+                                            args, load_from)
+                   for name, model, seed in trainings}
     add_equal_epochs_row(results, data, args)
     tood, afm = results.get('TOOD'), results.get('AFMNet')
     modes = ('full', 'sliced') if args.real else ('full',)
@@ -372,9 +436,14 @@ def main() -> None:
             per_epoch = [r['train_s'] / (r.get('epochs') or 1) for r in (afm, tood)]
             table.add_row('AFMNet vs TOOD', mode, '', f"{per_epoch[0] / per_epoch[1]:.2f}x",
                           *(fmt(difference(afm[mode][v][k], peer[mode][v][k]), '+.2f') for v, k in COLUMNS))
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    summary = seed_summary(results, trainings, modes) if args.seeds else {}
+    if summary:
+        print_seed_summary(summary, modes, console)
     write_json(args.work / 'results.json', dict(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, data=about,
-                                                results=results, stage1=start))
+                                                results=results, stage1=start,
+                                                seed_summary=summary_as_json(summary, modes)))
     print(json.dumps({f'{name}/{mode}': {f'{v}/{k}': None if r[mode][v][k] is None else round(r[mode][v][k], 2)
                                          for v, k in COLUMNS}
                       for mode in modes for name, r in rows.items()}))

@@ -52,7 +52,7 @@ def test_unknown_model_row_is_one_error_line(monkeypatch, capsys):
         bench.main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert '--models: unknown AFMNet+X (choose from TOOD, AFMNet, CFPN, CFPN+HD' in err
+    assert '--models: unknown AFMNet+X (choose from TOOD, AFMNet, CFPN, CFPN+FPD, CFPN+HD' in err
 
 
 @pytest.mark.parametrize('stage2_lr, expected', [(None, []), (2e-4, ['optim_wrapper.optimizer.lr=0.0002'])])
@@ -128,3 +128,25 @@ def test_tood_is_compared_at_afmnets_epochs(monkeypatch, tmp_path, tood_epochs, 
     del results["TOOD at AFMNet's epochs"]
     with pytest.raises(SystemExit, match="epoch_3.pth not found: TOOD cannot be compared at 3 epochs"):
         bench.add_equal_epochs_row(results, tmp_path / 'data', args)
+
+
+def test_seeds_make_one_row_per_model_and_seed_and_a_mean_with_its_spread():
+    rows = bench.seed_rows(['TOOD', 'AFMNet'], [0, 1])
+    assert rows == [('TOOD s0', 'TOOD', ['randomness.seed=0']), ('AFMNet s0', 'AFMNet', ['randomness.seed=0']),
+                    ('TOOD s1', 'TOOD', ['randomness.seed=1']), ('AFMNet s1', 'AFMNet', ['randomness.seed=1'])]
+    assert bench.seed_rows(['TOOD'], None) == [('TOOD', 'TOOD', [])]
+
+    def run(ap, ap_tiny, train_s):
+        metrics = {'coco': {'AP': ap, 'AP50': 10.0, 'AP_small': 1.0, 'AP_tiny': ap_tiny},
+                   'visdrone': {'AP': 2.0, 'AP50': None}}
+        return {'full': metrics, 'train_s': train_s}
+
+    results = {'TOOD s0': run(5.27, 2.07, 100.0), 'TOOD s1': run(3.72, 1.93, 110.0),
+               'AFMNet s0': run(4.68, 3.55, 150.0), 'AFMNet s1': run(4.78, 2.30, 140.0)}
+    summary = bench.seed_summary(results, rows, ['full'])
+    tood, afm = summary['TOOD']['full'], summary['AFMNet']['full']
+    assert tood[('coco', 'AP')] == pytest.approx((4.495, 0.775))
+    assert afm[('coco', 'AP_tiny')] == pytest.approx((2.925, 0.625))
+    assert afm[('visdrone', 'AP50')] == (None, None)
+    assert summary['TOOD']['runs'] == 2 and summary['AFMNet']['train_s'] / summary['TOOD']['train_s'] == \
+        pytest.approx(145 / 105)

@@ -50,8 +50,13 @@ def test_ablation_chain_adds_one_part_at_a_time():
     assert found[0] == set()
     assert [sorted(b - a) for a, b in zip(found, found[1:])] == [
         ['hd_head', 'p2_neck'], ['mask_estimator'], ['affm'], ['irfi']]
-    assert load('configs/AFM/ablation/tood_r50_cfpn.py').model.neck.type == 'CARAFEFPN'
-    assert load('configs/AFM/tood_r50_visdrone.py').model.neck.type == 'FPN'
+    assert parts('configs/AFM/ablation/tood_r50_cfpn_fpd.py') == {'mask_estimator'}  # CFPN + FPD, no HD head
+    # CFPN in FPN's topology (TOOD's extra convs), so a TOOD checkpoint starts it; FPN_CARAFE an option
+    cfpn = load('configs/AFM/ablation/tood_r50_cfpn.py').model.neck
+    assert (cfpn.type, cfpn.add_extra_convs, cfpn.upsample_cfg.type) == ('CFPN', 'on_output', 'carafe_nearest')
+    assert load('configs/AFM/AFMNet-tood_r50_k13_fpn_carafe.py').model.neck.type == 'CARAFEFPN'
+    tood = load('configs/AFM/tood_r50_visdrone.py').model.neck
+    assert (tood.type, tood.add_extra_convs) == ('FPN', 'on_output')
 
 
 def test_main_config_has_the_published_settings():

@@ -257,7 +257,7 @@ def test_hd_min_bbox_size_counts_original_pixels(monkeypatch):
     """The HD head's min_bbox_size=3 applies after rescaling, as mmdet's heads do: with the
     image resized 2x, a 5x5 box in network pixels is 2.5x2.5 original pixels (dropped) and
     an 8x8 one is 4x4 (kept), in original coordinates."""
-    model = build(tiny_model_cfg())
+    model = build(tiny_model_cfg(hd_merge_warmup=0))  # the HD head's boxes merged from the start
     model.eval()
     model.bbox_head.test_cfg.score_thr = 2.0  # silence the main head: HD detections only
     inputs, samples = make_batch(n=1)
@@ -274,7 +274,7 @@ def test_hd_min_bbox_size_counts_original_pixels(monkeypatch):
 
 
 def test_hd_predictions_in_the_window_margin_are_dropped(monkeypatch):
-    model = build(tiny_model_cfg())
+    model = build(tiny_model_cfg(hd_merge_warmup=0))
     model.eval()
     model.bbox_head.test_cfg.score_thr = 2.0
     inputs, samples = make_batch(n=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
@@ -15,11 +16,16 @@ from .windows import Windows, mine_windows, window_size
 
 @MODELS.register_module()
 class AFFM(BaseModule):
-    """Mask-guided enhancement and top-k window mining (no parameters of its own).
+    """Mask-guided enhancement and top-k window mining.
 
     - `enhance(feat, logits)`: feat * (1 + m), m = sigmoid(logits) resized to feat: P2' from
-      the small mask, and the main head's P4 from the large mask. Objects are amplified, the
-      rest is kept (the factor is >= 1), so a wrong mask cannot erase features.
+      the small mask. Objects are amplified, the rest is kept (the factor is >= 1), so a wrong
+      mask cannot erase features.
+    - `enhance_main(feat, logits)`: the main head's P4 from the large mask, feat * (1 + g m)
+      with `main_gate` g a learned scalar that starts at `main_gate_init` (0, as the configs
+      set it: the main path starts as the identity, so a detector started from TOOD predicts
+      as TOOD; the gate's gradient is not zero, so the modulation learns its way in). None
+      (the default, round 3's model): no gate, g = 1.
     - `mine(score, valid_hw, training)`: the `topk` windows (`topk_train` in training) of
       `window` x `window` stride-4 cells with the most mask mass; peaks within `peak_kernel`
       cells suppress each other (default: window + 1, so two windows overlap by at most half
@@ -39,8 +45,9 @@ class AFFM(BaseModule):
 
     def __init__(self, topk: int = 13, window: int = 32, peak_kernel: int | None = None,
                  margin: int = 2, topk_train: int | None = None, test_score: str = 'mask',
-                 init_cfg=None) -> None:
+                 main_gate_init: float | None = None, init_cfg=None) -> None:
         super().__init__(init_cfg)
+        self.main_gate = None if main_gate_init is None else nn.Parameter(torch.full((1,), float(main_gate_init)))
         if test_score not in self.TEST_SCORES:
             raise ValueError(f"AFFM: test_score {test_score!r} is not one of {', '.join(self.TEST_SCORES)}")
         self.topk = topk
@@ -55,6 +62,11 @@ class AFFM(BaseModule):
         """(feat * (1 + m), m) with m the sigmoid mask resized to feat."""
         m = AFFM.mask_at(logits, feat.shape[-2:])
         return feat * (1 + m), m
+
+    def enhance_main(self, feat: Tensor, logits: Tensor) -> Tensor:
+        """The main head's level modulated by its mask through the gate: feat * (1 + g m)."""
+        m = AFFM.mask_at(logits, feat.shape[-2:])
+        return feat * (1 + (m if self.main_gate is None else self.main_gate * m))
 
     @staticmethod
     def mask_at(logits: Tensor, hw: Sequence[int]) -> Tensor:

@@ -57,6 +57,29 @@ def hd_state_from_main(state_dict: dict, prefix: str, hd_state: dict) -> list[st
     return added
 
 
+def upgrade_state_dict(state_dict: dict, prefix: str, hd_merge_warmup: int | None, main_gate: bool) -> list[str]:
+    """Fill, in place, the state that AFMNet checkpoints before round 4 lack, with the values
+    they were trained and scored with: the HD head fully in the merge (`hd_merge_step` at the
+    warm-up's end) and the main head's P4 modulated by the mask at factor 1 (`affm.main_gate`).
+    Such a checkpoint has AFMNet's parts but no `hd_merge_step` (every AFMNet since has one).
+    Any other checkpoint without these parts (TOOD's, an ablation step's) starts them (0:
+    merged output = main head's, P4 unmodulated); without an HD head, its count is 0 whatever
+    the checkpoint says. hd_merge_warmup None / main_gate False: the model has no such state
+    (a config without them builds round 3's model, which loads round 3's checkpoints as they
+    are, `afm infer`'s strict check included). Returns the keys filled."""
+    parts = {k[len(prefix):].split('.')[0] for k in state_dict if k.startswith(prefix)}
+    before_round_4 = 'hd_merge_step' not in parts and bool(parts & {'mask_estimator', 'hd_head'})
+    filled = {}
+    if hd_merge_warmup is not None and 'hd_head' not in parts:
+        filled[prefix + 'hd_merge_step'] = torch.zeros(())
+    elif hd_merge_warmup is not None and before_round_4:
+        filled[prefix + 'hd_merge_step'] = torch.tensor(float(hd_merge_warmup))
+    if main_gate and before_round_4 and 'mask_estimator' in parts:
+        filled[prefix + 'affm.main_gate'] = torch.ones(1)
+    state_dict.update(filled)
+    return list(filled)
+
+
 def merge_detections(parts: Sequence[InstanceData], iou_threshold: float, max_per_img: int) -> InstanceData:
     """Class-aware NMS over the union of several heads' detections, best `max_per_img` kept."""
     res = InstanceData.cat(list(parts))
@@ -116,12 +139,17 @@ class AFMNet(TOOD):
             the HD head takes the main head's weights (see `hd_state_from_main`).
         hd_share_tower: the HD head runs the main head's layers (`TOWER`) with its own Scale,
             as FPN levels share one head.
+        hd_merge_warmup: the HD head's detections enter the merge with their scores scaled by
+            min(1, HD training iterations / hd_merge_warmup): at 0 (a detector started from TOOD)
+            none pass the score threshold and the merged output is the main head's; the count
+            (`hd_merge_step`) is saved in checkpoints. 0 (the default, round 3's model): no
+            warm-up and no count; the configs set it.
         hd_loss_weight: factor on the HD head's losses.
         mask_render: how masks are drawn from boxes when a sample carries none
             (kwargs of afmcli.data.masks.render_object_masks: kind, small_area, ...).
         merge_cfg: how both heads' detections merge: class-aware NMS at iou_threshold, the
             best max_per_img kept; by_role=True first gives each head its role (`merge_by_role`,
-            small_area in original pixels).
+            small_area in original pixels), once the HD head's merge warm-up is over.
         test_heads: 'both', or one head alone, 'main' or 'hd': what each head gives.
     """
 
@@ -129,6 +157,7 @@ class AFMNet(TOOD):
                  mask_estimator: dict | None = None, affm: dict | None = None,
                  irfi: dict | None = None, hd_head: dict | None = None,
                  hd_init_from_main: bool = True, hd_share_tower: bool = False, hd_loss_weight: float = 1.0,
+                 hd_merge_warmup: int = 0,
                  mask_render: dict = dict(kind='oval', small_area=32 * 32),
                  merge_cfg: dict = dict(iou_threshold=0.6, max_per_img=500),
                  test_heads: str = 'both',
@@ -150,6 +179,9 @@ class AFMNet(TOOD):
         self.hd_head = self._build_hd_head(hd_head, train_cfg, test_cfg, hd_share_tower)
         self.hd_init_from_main = hd_init_from_main
         self.hd_loss_weight = hd_loss_weight
+        self.hd_merge_warmup = hd_merge_warmup
+        if hd_merge_warmup > 0:  # HD training iterations so far (float: no integer ops in the loop)
+            self.register_buffer('hd_merge_step', torch.zeros(()))
         self.mask_render = dict(mask_render)
         self.merge_cfg = dict(merge_cfg)
         self.test_heads = test_heads
@@ -180,6 +212,8 @@ class AFMNet(TOOD):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
         # Runs before the children load (they read the same dict), as mmdet's rpn->bbox rename.
+        upgrade_state_dict(state_dict, prefix, self.hd_merge_warmup if self.hd_merge_warmup > 0 else None,
+                           self.affm is not None and self.affm.main_gate is not None)
         if self.hd_head is not None and self.hd_init_from_main:
             hd_state_from_main(state_dict, prefix, self.hd_head.state_dict())
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
@@ -226,7 +260,7 @@ class AFMNet(TOOD):
             if training:
                 out['mask_targets'] = self._mask_targets(data_samples, out['mask_logits'])
             if self.affm is not None:
-                feats[1], _ = self.affm.enhance(feats[1], out['mask_logits'][1])
+                feats[1] = self.affm.enhance_main(feats[1], out['mask_logits'][1])
         return out
 
     # -- HD head --------------------------------------------------------------------------
@@ -286,7 +320,15 @@ class AFMNet(TOOD):
             gt_instances = unpack_gt_instances(batch_data_samples)[0]
             hd_losses = self.hd_head.loss_by_cells(scores, boxes, priors, valid, gt_instances)
             losses.update({f'hd_{name}': value * self.hd_loss_weight for name, value in hd_losses.items()})
+            if self.hd_merge_warmup > 0:
+                self.hd_merge_step += 1
         return losses
+
+    def hd_merge_ramp(self) -> Tensor:
+        """The factor on the HD head's scores in the merge (see `hd_merge_warmup`)."""
+        if self.hd_merge_warmup <= 0:
+            return 1.0
+        return (self.hd_merge_step / self.hd_merge_warmup).clamp(max=1)
 
     # -- inference ------------------------------------------------------------------------
     def predict(self, batch_inputs: Tensor, batch_data_samples, rescale: bool = True):
@@ -297,12 +339,16 @@ class AFMNet(TOOD):
         if self.hd_head is not None and self.test_heads != 'main':
             crops, windows, hw, valid_hw = self._hd_input(out, batch_data_samples, False, main_outs[0][0])
             scores, boxes, _, valid = self._hd_cells(crops, windows, hw, valid_hw)
+            if self.test_heads == 'both':  # the warm-up: below the score threshold, no HD box
+                scores = scores * self.hd_merge_ramp()
             # rescaled inside the head, as mmdet does: min_bbox_size counts original pixels
             hd_results = [clip_to_image(res, meta, rescale) for res, meta in
                           zip(self.hd_head.predict_by_cells(scores, boxes, valid, img_metas, rescale), img_metas)]
             if self.test_heads == 'hd':
                 results = hd_results
-            elif self.merge_cfg.get('by_role'):
+            elif self.merge_cfg.get('by_role') and float(self.hd_merge_ramp()) >= 1:
+                # (by role drops the main head's small boxes in the windows: only once the
+                # HD head is fully in; during the warm-up the plain merge below)
                 results = [merge_by_role(main, hd, window_cores(windows, i, meta, rescale), **self.merge_cfg)
                            for i, (main, hd, meta) in enumerate(zip(results, hd_results, img_metas))]
             else:

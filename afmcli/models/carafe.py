@@ -138,3 +138,32 @@ class CARAFEUpsample(CARAFEPack):
         whole map's."""
         mask = self.kernel_normalizer(self.content_encoder(self.channel_compressor(x) * inside))
         return self.feature_reassemble(x, mask)
+
+
+@MMENGINE_MODELS.register_module(name='carafe_nearest')
+class NearestStartCARAFE(CARAFEUpsample):
+    """CARAFE that starts as nearest upsampling and learns its way to content-aware kernels.
+
+    The reassembly kernel is `onehot + gate * (softmax(encoder) - onehot)`, onehot the
+    centre tap of each group (nearest: out[y, x] reads in[y // s, x // s]) and `gate` one
+    learned scalar that starts at 0: the output is then exactly nearest (1 * x + 0 * rest),
+    while the gate's gradient (the difference CARAFE's kernels would make) is not zero. A
+    softmax peaked by a large encoder bias would reproduce nearest only to float noise and
+    saturate, so its encoder would get no gradient. gate = 1 is plain CARAFE; still a
+    CARAFE kernel (taps sum to 1 per group), so mmcv's CUDA kernel runs it unchanged.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.up_kernel % 2 == 0:
+            raise ValueError(f'carafe_nearest: up_kernel {self.up_kernel} has no centre tap (use an odd size)')
+        self.gate = torch.nn.Parameter(torch.zeros(1))
+        k2 = self.up_kernel ** 2
+        onehot = torch.zeros(self.up_group, k2)
+        onehot[:, k2 // 2] = 1.0  # tap (r, r) of an odd kernel
+        self.register_buffer('nearest_kernel', onehot.view(1, -1, 1, 1), persistent=False)
+
+    def kernel_normalizer(self, mask: Tensor) -> Tensor:
+        soft = super().kernel_normalizer(mask)
+        nearest = self.nearest_kernel.to(soft.dtype)
+        return nearest + self.gate.to(soft.dtype) * (soft - nearest)

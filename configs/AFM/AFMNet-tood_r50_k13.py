@@ -11,15 +11,19 @@ hd_test_cfg = dict(
 
 model = dict(
     type='AFMNet',
-    # CFPN: FPN with CARAFE top-down upsampling (CPU: pure PyTorch, GPU: mmcv's kernel).
+    # CFPN: FPN with CARAFE top-down upsampling (CPU: pure PyTorch, GPU: mmcv's kernel), in
+    # TOOD's FPN topology (P6/P7 by stride-2 convs on P5), each CARAFE starting as nearest
+    # upsampling: started from a TOOD checkpoint it gives TOOD's features exactly. mmdet's
+    # FPN_CARAFE topology is the option type='CARAFEFPN' (AFMNet-tood_r50_k13_fpn_carafe.py).
     neck=dict(
         _delete_=True,
-        type='CARAFEFPN',
+        type='CFPN',
         in_channels=[256, 512, 1024, 2048],
         out_channels=256,
         start_level=1,
+        add_extra_convs='on_output',
         num_outs=5,
-        upsample_cfg=dict(type='carafe', up_kernel=5, up_group=1, encoder_kernel=3,
+        upsample_cfg=dict(type='carafe_nearest', up_kernel=5, up_group=1, encoder_kernel=3,
                           encoder_dilation=1, compressed_channels=64)),
     # Stride-4 feature for the HD head: C2 lateral + CARAFE-upsampled P3.
     p2_neck=dict(type='P2Feature', in_channels=256, out_channels=256,
@@ -30,9 +34,10 @@ model = dict(
                         feat_channels=128, num_convs=2,
                         loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
                         loss_dice=dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)),
-    # AFFM: P2' = P2 * (1 + m_s), P4 * (1 + m_l); top-13 windows of 32x32 stride-4 cells,
-    # each cropped with 2 cells (8 px) of context whose priors are ignored.
-    affm=dict(type='AFFM', topk=13, window=32, margin=2),
+    # AFFM: P2' = P2 * (1 + m_s), P4 * (1 + g m_l) with g a learned gate from 0 (the main
+    # path starts as TOOD's); top-13 windows of 32x32 stride-4 cells, each cropped with 2
+    # cells (8 px) of context whose priors are ignored.
+    affm=dict(type='AFFM', topk=13, window=32, margin=2, main_gate_init=0.0),
     # IRFI: window tokens (RoIAlign 16x16) + box embedding + global token -> self-attention
     # -> channel-wise scale and shift of each window.
     irfi=dict(type='IRFI', in_channels=256, roi_size=16, num_heads=8),
@@ -66,5 +71,8 @@ model = dict(
         test_cfg=hd_test_cfg),
     # The HD head starts from the main head's weights when load_from has no hd_head keys.
     hd_init_from_main=True,
+    # The HD head's boxes enter the merge with scores ramped over its first 500 training
+    # iterations (the learning-rate warm-up's length): from TOOD, merged = main head at step 0.
+    hd_merge_warmup=500,
     mask_render=dict(kind='oval', small_area=32 * 32),
     merge_cfg=dict(iou_threshold=0.6, max_per_img=500))

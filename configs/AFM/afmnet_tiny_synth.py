@@ -11,9 +11,9 @@ hd_test_cfg = dict(
 model = dict(
     type='AFMNet',
     neck=dict(
-        _delete_=True, type='CARAFEFPN', in_channels=[16, 32, 64, 128], out_channels=64,
-        start_level=1, num_outs=5,
-        upsample_cfg=dict(type='carafe', up_kernel=3, up_group=1, encoder_kernel=3,
+        _delete_=True, type='CFPN', in_channels=[16, 32, 64, 128], out_channels=64,
+        start_level=1, add_extra_convs='on_output', num_outs=5,
+        upsample_cfg=dict(type='carafe_nearest', up_kernel=3, up_group=1, encoder_kernel=3,
                           encoder_dilation=1, compressed_channels=16)),
     p2_neck=dict(type='P2Feature', in_channels=16, out_channels=64,
                  upsample_cfg=dict(type='carafe_any', up_kernel=3, up_group=1, encoder_kernel=3,
@@ -22,7 +22,7 @@ model = dict(
                         feat_channels=32, num_convs=1,
                         norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
                         loss_dice=dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)),
-    affm=dict(type='AFFM', topk=4, window=24, margin=2),
+    affm=dict(type='AFFM', topk=4, window=24, margin=2, main_gate_init=0.0),
     irfi=dict(type='IRFI', in_channels=64, roi_size=8, reduce_channels=16, num_heads=4),
     hd_head=dict(
         type='WindowTOODHead', num_classes=10, in_channels=64, stacked_convs=2, feat_channels=64,
@@ -40,5 +40,6 @@ model = dict(
                        assigner=dict(type='BatchTaskAlignedAssigner', topk=3)),
         test_cfg=hd_test_cfg),
     hd_init_from_main=False,
+    hd_merge_warmup=50,  # the learning-rate warm-up's length
     mask_render=dict(kind='oval', small_area=32 * 32),
     merge_cfg=dict(iou_threshold=0.6, max_per_img=300))

@@ -13,6 +13,11 @@
 #     upper bounds, and TOOD is also scored at AFMNet's last epoch where it got further;
 #  4. in the time left, ONNX Runtime's CUDA and TensorRT (fp16) providers against PyTorch
 #     (bench_onnx.py), where the machine's onnxruntime has CUDA.
+# ROUND4=1 (issue 40): the staged comparison alone (steps 1 and 2 skipped), every row two seeds
+#   from one stage 1: TOOD continued, AFMNet from TOOD, and the ablation rows CFPN, CFPN+FPD,
+#   CFPN+HD+FPD, CFPN+HD+FPD+AFFM (12 trainings, 4 side by side, each at most 60 s, 4 epochs):
+#   run(command="ROUND4=1 bash scripts/device/real_bench.sh", carry=[".whl", ".realdata"], timeout_s=595)
+#   then at the lower stage-2 rate (a warm machine reuses stage 1): ROUND4=1 STAGE2_LR=2e-4 bash ...
 # Logs and results land in $OUT (per-model logs and results in logs.tar.gz).
 #   bash scripts/device/real_bench.sh --prepare   # here: .realdata/ (the preset's images)
 #   run(command="bash scripts/device/real_bench.sh", carry=[".whl", ".realdata"], timeout_s=595)
@@ -60,6 +65,14 @@ else  # seconds for the training cost, the inference bench, the decoding bench, 
   ONNX=(--val-images 16 --size 1600x1000 --batch-sizes 32 --train-iters 300)  # bench_infer's model and data
   DECODE=(--batch-sizes 8 32 64 --rounds 3 --train-iters 300); LIMITS=(110 100 20 160 185)
 fi
+STAGE2=(--jobs 2 --models TOOD AFMNet)
+if [ -n "${ROUND4:-}" ]; then  # 160 s stage 1, then 3 rounds of 4 trainings (~25 s start, 60 s, ~40 s scoring)
+  # ROWS replaces the rows (e.g. ROWS="AFMNet AFMNet+FPN_CARAFE"), STAGE2_LR sets stage 2's rate
+  # shellcheck disable=SC2206  # ROWS is a list of words
+  STAGE2=(--jobs $(( $(nproc) < 4 ? $(nproc) : 4 )) --seeds 0 1 --models ${ROWS:-TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM}
+          ${STAGE2_LR:+--stage2-lr "$STAGE2_LR"})
+  [ -n "${DRY:-}" ] || { SIZES=(--epochs 4 --stage1-epochs 24 --max-time 60s); LIMITS=(0 0 0 160 405); }
+fi
 [ -d .realdata ] || { echo "no .realdata/: run with --prepare here first" >&2; exit 2; }
 rm -rf /tmp/site
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2
@@ -70,6 +83,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg AFM_SHARED=${
 start=$(date +%s)
 
 # 1. Training cost with AMP (its own GPU, before the trainings start).
+if [ -z "${ROUND4:-}" ]; then
 size=${COST[0]} batch=${COST[1]} iters=${COST[2]} warm=${COST[3]}
 timeout "${LIMITS[0]}" "$PY" bench/bench_train.py --device ${DEV%%:*} --size "$size" --batch "$batch" --iters "$iters" \
   --warmup "$warm" --only tood afmnet --threads 16 --profile $([ -z "${DRY:-}" ] && echo --amp) \
@@ -84,6 +98,7 @@ echo "infer rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 timeout "${LIMITS[2]}" "$PY" bench/bench_decode.py --device $DEV "${DECODE[@]}" --work /tmp/afm_bench_infer \
   > "$OUT/decode.log" 2>&1
 echo "decode rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
+fi
 
 # 3. The staged comparison.
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_use.csv" 2>/dev/null &
@@ -98,21 +113,21 @@ bench() {  # bench NAME LIMIT ARGS...: one bench_accuracy run, its log in $OUT
   echo "$name rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 }
 bench stage1 "${LIMITS[3]}" --work /tmp/real_bench --stages 1
-bench stage2 "${LIMITS[4]}" --work /tmp/real_bench --stages 2 --jobs 2 --models TOOD AFMNet
+bench stage2 "${LIMITS[4]}" --work /tmp/real_bench --stages 2 "${STAGE2[@]}"
 kill $monitor 2>/dev/null
 cp /tmp/real_bench/results.json "$OUT/results.json" 2>/dev/null
 (cd /tmp && tar -czf "$OUT/logs.tar.gz" --exclude='*.pth' --exclude='*.jpg' --exclude='Datasets' \
   --exclude='raw' real_bench) 2>/dev/null
 # 4. ONNX Runtime on the GPU (bench_onnx.py: CUDA and TensorRT providers, fp16), in the time left of the
 # box (the call's 595 s), on the model bench_infer cached: only where this machine's onnxruntime has CUDA
-# (onnxruntime-gpu's wheel, ~300 MB, is past what a call carries).
+# (onnxruntime-gpu's wheel, ~300 MB, is past what a call carries). Not with ROUND4 (no cached model).
 left=$(( 585 - ($(date +%s) - start) ))
-if "$PY" -c "import onnx, onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" \
-    2>/dev/null && [ "$left" -ge 20 ]; then
+if [ -z "${ROUND4:-}" ] && [ "$left" -ge 20 ] && \
+    "$PY" -c "import onnx, onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" 2>/dev/null; then
   timeout "$left" "$PY" bench/bench_onnx.py --device $DEV --fp16 --threads 4 "${ONNX[@]}" \
     --work /tmp/afm_bench_infer > "$OUT/onnx_gpu.log" 2>&1
   echo "onnx_gpu rc=$? $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
 else
-  echo "onnx_gpu skipped: no onnx + onnxruntime with CUDA here, or ${left}s left" | tee -a "$OUT/summary.txt"
+  echo "onnx_gpu skipped: ROUND4, no onnx + onnxruntime with CUDA here, or ${left}s left" | tee -a "$OUT/summary.txt"
 fi
 tail -n 25 "$OUT/train_cost.log" "$OUT/infer.log" "$OUT/decode.log" "$OUT/stage2.log"
