@@ -158,7 +158,7 @@ class AFMNetGraph(nn.Module):
         c = d.backbone((x - self.mean) / self.std)
         c2, feats = c[0], list(d.neck(c))
         mask_logits = d.mask_estimator(feats[:2])
-        feats[1] = feats[1] * (1 + mask_logits[1].sigmoid())  # AFFM.enhance: the large mask is at P4's size
+        feats[1] = d.affm.enhance_main(feats[1], mask_logits[1])
         main_scores, main_boxes = tood_head_forward(d.bbox_head, feats)
         p3 = feats[0]
         m_s = upsample_on_priors_2x(mask_logits[0].sigmoid())
@@ -177,7 +177,9 @@ class AFMNetGraph(nn.Module):
         hd_scores, hd_boxes = tood_head_forward(d.hd_head, [crops])
         hd_boxes = hd_boxes[0] + origins.repeat(1, 2)[:, :, None, None].to(hd_boxes[0].dtype)
         owned = self._owned_cells(rows, valid, k, wh, ww, c2, valid_hw)
-        scores = self._core(hd_scores[0], k, wh, ww, margin) * owned[..., None].to(hd_scores[0].dtype)
+        # AFMNet.predict: the HD head's scores through its merge warm-up's factor
+        scores = self._core(hd_scores[0], k, wh, ww, margin) * owned[..., None].to(hd_scores[0].dtype) \
+            * d.hd_merge_ramp()
         boxes = self._core(hd_boxes, k, wh, ww, margin)
         cores = (rows[:, 1:] * valid[:, None]).reshape(-1, k, 4)
         return (*main_scores, *main_boxes, scores, boxes, cores)

@@ -80,7 +80,10 @@ def graph_and_metadata(model) -> tuple[torch.nn.Module, dict]:
                 hd_test_cfg=dict(nms_pre=int(hd_cfg.nms_pre), score_thr=float(hd_cfg.score_thr),
                                  min_bbox_size=float(hd_cfg.get("min_bbox_size", -1)),
                                  iou_threshold=float(hd_cfg.nms.iou_threshold), max_per_img=int(hd_cfg.max_per_img)),
-                merge_cfg=dict(module.merge_cfg), windows=dict(topk=module.affm.topk, window=module.affm.window))
+                # by role only once the HD head's merge warm-up is over (AFMNet.predict)
+                merge_cfg={**module.merge_cfg, "by_role": bool(module.merge_cfg.get("by_role"))
+                           and float(module.hd_merge_ramp()) >= 1},
+                windows=dict(topk=module.affm.topk, window=module.affm.window))
     return AFMNetGraph(module, mean, std, bgr_to_rgb).eval(), meta
 
 
