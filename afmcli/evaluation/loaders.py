@@ -28,6 +28,7 @@ from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
 from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.evaluation.categories import (VISDRONE_TABLE, CategoryTable, check_prediction_table,
                                          read_prediction_table, table_of)
+from afmcli.evaluation.image_ids import gt_image_ids, read_prediction_images, renumbered
 from afmcli.evaluation.meaning import (box_form_warning, category_warning, coverage_message,
                                       is_visdrone_table)
 from afmcli.evaluation.visdrone import ImageRows
@@ -175,8 +176,11 @@ def load_predictions(pred, gt: GroundTruth, pred_table: CategoryTable | None = N
     COCO results json, or COCO results in memory (a list of dicts), their category ids
     renumbered as the ground truth's rows (-1: not in its table, not scored). The table the
     detections use (``pred_table``, or the categories.json `afm infer` wrote beside them) must
-    agree with the ground truth's by name. Warns (AfmWarning) about missing results, odd
-    category ids and xyxy-looking boxes; no results for any image is an error."""
+    agree with the ground truth's by name; the file names `afm infer` recorded for its image ids
+    (images.json beside a results json) must be the ground truth's (ids naming other files are
+    matched by file name, with a warning: afmcli.evaluation.image_ids). Warns (AfmWarning)
+    about missing results, odd category ids and xyxy-looking boxes; no results for any image
+    is an error."""
     in_memory = isinstance(pred, list)
     recorded = pred_table or read_prediction_table(pred)
     if recorded is not None:
@@ -189,7 +193,10 @@ def load_predictions(pred, gt: GroundTruth, pred_table: CategoryTable | None = N
         source = "predictions" if in_memory else pred
         if gt.coco_images is None:
             raise ParameterError(f"{source}: COCO results name images by id: give the COCO json as {{gt}}", "gt")
-        rows = _results_rows(check_coco_results(pred, source) if in_memory else load_coco_results(pred), gt, source)
+        results = check_coco_results(pred, source) if in_memory else load_coco_results(pred)
+        images = read_prediction_images(pred)  # (its path, id -> file_name), or None
+        mapping = images and gt_image_ids(images[1], gt.coco_images, images[0], gt.source)
+        rows = _results_rows(renumbered(results, mapping, images[0]) if mapping else results, gt, source)
     dets = [r for r in rows if len(r)]
     if dets:
         for message in (category_warning(np.concatenate(dets)[:, 5], pred, gt.table),
