@@ -77,6 +77,51 @@ def test_one_id_rule_recorded_and_checked_at_evaluation(ckpts, vis_json, tmp_pat
     main(["evaluate", "--gt", str(ann), "--pred", str(tmp_path / "b" / "predictions.json"), "--view", "coco"])
 
 
+def test_a_folder_run_scored_against_a_json_of_other_ids(ckpts, vis_json, tmp_path, capsys):
+    """images.json names the file of each image id: a folder run (ids in its listing) scored
+    against a json that numbers the images the other way round, under a prefix, scores as the
+    run on that json does, with one warning; without the record, on the wrong images."""
+    from test_bad_inputs import run
+
+    _, _, files = vis_json
+    folder = tmp_path / "imgs" / "val"
+    folder.mkdir(parents=True)
+    for f in files:
+        (folder / f.name).write_bytes(f.read_bytes())
+    names = sorted(f.name for f in files)
+    infer(ckpts["five"], folder, tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "images.json").read_text()) == \
+        [{"id": i, "file_name": name} for i, name in enumerate(names, start=1)]
+    # The ground truth: the folder run's best 5 detections of each image, ids reversed.
+    gt_id = {i: len(names) + 1 - i for i in range(1, len(names) + 1)}
+    found = json.loads((tmp_path / "a" / "predictions.json").read_text())
+    objects = [r for i in gt_id for r in sorted((r for r in found if r["image_id"] == i), key=lambda r: -r["score"])[:5]]
+    gt = tmp_path / "val.json"
+    gt.write_text(json.dumps({
+        "images": [{"id": gt_id[i], "file_name": f"val/{name}", "width": 640, "height": 480}
+                   for i, name in enumerate(names, start=1)],
+        "categories": [{"id": k, "name": name} for k, name in enumerate(FIVE, start=1)],
+        "annotations": [{"id": k, "image_id": gt_id[r["image_id"]], "category_id": r["category_id"], "bbox": r["bbox"],
+                         "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0} for k, r in enumerate(objects, start=1)]}))
+    infer(ckpts["five"], gt, tmp_path / "b", "--images", tmp_path / "imgs")
+    assert json.loads((tmp_path / "b" / "images.json").read_text()) == \
+        [{"id": gt_id[i], "file_name": f"val/{name}"} for i, name in enumerate(names, start=1)]
+
+    def ap(out: str) -> tuple[float, str]:
+        code, _, err = run(capsys, "evaluate", "--gt", gt, "--pred", tmp_path / out / "predictions.json",
+                           "--view", "coco", "--json", tmp_path / f"{out}.json")
+        assert code == 0, err
+        return json.loads((tmp_path / f"{out}.json").read_text())["coco"]["AP"], err
+
+    (ap_a, warned), (ap_b, said) = ap("a"), ap("b")
+    assert ap_a == ap_b > 50 and said == ""
+    assert warned.strip().splitlines() == [
+        f"afm: warning: {tmp_path / 'a' / 'images.json'}: the detections number their images otherwise than {gt} "
+        f"(image 1 is {names[0]}, the ground truth's image 2); the 2 images are matched by file name"]
+    (tmp_path / "a" / "images.json").unlink()
+    assert ap("a")[0] < ap_b
+
+
 def test_writers_of_another_class_list(ckpts, vis_json, tmp_path, capsys):
     """human, vehicle: predictions, YOLO (class = index in the model's list) and drawings are
     written, VisDrone's txt is not."""
@@ -85,7 +130,7 @@ def test_writers_of_another_class_list(ckpts, vis_json, tmp_path, capsys):
     infer(ckpts["two"], files[0], out, "--yolo", "--viz", "--viz-score", "0")
     assert table(out) == {1: "human", 2: "vehicle"}
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        ["categories.json", "predictions.json", "sources", "viz", "yolo"]
+        ["categories.json", "images.json", "predictions.json", "sources", "viz", "yolo"]
     classes = {int(line.split()[0]) for f in (out / "yolo").glob("*.txt") for line in f.read_text().splitlines()}
     assert classes and classes <= {0, 1}
 
