@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_bad_inputs import error, run
 
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, AfmWarning
 from afmcli.evaluation.image_ids import gt_image_ids
 
 BOX = {"a.jpg": [10, 10, 20, 20], "b.jpg": [60, 60, 20, 20]}  # one object each, apart
@@ -81,7 +81,8 @@ def test_without_images_json_ids_are_taken_as_they_are(tmp_path, capsys):
 def test_matching_is_by_whole_path_components_never_the_stem():
     """x/a.jpg is not a.jpg under y/; xa.jpg does not end in a.jpg; two d*/a.jpg are ambiguous."""
     images = [{"id": 7, "file_name": "y/a.jpg"}, {"id": 8, "file_name": "x/a.png"}, {"id": 9, "file_name": "xa.jpg"}]
-    assert gt_image_ids({1: "x/a.jpg", 2: "xa.jpg"}, images, "r", "gt") == {1: 8, 2: 9}
+    with pytest.warns(AfmWarning, match=r"^r: .* \(image 1 is x/a.jpg, the ground truth's image 8\)"):
+        assert gt_image_ids({1: "x/a.jpg", 2: "xa.jpg"}, images, "r", "gt") == {1: 8, 2: 9}
     assert gt_image_ids({8: "a.jpg"}, images[1:2], "r", "gt") is None  # its own id, under a prefix
     with pytest.raises(AfmError, match=r"a.jpg matches more than one image"):
         gt_image_ids({1: "a.jpg"}, images, "r", "gt")
@@ -95,3 +96,22 @@ def test_a_damaged_record_is_one_error(tmp_path, capsys):
     write(tmp_path / "run" / "images.json", [{"id": "1", "file_name": "a.jpg"}])
     msg = error(capsys, "evaluate", "--gt", gt, "--pred", pred)
     assert msg.startswith(f"{tmp_path / 'run' / 'images.json'}: not an image list written by afm (")
+
+
+def test_fuse_records_the_inputs_images_and_refuses_two_files_at_one_id(tmp_path, capsys):
+    a, b = folder_run(tmp_path / "a"), folder_run(tmp_path / "b")
+    (tmp_path / "fused").mkdir()
+    code, _, err = run(capsys, "fuse", a, b, "--out", tmp_path / "fused" / "f.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "fused" / "images.json").read_text()) == \
+        json.loads((tmp_path / "a" / "images.json").read_text())
+    gt = gt_json(tmp_path / "gt.json", [(1, "b.jpg"), (2, "a.jpg")])
+    assert ap(tmp_path, capsys, gt, tmp_path / "fused" / "f.json")[0] == pytest.approx(100)  # matched by name
+    write(tmp_path / "b" / "images.json", [{"id": 1, "file_name": "b.jpg"}, {"id": 2, "file_name": "a.jpg"}])
+    msg = error(capsys, "fuse", a, b, "--out", tmp_path / "g.json")
+    assert msg == (f"{tmp_path / 'b' / 'images.json'}: image 1 is b.jpg, another input's a.jpg; fuse detections "
+                   "of the same images (runs on the same source)")
+    msg = error(capsys, "fuse", b, b, "--out", tmp_path / "fused" / "g.json")
+    assert msg == (f"{tmp_path / 'fused' / 'images.json'} records other images than the inputs'; write --out in "
+                   "another folder")
+    assert not (tmp_path / "g.json").exists() and not (tmp_path / "fused" / "g.json").exists()

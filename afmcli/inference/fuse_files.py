@@ -11,6 +11,7 @@ from afmcli.data.images import image_key
 from afmcli.detections import Detections, detections_to_visdrone_rows, results_by_image
 from afmcli.errors import AfmError, ParameterError, warn
 from afmcli.evaluation.categories import TABLE_FILE, read_prediction_table
+from afmcli.evaluation.image_ids import IMAGES_FILE, read_prediction_images
 from afmcli.evaluation.meaning import coverage_message
 from afmcli.inference.fusion import apply_cap, check_fusion_options, fuse_predictions
 from afmcli.inference.writers.coco_json import write_results_json
@@ -33,6 +34,27 @@ def check_same_tables(tables: dict) -> None:
         if table != items[0][1]:
             raise AfmError(f"{path}: its categories ({table.describe()}) differ from {items[0][0]}'s "
                            f"({items[0][1].describe()}); fuse detections of the same category table")
+
+
+def same_images(records: Sequence[tuple[Path, dict[int, str]]]) -> dict[int, str]:
+    """The images of the inputs' records (afm infer's images.json: id -> file name), merged;
+    one id naming two files would fuse the detections of two images: refused."""
+    merged: dict[int, str] = {}
+    for path, images in records:
+        for image_id, file_name in images.items():
+            if merged.setdefault(image_id, file_name) != file_name:
+                raise AfmError(f"{path}: image {image_id} is {file_name}, another input's {merged[image_id]}; "
+                               "fuse detections of the same images (runs on the same source)")
+    return merged
+
+
+def _needs_images_record(images: dict[int, str], out: Path) -> bool:
+    """As :func:`_needs_record`, for the inputs' images."""
+    there = read_prediction_images(Path(out))
+    if there is not None and there[1] != images:
+        raise ParameterError(f"{there[0]} records other images than the inputs'; write {{out}} in another folder",
+                             "out")
+    return there is None
 
 
 def _needs_record(table, out: Path) -> bool:
@@ -64,6 +86,9 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     check_same_tables(tables)
     table = next(iter(tables.values()), None)
     record = table is not None and _needs_record(table, out)
+    image_records = [r for p in preds if (r := read_prediction_images(p)) is not None]
+    images_record = same_images(image_records) if image_records else None
+    record_images = images_record is not None and _needs_images_record(images_record, out)
     if visdrone_dir is not None and tables and not next(iter(tables.values())).visdrone:
         raise ParameterError(f"{{visdrone_dir}} writes VisDrone's category ids 1..10; {next(iter(tables))}'s "
                              f"categories are others ({next(iter(tables.values())).describe()})", "visdrone_dir")
@@ -93,6 +118,9 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
         write_results_json(tmp_json, fused)
         if record:  # the fused detections' table, where `afm evaluate` looks for it
             write_json(Path(out).parent / TABLE_FILE, table.to_json(), indent=2)
+        if record_images:  # which image each fused id is, where `afm evaluate` looks for it
+            write_json(Path(out).parent / IMAGES_FILE, [{"id": i, "file_name": f} for i, f in
+                                                        sorted(images_record.items())])
         if visdrone_dir is not None:
             # Every image of the gt json gets a file, an empty one where nothing was fused.
             write_visdrone_folder({image_key(img["file_name"]): detections_to_visdrone_rows(

@@ -3,6 +3,7 @@
 Output folder (each entry written at a temporary name, renamed into place at the end):
     predictions.json      the fused result (COCO results)
     categories.json       its category table: the model's classes (the checkpoint's) and their ids
+    images.json           the file of each image id, relative to the source (checked at evaluation)
     sources/slices.json   raw tile detections, image coordinates (COCO results)
     sources/full.json     raw full-image detections (COCO results)
     visdrone/<name>.txt   the fused result in VisDrone's format, one file per image (VisDrone's classes)

@@ -4,7 +4,7 @@ each sequence in frame order, then the MOT files.
 Output folder (shared with the user: afm only replaces what its manifest lists):
     detections/          `afm infer`'s output folder for the frames, run by its own code
                          (tiles + full image, batches, workers, resume): predictions.json,
-                         categories.json, visdrone/<seq>/<frame:07d>.txt (VisDrone's classes),
+                         categories.json, images.json, visdrone/<seq>/<frame:07d>.txt (VisDrone's classes),
                          sources/, its run state .afm-infer/
     mot/<seq>.txt        VisDrone-MOT results: frame,id,x,y,w,h,score,category,-1,-1
     motchallenge/<seq>.txt  MOTChallenge results: frame,id,x,y,w,h,conf,-1,-1,-1
