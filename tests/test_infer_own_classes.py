@@ -95,7 +95,8 @@ def test_a_folder_run_scored_against_a_json_of_other_ids(ckpts, vis_json, tmp_pa
     # The ground truth: the folder run's best 5 detections of each image, ids reversed.
     gt_id = {i: len(names) + 1 - i for i in range(1, len(names) + 1)}
     found = json.loads((tmp_path / "a" / "predictions.json").read_text())
-    objects = [r for i in gt_id for r in sorted((r for r in found if r["image_id"] == i), key=lambda r: -r["score"])[:5]]
+    objects = [r for i in gt_id
+               for r in sorted((r for r in found if r["image_id"] == i), key=lambda r: -r["score"])[:5]]
     gt = tmp_path / "val.json"
     gt.write_text(json.dumps({
         "images": [{"id": gt_id[i], "file_name": f"val/{name}", "width": 640, "height": 480}
