@@ -327,3 +327,15 @@ def test_a_wrong_neck_in_load_from_is_one_line_from_the_runner(tmp_path):
                                                                         compressed_channels=16))), seed=9)
     with pytest.raises(AfmError, match="checkpoint's neck is mmdet's FPN_CARAFE"):
         load_from(save(source, tmp_path / 'fpn_carafe.pth'), TINY_AFMNET, tmp_path)
+
+
+def test_a_trained_main_gate_reloads_as_trained_without_the_hd_warm_up():
+    """hd_merge_warmup=0 (no count saved): the checkpoint's own affm.main_gate loads as it is
+    (infer, resume), never replaced by the pre-round-4 factor 1 meant for checkpoints without one."""
+    cfg = model_cfg(TINY_AFMNET, hd_merge_warmup=0)
+    source = trained(cfg, seed=10)
+    with torch.no_grad():
+        source.affm.main_gate.fill_(0.3)
+    model = MODELS.build(cfg)
+    model.load_state_dict(source.state_dict(), strict=True)
+    assert float(model.affm.main_gate) == pytest.approx(0.3)

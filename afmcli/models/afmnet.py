@@ -74,8 +74,8 @@ def upgrade_state_dict(state_dict: dict, prefix: str, hd_merge_warmup: int | Non
         filled[prefix + 'hd_merge_step'] = torch.zeros(())
     elif hd_merge_warmup is not None and before_round_4:
         filled[prefix + 'hd_merge_step'] = torch.tensor(float(hd_merge_warmup))
-    if main_gate and before_round_4 and 'mask_estimator' in parts:
-        filled[prefix + 'affm.main_gate'] = torch.ones(1)
+    if main_gate and before_round_4 and 'mask_estimator' in parts and prefix + 'affm.main_gate' not in state_dict:
+        filled[prefix + 'affm.main_gate'] = torch.ones(1)  # (a gated model run without the count has its own)
     state_dict.update(filled)
     return list(filled)
 
