@@ -339,3 +339,16 @@ def test_a_trained_main_gate_reloads_as_trained_without_the_hd_warm_up():
     model = MODELS.build(cfg)
     model.load_state_dict(source.state_dict(), strict=True)
     assert float(model.affm.main_gate) == pytest.approx(0.3)
+
+
+def test_a_plain_carafe_cfpn_checkpoint_keeps_its_kernels_in_a_nearest_start_cfpn():
+    """A CFPN trained with plain CARAFE (upsample_cfg type 'carafe', no gate) ran its kernels
+    fully: loaded into the default CFPN (carafe_nearest) it gives the same features (gate 1),
+    not nearest upsampling with its trained kernels unused."""
+    up = dict(up_kernel=3, up_group=1, encoder_kernel=3, encoder_dilation=1, compressed_channels=16)
+    plain, nearest = neck('CFPN', upsample_cfg=dict(type='carafe', **up)), neck('CFPN', upsample_cfg=dict(type='carafe_nearest', **up))
+    load_neck(nearest, plain.state_dict())
+    assert [float(m.gate) for m in nearest.upsample_modules] == [1.0, 1.0]
+    with torch.no_grad():
+        for ours, theirs in zip(nearest(features()), plain(features())):
+            torch.testing.assert_close(ours, theirs)

@@ -163,6 +163,12 @@ class NearestStartCARAFE(CARAFEUpsample):
         onehot[:, k2 // 2] = 1.0  # tap (r, r) of an odd kernel
         self.register_buffer('nearest_kernel', onehot.view(1, -1, 1, 1), persistent=False)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        # a plain CARAFE's checkpoint (kernels, no gate) ran its kernels fully: gate 1, not nearest
+        if prefix + 'gate' not in state_dict and prefix + 'content_encoder.weight' in state_dict:
+            state_dict[prefix + 'gate'] = torch.ones(1)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def kernel_normalizer(self, mask: Tensor) -> Tensor:
         soft = super().kernel_normalizer(mask)
         nearest = self.nearest_kernel.to(soft.dtype)
