@@ -352,3 +352,12 @@ def test_a_plain_carafe_cfpn_checkpoint_keeps_its_kernels_in_a_nearest_start_cfp
     with torch.no_grad():
         for ours, theirs in zip(nearest(features()), plain(features())):
             torch.testing.assert_close(ours, theirs)
+
+
+def test_the_affm_gate_keeps_the_features_dtype():
+    """Under AMP P4 stays in half precision as the ungated modulation leaves it (the gate is
+    an fp32 parameter of shape (1,), which type promotion would otherwise spread)."""
+    from afmcli.models.affm import AFFM
+
+    feat, logits = torch.randn(1, 4, 6, 6, dtype=torch.bfloat16), torch.randn(1, 1, 3, 3, dtype=torch.bfloat16)
+    assert AFFM(main_gate_init=0.5).enhance_main(feat, logits).dtype == torch.bfloat16

@@ -66,7 +66,7 @@ class AFFM(BaseModule):
     def enhance_main(self, feat: Tensor, logits: Tensor) -> Tensor:
         """The main head's level modulated by its mask through the gate: feat * (1 + g m)."""
         m = AFFM.mask_at(logits, feat.shape[-2:])
-        return feat * (1 + (m if self.main_gate is None else self.main_gate * m))
+        return feat * (1 + (m if self.main_gate is None else self.main_gate.to(m.dtype) * m))
 
     @staticmethod
     def mask_at(logits: Tensor, hw: Sequence[int]) -> Tensor:
