@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from afmcli.cli import main
-from afmcli.inference.predictor import dense_head_outputs, load_model
+from afmcli.inference.backends.mmdet_backend import load_model
+from afmcli.inference.backends.speed import dense_head_outputs
 
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
 from test_infer_scale import fail_after, one_thread  # noqa: F401 (one torch thread: an autouse fixture)
