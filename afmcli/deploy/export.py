@@ -185,11 +185,14 @@ def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, t
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            # (nn.MultiheadAttention's fused fast path has no ONNX form)
+            # (nn.MultiheadAttention's fused fast path has no ONNX form; restored however the export ends)
+            fastpath = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
-            torch.onnx.export(graph, probe, str(tmp), input_names=["images", "sizes"][:len(probe)],
-                              output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-            torch.backends.mha.set_fastpath_enabled(True)
+            try:
+                torch.onnx.export(graph, probe, str(tmp), input_names=["images", "sizes"][:len(probe)],
+                                  output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fastpath)
         if calib is not None:
             fp32 = tmp.with_name(tmp.name + ".fp32")
             tmp.rename(fp32)
