@@ -221,6 +221,17 @@ def test_int8_export_is_quantized_standard_and_runs(exported, tmp_path, capsys):
     assert len(dets) > 0 and dets.boxes.shape[1] == 4
 
 
+def test_int8_without_calibration_images_is_refused_before_the_export(exported, tmp_path, capsys, monkeypatch):
+    root, ckpt, _ = exported
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported before --calib was checked"))
+    with pytest.raises(SystemExit):
+        main(["export", str(CONFIG), str(ckpt), "--out", str(tmp_path / "q.onnx"), "--int8", "--calib",
+              str(tmp_path / "empty")])
+    assert f"--calib {tmp_path / 'empty'}: no images to calibrate on" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_carafe_as_shifted_slices_equals_afms_carafe():
     from afmcli.deploy.afmnet_graph import carafe_shifted
     from afmcli.models.carafe import carafe_torch

@@ -182,6 +182,8 @@ def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, t
     else:
         probe = (torch.zeros(2, 3, probe_size, probe_size),)
     meta["int8"] = calib is not None
+    # the calibration images are read first: a --calib without images is refused before the export
+    calibration = None if calib is None else CalibrationImages(Path(calib), meta, calib_images, calib_slice)
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -193,11 +195,11 @@ def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, t
                                   output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
             finally:
                 torch.backends.mha.set_fastpath_enabled(fastpath)
-        if calib is not None:
+        if calibration is not None:
             fp32 = tmp.with_name(tmp.name + ".fp32")
             tmp.rename(fp32)
             try:
-                quantize_int8(fp32, tmp, CalibrationImages(Path(calib), meta, calib_images, calib_slice))
+                quantize_int8(fp32, tmp, calibration)
             finally:
                 fp32.unlink(missing_ok=True)
         proto = onnx.load(str(tmp))
