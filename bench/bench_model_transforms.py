@@ -69,7 +69,8 @@ def time_batch(model, data: dict, rounds: int) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
-    from afmcli.inference.predictor import Model, config_classes, fuse_backbone_conv_bn
+    from afmcli.inference.backends.mmdet_backend import Model, config_classes
+    from afmcli.inference.backends.speed import fuse_backbone_conv_bn
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")

@@ -158,7 +158,7 @@ class FakeDetector(torch.nn.Module):
 
 
 def test_model_forward_splits_one_copy_per_field_into_images():
-    from afmcli.inference.predictor import Model
+    from afmcli.inference.backends.mmdet_backend import Model
 
     thr = 0.3
     at_thr = float(np.float32(thr))  # kept: compared in float32, as torch compares

@@ -15,7 +15,7 @@ from mmdet.models.necks import FPN
 
 import afmcli
 from afmcli.errors import AfmWarning
-from afmcli.inference.predictor import full_float32
+from afmcli.inference.backends.speed import full_float32
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
 from test_infer_fuse_conv_bn import assert_same_detections
 

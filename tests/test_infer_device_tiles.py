@@ -16,7 +16,7 @@ import afmcli
 from afmcli.cli import main
 from afmcli.errors import ParameterError
 from afmcli.inference.device_tiles import DeviceTiles
-from afmcli.inference.predictor import TilePipeline
+from afmcli.inference.backends.mmdet_backend import TilePipeline
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "visdrone-real" / "VisDrone2019-DET-train" / "images"

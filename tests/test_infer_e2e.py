@@ -10,7 +10,7 @@ import torch
 
 from afmcli.cli import main
 from afmcli.data.visdrone_format import read_visdrone_file
-from afmcli.inference.predictor import load_model
+from afmcli.inference.backends.mmdet_backend import load_model
 
 CONFIG = Path(__file__).parent / "fixtures" / "tiny_tood.py"
 

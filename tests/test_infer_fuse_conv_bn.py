@@ -11,7 +11,7 @@ import torch
 
 import afmcli
 from afmcli.errors import AfmWarning
-from afmcli.inference.predictor import fuse_backbone_conv_bn
+from afmcli.inference.backends.speed import fuse_backbone_conv_bn
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
 
 BN = torch.nn.modules.batchnorm._BatchNorm

@@ -194,7 +194,7 @@ def test_with_classes_sets_every_head_of_a_shipped_config():
     from mmdet.registry import MODELS
 
     from afmcli.engine.train import load_config
-    from afmcli.inference.predictor import config_classes, with_classes
+    from afmcli.inference.backends.mmdet_backend import config_classes, with_classes
 
     cfg = with_classes(load_config(Path(__file__).parents[1] / "configs" / "AFM" / "afmnet_tiny_synth.py"), TWO)
     assert config_classes(cfg) == TWO
@@ -207,7 +207,7 @@ def test_with_classes_leaves_a_two_stage_models_rpn_alone():
     """The one num_classes rule of `afm train --data` (afmcli.engine.class_keys): the RPN is class-agnostic."""
     from mmengine.config import Config
 
-    from afmcli.inference.predictor import with_classes
+    from afmcli.inference.backends.mmdet_backend import with_classes
 
     cfg = with_classes(Config(dict(model=dict(rpn_head=dict(num_classes=1), roi_head=dict(bbox_head=dict(num_classes=80))),
                                    test_dataloader=dict(dataset=dict()))), TWO)

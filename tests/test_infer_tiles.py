@@ -16,7 +16,7 @@ class BlobDetector:
     batch sizes. Its pipeline hands the crops over as they are."""
 
     pipeline = staticmethod(list)
-    device = "cpu"  # where predict_units fuses
+    nms_device = "cpu"  # where predict_units fuses (the backends' contract)
 
     def __init__(self):
         self.batches = []

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from afmcli.cli import main
-from afmcli.inference.predictor import dense_head_outputs, load_model
+from afmcli.inference.backends.mmdet_backend import load_model
+from afmcli.inference.backends.speed import dense_head_outputs
 
 from test_infer_e2e import CONFIG, save_tiny_checkpoint
 from test_infer_scale import fail_after, one_thread  # noqa: F401 (one torch thread: an autouse fixture)
@@ -218,6 +219,17 @@ def test_int8_export_is_quantized_standard_and_runs(exported, tmp_path, capsys):
     image = real_images()[1]
     dets = OnnxModel(tmp_path / "q.onnx", threads=1)([image[0:512, 0:512]], 0.02)[0]
     assert len(dets) > 0 and dets.boxes.shape[1] == 4
+
+
+def test_int8_without_calibration_images_is_refused_before_the_export(exported, tmp_path, capsys, monkeypatch):
+    root, ckpt, _ = exported
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported before --calib was checked"))
+    with pytest.raises(SystemExit):
+        main(["export", str(CONFIG), str(ckpt), "--out", str(tmp_path / "q.onnx"), "--int8", "--calib",
+              str(tmp_path / "empty")])
+    assert f"--calib {tmp_path / 'empty'}: no images to calibrate on" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_carafe_as_shifted_slices_equals_afms_carafe():

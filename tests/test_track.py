@@ -327,11 +327,14 @@ def test_bad_sources_and_settings_are_one_line(setup, tmp_path, capsys):
     for args, message in (([str(bad)], "first.jpg: no frame number at the end of its name"),
                           ([str(frames), "--tracker", "sort"], "--tracker must be one of bytetrack, ocsort"),
                           ([str(frames), "--direction-weight", "0.3"],
-                           "--direction-weight is not a setting of bytetrack")):
+                           "--direction-weight is not a setting of bytetrack"),
+                          ([str(frames), "--viz", "--trail", "-1"], "--trail must be >= 0, got -1"),
+                          ([str(frames), "--viz-video", "--fps", "0"], "--fps must be > 0, got 0.0")):
         with pytest.raises(SystemExit):
             main(["track", str(CONFIG), str(ckpt), *args, "--out", str(tmp_path / "o")])
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+        assert not (tmp_path / "o" / "detections").exists()  # refused before any work
 
 
 def test_api_track_yields_frames_in_order_with_ids(setup, reference):

@@ -182,19 +182,24 @@ def export_onnx(config, checkpoint: str | os.PathLike, out: str | os.PathLike, t
     else:
         probe = (torch.zeros(2, 3, probe_size, probe_size),)
     meta["int8"] = calib is not None
+    # the calibration images are read first: a --calib without images is refused before the export
+    calibration = None if calib is None else CalibrationImages(Path(calib), meta, calib_images, calib_slice)
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            # (nn.MultiheadAttention's fused fast path has no ONNX form)
+            # (nn.MultiheadAttention's fused fast path has no ONNX form; restored however the export ends)
+            fastpath = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
-            torch.onnx.export(graph, probe, str(tmp), input_names=["images", "sizes"][:len(probe)],
-                              output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-            torch.backends.mha.set_fastpath_enabled(True)
-        if calib is not None:
+            try:
+                torch.onnx.export(graph, probe, str(tmp), input_names=["images", "sizes"][:len(probe)],
+                                  output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fastpath)
+        if calibration is not None:
             fp32 = tmp.with_name(tmp.name + ".fp32")
             tmp.rename(fp32)
             try:
-                quantize_int8(fp32, tmp, CalibrationImages(Path(calib), meta, calib_images, calib_slice))
+                quantize_int8(fp32, tmp, calibration)
             finally:
                 fp32.unlink(missing_ok=True)
         proto = onnx.load(str(tmp))

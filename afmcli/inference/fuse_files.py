@@ -89,9 +89,9 @@ def fuse_files(preds: Sequence[Path], out: Path, method: str = "nms", iou: float
     image_records = [r for p in preds if (r := read_prediction_images(p)) is not None]
     images_record = same_images(image_records) if image_records else None
     record_images = images_record is not None and _needs_images_record(images_record, out)
-    if visdrone_dir is not None and tables and not next(iter(tables.values())).visdrone:
+    if visdrone_dir is not None and table is not None and not table.visdrone:
         raise ParameterError(f"{{visdrone_dir}} writes VisDrone's category ids 1..10; {next(iter(tables))}'s "
-                             f"categories are others ({next(iter(tables.values())).describe()})", "visdrone_dir")
+                             f"categories are others ({table.describe()})", "visdrone_dir")
     sources = [results_by_image(load_coco_results(p)) for p in preds]
     if not any(len(d) for s in sources for d in s.values()):
         # Never replace a good result with an empty one.

@@ -36,7 +36,11 @@ class UnitStream(IterableDataset):
 def image_weight(source: Source, item: ImageItem, settings: PredictSettings) -> int:
     """Forward passes of one image (its tiles, plus the full pass), from its size
     without decoding; an unreadable header counts as one."""
-    size = source.size(item)
+    return size_weight(source.size(item), settings)
+
+
+def size_weight(size: tuple[int, int] | None, settings: PredictSettings) -> int:
+    """:func:`image_weight` of an image of ``size`` (width, height; None: unknown)."""
     if size is None:
         return 1
     return len(plan_windows(size[1], size[0], settings.slice_size, settings.overlap, settings.slices,

@@ -149,5 +149,4 @@ def predict_units(model, units: Iterable[Unit], to_category: list[int], s: Predi
             model.forward_windows(unit.source, unit.windows, s.score_thr)
         if image.add(unit, dets):
             del pending[unit.image_id]
-            nms_device = getattr(model, "nms_device", model.device)  # a model without one: its device
-            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, nms_device), image.image
+            yield unit.image_id, finish_image(image, unit.image_id, to_category, s, model.nms_device), image.image

@@ -33,7 +33,7 @@ from afmcli.io import named_write_errors, output_lock
 from afmcli.inference.assemble import Totals, assemble
 from afmcli.inference.backends.onnx_runtime import OnnxModel, is_onnx, read_metadata
 from afmcli.inference.distributed import DistContext, balanced_shards, distributed
-from afmcli.inference.loader import UnitStream, image_weight, make_loader
+from afmcli.inference.loader import UnitStream, make_loader, size_weight
 from afmcli.inference.predict import check_settings, predict_units
 from afmcli.inference.settings import InferSettings
 from afmcli.engine.train import load_config
@@ -83,10 +83,11 @@ def make_plan(cfg, checkpoint: Path, source: Path | Source, out: Path, settings:
         return plan
     done = set(scan_records(state.records)) if status == "resume" else set()
     todo = [item for item in opened.items if item.image_id not in done]
+    sizes = [opened.size(item) for item in todo]  # header reads (fast), once for both uses
     if settings.slices and tile_count(*REFERENCE_SIZE[::-1], settings.slice_size, settings.overlap) \
             <= MANY_TILES_PER_IMAGE:  # else said already, before any work
-        warn_many_tiles([size for size in map(opened.size, todo) if size], settings.slice_size, settings.overlap)
-    weights = [image_weight(opened, item, settings) for item in todo]  # header reads: fast
+        warn_many_tiles([size for size in sizes if size], settings.slice_size, settings.overlap)
+    weights = [size_weight(size, settings) for size in sizes]
     for part in balanced_shards(weights, ranks):
         plan.shards.append(todo[part])
         plan.weights.append(weights[part])

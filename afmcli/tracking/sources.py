@@ -38,11 +38,12 @@ class ImageSequences(ImageFiles):
     is_video = True
 
     @classmethod
-    def open(cls, path: Path, folders: list[Path], frame_step: int) -> "ImageSequences":
+    def open(cls, path: Path, sequences: dict[Path, list[Path]], frame_step: int) -> "ImageSequences":
+        """``sequences``: each sequence folder with its images (list_images), in sequence order."""
         items: list[ImageItem] = []
-        for folder in folders:
+        for folder, images in sequences.items():
             frames: dict[int, Path] = {}
-            for image in list_images(folder):
+            for image in images:
                 number = frame_number(image)
                 if number in frames:
                     raise AfmError(f"{folder}: {frames[number].name} and {image.name} are both frame {number}")
@@ -71,9 +72,12 @@ def open_track_source(path: str | Path, frame_step: int = 1) -> Source:
     if frame_step < 1:
         raise ParameterError(f"{{frame_step}} must be >= 1, got {frame_step}", "frame_step")
     if path.is_dir() and not any(p.suffix.lower() in VIDEO_SUFFIXES for p in path.iterdir() if p.is_file()):
-        if list_images(path):
-            return ImageSequences.open(path, [path], frame_step)
-        folders = sorted(p for p in path.iterdir() if p.is_dir() and list_images(p))
+        images = list_images(path)
+        if images:
+            return ImageSequences.open(path, {path: images}, frame_step)
+        # each folder listed once: its images are the sequence's frames
+        folders = {p: list_images(p) for p in sorted(path.iterdir()) if p.is_dir()}
+        folders = {folder: images for folder, images in folders.items() if images}
         if not folders:
             raise AfmError(f"{path}: no videos, images or folders of images (sequences) in this folder")
         return ImageSequences.open(path, folders, frame_step)

@@ -193,19 +193,22 @@ class OnnxModel:
         index = device.split(":")[1] if ":" in device else "0"
         provider_options = [{"device_id": index} if p != "CPUExecutionProvider" else {} for p in providers]
         self._session_args = (options, providers, provider_options)
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers,
-                                            provider_options=provider_options)
+        self._open_session()
         self.pipeline = ArrayPipeline(self.meta)
         self.fp16 = self.channels_last = False
 
     def set_provider_options(self, **options) -> None:
         """Rebuild the session with ``options`` added to the first execution provider's
         (e.g. ``trt_fp16_enable=True`` for TensorRT in fp16)."""
-        import onnxruntime as ort
-
         session_options, providers, provider_options = self._session_args
         provider_options = [{**provider_options[0], **options}, *provider_options[1:]]
         self._session_args = (session_options, providers, provider_options)
+        self._open_session()
+
+    def _open_session(self) -> None:
+        import onnxruntime as ort
+
+        session_options, providers, provider_options = self._session_args
         self.session = ort.InferenceSession(str(self.path), session_options, providers=providers,
                                             provider_options=provider_options)
 

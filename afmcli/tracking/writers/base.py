@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from afmcli.data.visdrone_format import format_visdrone_lines
+from afmcli.errors import ParameterError
 from afmcli.inference.sources import ImageItem
 from afmcli.tracking.base import TrackedDetections
 
@@ -22,6 +23,12 @@ class TrackRun:
     viz_video: bool = False  # a video drawn, viz/<seq>.mp4
     fps: float = 25.0  # of the drawn video
     trail: int = 15  # frames of each track's past centres drawn
+
+    def __post_init__(self):  # checked before any work
+        if self.trail < 0:
+            raise ParameterError(f"{{trail}} must be >= 0, got {self.trail}", "trail")
+        if not self.fps > 0:
+            raise ParameterError(f"{{fps}} must be > 0, got {self.fps}", "fps")
 
     @property
     def drawn(self) -> bool:
