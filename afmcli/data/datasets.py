@@ -35,7 +35,7 @@ from typing import Sequence
 
 from afmcli.data.convert import ConvertStats, SplitWriter, check_slicing
 from afmcli.data.layout import LABELS_SUFFIX, DatasetPaths
-from afmcli.data.readers.base import DatasetReader, SplitData
+from afmcli.data.readers.base import DatasetReader, SplitData, dataset_root
 from afmcli.data.readers.coco import CocoDataset
 from afmcli.data.readers.visdrone import VisDroneDataset
 from afmcli.data.readers.yolo import YoloDataset
@@ -62,13 +62,8 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _root(path: Path, data: dict) -> Path:
-    root = Path(str(data.get("path") or "."))
-    return root if root.is_absolute() else path.parent / root
-
-
 def _coco_from_yaml(path: Path, data: dict) -> CocoDataset:
-    root = _root(path, data)
+    root = dataset_root(path, data)
     splits = {}
     for name, spec in data.items():
         if name in ("format", "path", "names"):
@@ -92,7 +87,7 @@ def _from_yaml(path: Path) -> DatasetReader:
     if kind == "coco":
         return _coco_from_yaml(path, data)
     if kind == "visdrone":
-        root = _root(path, data)
+        root = dataset_root(path, data)
         splits = {str(k): root / str(v) for k, v in data.items() if k not in ("format", "path", "names")}
         return VisDroneDataset(path, splits)
     raise AfmError(f"{path}: format must be one of {', '.join(FORMATS)}, got {kind!r}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from afmcli.data.images import image_size, is_image_file
-from afmcli.data.readers.base import DatasetReader, SplitData, boxes_to_labels, skip_or_raise
+from afmcli.data.readers.base import DatasetReader, SplitData, boxes_to_labels, dataset_root, skip_or_raise
 from afmcli.errors import AfmError
 
 YAML_SPLITS = ("train", "val", "test")
@@ -97,8 +97,7 @@ class YoloDataset(DatasetReader):
 
     @classmethod
     def from_yaml(cls, source: Path, data: dict) -> "YoloDataset":
-        root = Path(data.get("path") or ".")
-        root = root if root.is_absolute() else (source.parent / root)
+        root = dataset_root(source, data)
         splits = {}
         for key in YAML_SPLITS:
             value = data.get(key)
