@@ -44,6 +44,7 @@ from afmcli.io import cache_folder
 
 FORMATS = ("yolo", "coco", "visdrone")
 DATASET_SUFFIXES = (".yaml", ".yml")
+DATA_YAMLS = ("data.yaml", "data.yml")  # a folder holding one is that dataset
 
 
 def _read_yaml(path: Path) -> dict:
@@ -93,6 +94,17 @@ def _from_yaml(path: Path) -> DatasetReader:
     raise AfmError(f"{path}: format must be one of {', '.join(FORMATS)}, got {kind!r}")
 
 
+def is_dataset(path: Path) -> bool:
+    """A dataset (what :func:`open_dataset` opens) rather than a COCO json or a VisDrone
+    annotations folder: a dataset yaml, or a folder holding a data.yaml, a VisDrone split
+    (images/ and annotations/) or afm's Datasets/ layout."""
+    if path.suffix.lower() in DATASET_SUFFIXES:
+        return True
+    return path.is_dir() and (any((path / name).is_file() for name in DATA_YAMLS)
+                              or ((path / "images").is_dir() and (path / "annotations").is_dir())
+                              or (path / "labels" / "annotations").is_dir())
+
+
 def open_dataset(data: str | os.PathLike | DatasetReader, images: str | os.PathLike | None = None,
                  split: str = "train") -> DatasetReader:
     """The dataset DATA names (see the module's docstring). ``images``: the image folder
@@ -107,7 +119,7 @@ def open_dataset(data: str | os.PathLike | DatasetReader, images: str | os.PathL
     if path.is_file() and path.suffix.lower() == ".json":
         return CocoDataset(path, {split: (path, Path(images) if images is not None else path.parent)})
     if path.is_dir():
-        for name in ("data.yaml", "data.yml"):
+        for name in DATA_YAMLS:
             if (path / name).is_file():
                 return _from_yaml(path / name)
         if (path / "images").is_dir() and (path / "annotations").is_dir():
