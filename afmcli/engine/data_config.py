@@ -136,6 +136,11 @@ def _json_category_names(path: Path) -> list[str] | None:
     return [c.get("name") for c in cats if isinstance(c, dict)] if isinstance(cats, list) else None
 
 
+def _shown(names: Sequence) -> str:
+    """The first four class names, for a message."""
+    return ", ".join(map(str, names[:4])) + (", ..." if len(names) > 4 else "")
+
+
 def check_class_keys(cfg, loaders: Sequence[str]) -> None:
     """A hand-made config's class keys, checked before training: each dataset's
     ``metainfo.classes`` against its json's category names, every ``num_classes`` against
@@ -152,13 +157,13 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
             continue
         names = _json_category_names(ann)
         if names is not None and not set(names) & set(classes):
-            raise AfmError(f"{key}: none of metainfo.classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}) "
-                           f"is a category of {ann} ({', '.join(map(str, names[:4]))}{', ...' if len(names) > 4 else ''}); "
+            raise AfmError(f"{key}: none of metainfo.classes ({_shown(classes)}) "
+                           f"is a category of {ann} ({_shown(names)}); "
                            "set the dataset's metainfo=dict(classes=...), or train with --data DATA")
         wrong = sorted({c for c in counts if c != len(classes)})
         if wrong:
             raise AfmError(f"the model's num_classes is {wrong[0]} but {key}'s metainfo.classes has {len(classes)} "
-                           f"({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}): set every head's "
+                           f"({_shown(classes)}): set every head's "
                            "num_classes (bbox_head, hd_head), or train with --data DATA")
     save_best = ((cfg.get("default_hooks") or {}).get("checkpoint") or {}).get("save_best")
     metrics = [m.get("type") for m in _metrics(cfg.get("val_evaluator") or {}) if m]
@@ -174,4 +179,4 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
             and classes != VISDRONE_CLASSES:
         raise AfmError(f"default_hooks.checkpoint.save_best {save_best!r}: VisDroneMetric reports the toolkit's "
                        f"view for VisDrone's ten classes only, and val_dataloader's metainfo.classes are others "
-                       f"({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}): set save_best='{SAVE_BEST}'")
+                       f"({_shown(classes)}): set save_best='{SAVE_BEST}'")
