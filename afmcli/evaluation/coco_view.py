@@ -142,6 +142,10 @@ def run_coco_eval(dataset: dict, results: list[dict], iou_thresholds: Sequence[f
 def evaluate_coco(images: Sequence[ImageRows], classes: Sequence[str] = CLASSES, ranges: str = "coco"
                   ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """COCO-view stats and per-class AP of ``images`` with faster-coco-eval."""
-    evaluator = run_coco_eval(*coco_view_datasets(images, classes), ranges=ranges)
+    return coco_summary(run_coco_eval(*coco_view_datasets(images, classes), ranges=ranges), classes)
+
+
+def coco_summary(evaluator, classes: Sequence[str] = CLASSES) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """The stats and per-class AP of an evaluated COCO view (:func:`run_coco_eval`)."""
     return (stats_from_eval(evaluator.eval, evaluator.params),
             classwise_from_eval(evaluator.eval, evaluator.params, classes))
