@@ -124,11 +124,12 @@ class YoloDataset(DatasetReader):
         for path in files:
             txt = label_path(path)
             used.add(txt)
+            labelled = txt.is_file()
             try:
                 if not path.is_file():
                     raise AfmError(f"{path}: no such image (listed in the split)")
                 width, height = image_size(path)
-                rows = read_label_file(txt, len(self.classes)) if txt.is_file() else None
+                rows = read_label_file(txt, len(self.classes)) if labelled else None
             except AfmError as exc:
                 skip_or_raise(data, exc, skip_bad)
                 continue
@@ -143,8 +144,8 @@ class YoloDataset(DatasetReader):
             counts["images"] += 1
             counts["labels"] += len(lab.annotations)
             counts["background images"] += not lab.annotations
-            counts["images without a label file"] += not txt.is_file()
-            counts["empty label files"] += txt.is_file() and not len(rows)
+            counts["images without a label file"] += not labelled
+            counts["empty label files"] += labelled and not len(rows)
             counts["clipped boxes"] += lab.clipped
             counts["dropped empty boxes"] += lab.dropped
         label_dirs = {label_path(f).parent for f in files}
