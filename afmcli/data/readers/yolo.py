@@ -63,8 +63,12 @@ def _listed_images(entry: Path, root: Path) -> list[Path]:
     if entry.is_dir():
         return sorted(p for p in entry.rglob("*") if is_image_file(p) and p.is_file())
     if entry.suffix == ".txt" and entry.is_file():
+        try:
+            text = entry.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AfmError(f"{entry}: cannot read the image list ({exc})") from None
         out = []
-        for line in entry.read_text(encoding="utf-8-sig").splitlines():
+        for line in text.splitlines():
             line = line.strip()
             if not line:
                 continue
