@@ -54,3 +54,10 @@ def warn(message: str, *parameters: str) -> None:
     """Warn through :mod:`warnings` (`afm` prints ``afm: warning: message`` on stderr,
     ``parameters`` spelled as its flags)."""
     warnings.warn(AfmWarning(message, *parameters), stacklevel=2)
+
+
+def few(items, limit: int) -> str:
+    """The first ``limit`` of ``items``, comma-separated, ``...`` after them when there are
+    more: a message's short listing."""
+    items = list(items)
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")

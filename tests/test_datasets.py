@@ -91,6 +91,17 @@ def test_yolo_names_list_txt_list_and_segments(tmp_path):
         assert ann["bbox"] == pytest.approx([20, 20, 40, 40]) and ann["category_id"] == 3
 
 
+def test_yolo_unreadable_image_list_and_numeric_path_are_one_line(tmp_path):
+    (tmp_path / "train.txt").write_bytes(b"\xff\xfe\x00bad")
+    (tmp_path / "data.yaml").write_text("train: train.txt\nnames: [a]\n")
+    with pytest.raises(AfmError, match=r"train\.txt: cannot read the image list \('utf-8' codec"):
+        open_dataset(tmp_path / "data.yaml").read("train")
+    # a numeric 'path:' is a folder name, as in afm's other dataset yamls (not a TypeError)
+    (tmp_path / "data.yaml").write_text("path: 5\ntrain: images\nnames: [a]\n")
+    with pytest.raises(AfmError, match=r"5/images: no such image folder"):
+        open_dataset(tmp_path / "data.yaml").read("train")
+
+
 @pytest.mark.parametrize("line, message", [
     ("5 0.5 0.5 0.1 0.1", r"a\.txt:2: class 5 is not one of the 2 names \(0\.\.1\)"),
     ("0 1.2 0.5 0.1 0.1", r"a\.txt:2: coordinate 1\.2 is outside 0\.\.1"),

@@ -23,8 +23,7 @@ import numpy as np
 
 from afmcli.data.coco_check import Results, check_coco_results
 from afmcli.data.images import image_key
-from afmcli.data.visdrone_format import (CATEGORY_IDS, CLASSES, IGNORED_REGION, OTHERS,
-                                         format_visdrone_lines)
+from afmcli.data.visdrone_format import CLASSES, IGNORED_REGION, OTHERS, format_visdrone_lines
 from afmcli.errors import AfmError
 from afmcli.io import atomic_path
 
@@ -32,10 +31,10 @@ MAX_DETS_PER_IMAGE = 500  # the toolkit reads only the first 500 lines of a resu
 
 
 def coco_categories(names=None) -> list[dict]:
-    """afm's category table: ids 1..K in class order (VisDrone's ten by default: its own ids)."""
-    if names is None:
-        return [{"id": cid, "name": name, "supercategory": "object"} for cid, name in zip(CATEGORY_IDS, CLASSES)]
-    return [{"id": cid, "name": name, "supercategory": "object"} for cid, name in enumerate(names, start=1)]
+    """afm's category table: ids 1..K in class order (VisDrone's ten by default, whose own
+    ids, CATEGORY_IDS, are 1..10 too)."""
+    return [{"id": cid, "name": name, "supercategory": "object"}
+            for cid, name in enumerate(CLASSES if names is None else names, start=1)]
 
 
 def _num(v: float) -> int | float:

@@ -35,7 +35,7 @@ from typing import Sequence
 
 from afmcli.data.convert import ConvertStats, SplitWriter, check_slicing
 from afmcli.data.layout import LABELS_SUFFIX, DatasetPaths
-from afmcli.data.readers.base import DatasetReader, SplitData
+from afmcli.data.readers.base import DatasetReader, SplitData, dataset_root
 from afmcli.data.readers.coco import CocoDataset
 from afmcli.data.readers.visdrone import VisDroneDataset
 from afmcli.data.readers.yolo import YoloDataset
@@ -44,6 +44,7 @@ from afmcli.io import cache_folder
 
 FORMATS = ("yolo", "coco", "visdrone")
 DATASET_SUFFIXES = (".yaml", ".yml")
+DATA_YAMLS = ("data.yaml", "data.yml")  # a folder holding one is that dataset
 
 
 def _read_yaml(path: Path) -> dict:
@@ -62,13 +63,8 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _root(path: Path, data: dict) -> Path:
-    root = Path(str(data.get("path") or "."))
-    return root if root.is_absolute() else path.parent / root
-
-
 def _coco_from_yaml(path: Path, data: dict) -> CocoDataset:
-    root = _root(path, data)
+    root = dataset_root(path, data)
     splits = {}
     for name, spec in data.items():
         if name in ("format", "path", "names"):
@@ -92,10 +88,21 @@ def _from_yaml(path: Path) -> DatasetReader:
     if kind == "coco":
         return _coco_from_yaml(path, data)
     if kind == "visdrone":
-        root = _root(path, data)
+        root = dataset_root(path, data)
         splits = {str(k): root / str(v) for k, v in data.items() if k not in ("format", "path", "names")}
         return VisDroneDataset(path, splits)
     raise AfmError(f"{path}: format must be one of {', '.join(FORMATS)}, got {kind!r}")
+
+
+def is_dataset(path: Path) -> bool:
+    """A dataset (what :func:`open_dataset` opens) rather than a COCO json or a VisDrone
+    annotations folder: a dataset yaml, or a folder holding a data.yaml, a VisDrone split
+    (images/ and annotations/) or afm's Datasets/ layout."""
+    if path.suffix.lower() in DATASET_SUFFIXES:
+        return True
+    return path.is_dir() and (any((path / name).is_file() for name in DATA_YAMLS)
+                              or ((path / "images").is_dir() and (path / "annotations").is_dir())
+                              or (path / "labels" / "annotations").is_dir())
 
 
 def open_dataset(data: str | os.PathLike | DatasetReader, images: str | os.PathLike | None = None,
@@ -112,7 +119,7 @@ def open_dataset(data: str | os.PathLike | DatasetReader, images: str | os.PathL
     if path.is_file() and path.suffix.lower() == ".json":
         return CocoDataset(path, {split: (path, Path(images) if images is not None else path.parent)})
     if path.is_dir():
-        for name in ("data.yaml", "data.yml"):
+        for name in DATA_YAMLS:
             if (path / name).is_file():
                 return _from_yaml(path / name)
         if (path / "images").is_dir() and (path / "annotations").is_dir():

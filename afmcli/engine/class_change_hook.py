@@ -22,7 +22,7 @@ from mmengine.hooks import Hook
 
 from afmcli.engine.checkpoint import checkpoint_classes
 from afmcli.engine.class_keys import num_classes_in, set_num_classes
-from afmcli.errors import warn
+from afmcli.errors import few, warn
 
 
 def class_dependent_keys(model_cfg, state_dict_shapes: dict) -> set[str]:
@@ -42,9 +42,8 @@ def class_dependent_keys(model_cfg, state_dict_shapes: dict) -> set[str]:
             if k in state_dict_shapes and tuple(v.shape) != tuple(state_dict_shapes[k])}
 
 
-def _names(classes, limit: int = 4) -> str:
-    shown = ", ".join(classes[:limit]) + (", ..." if len(classes) > limit else "")
-    return f"{len(classes)} ({shown})"
+def _names(classes) -> str:
+    return f"{len(classes)} ({few(classes, 4)})"
 
 
 @HOOKS.register_module()
@@ -82,4 +81,4 @@ class ClassChangeHook(Hook):
         layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in dropped))
         warn(f"load_from {runner._load_from}: its classes ({was}) differ from the data's {_names(classes)}: "
              f"kept backbone, neck and box branches; the classification layers start fresh "
-             f"({len(dropped)} tensors: {', '.join(layers[:3])}{', ...' if len(layers) > 3 else ''})")
+             f"({len(dropped)} tensors: {few(layers, 3)})")

@@ -24,7 +24,7 @@ from afmcli.data.layout import DatasetPaths
 from afmcli.data.readers.base import SplitData
 from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.data.visdrone_format import CLASSES as VISDRONE_CLASSES
-from afmcli.errors import AfmError, warn
+from afmcli.errors import AfmError, few, warn
 
 DATA_FOLDER = "data"  # inside the work dir: afm's copy of the dataset (links, json, crops)
 COCO_SAVE_BEST = "coco/bbox_mAP_50"  # what mmdet's CocoMetric reports
@@ -152,13 +152,13 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
             continue
         names = _json_category_names(ann)
         if names is not None and not set(names) & set(classes):
-            raise AfmError(f"{key}: none of metainfo.classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}) "
-                           f"is a category of {ann} ({', '.join(map(str, names[:4]))}{', ...' if len(names) > 4 else ''}); "
+            raise AfmError(f"{key}: none of metainfo.classes ({few(classes, 4)}) "
+                           f"is a category of {ann} ({few(names, 4)}); "
                            "set the dataset's metainfo=dict(classes=...), or train with --data DATA")
         wrong = sorted({c for c in counts if c != len(classes)})
         if wrong:
             raise AfmError(f"the model's num_classes is {wrong[0]} but {key}'s metainfo.classes has {len(classes)} "
-                           f"({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}): set every head's "
+                           f"({few(classes, 4)}): set every head's "
                            "num_classes (bbox_head, hd_head), or train with --data DATA")
     save_best = ((cfg.get("default_hooks") or {}).get("checkpoint") or {}).get("save_best")
     metrics = [m.get("type") for m in _metrics(cfg.get("val_evaluator") or {}) if m]
@@ -174,4 +174,4 @@ def check_class_keys(cfg, loaders: Sequence[str]) -> None:
             and classes != VISDRONE_CLASSES:
         raise AfmError(f"default_hooks.checkpoint.save_best {save_best!r}: VisDroneMetric reports the toolkit's "
                        f"view for VisDrone's ten classes only, and val_dataloader's metainfo.classes are others "
-                       f"({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}): set save_best='{SAVE_BEST}'")
+                       f"({few(classes, 4)}): set save_best='{SAVE_BEST}'")

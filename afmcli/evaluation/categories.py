@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from afmcli.data.visdrone_format import CATEGORY_IDS, CLASSES
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, few
 
 # The record of the table a run's detections use, beside predictions.json (and visdrone/).
 TABLE_FILE = "categories.json"
@@ -48,8 +48,7 @@ class CategoryTable:
         return {"categories": [{"id": int(cid), "name": name} for cid, name in zip(self.ids, self.names)]}
 
     def describe(self) -> str:
-        shown = ", ".join(f"{cid} {name}" for cid, name in zip(self.ids[:6], self.names[:6]))
-        return shown + (", ..." if len(self.ids) > 6 else "")
+        return few((f"{cid} {name}" for cid, name in zip(self.ids, self.names)), 6)
 
 
 VISDRONE_TABLE = CategoryTable(tuple(CATEGORY_IDS), tuple(CLASSES))

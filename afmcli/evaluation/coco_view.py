@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from afmcli.data.coco import coco_categories
 from afmcli.data.visdrone_format import CLASSES
 from afmcli.errors import ParameterError
 from afmcli.evaluation.visdrone import ImageRows, as_rows, drop_objects_in_ignored
@@ -47,9 +48,7 @@ def check_size_ranges(ranges: str) -> None:
 def coco_view_datasets(images: Sequence[ImageRows], classes: Sequence[str] = CLASSES) -> tuple[dict, list[dict]]:
     """(ground-truth dataset dict, detection results list), image ids 1..N in order, category
     ids 1..K for ``classes`` (the rows' numbering)."""
-    dataset = {"images": [], "annotations": [],
-               "categories": [{"id": k, "name": name, "supercategory": "object"}
-                              for k, name in enumerate(classes, start=1)]}
+    dataset = {"images": [], "annotations": [], "categories": coco_categories(classes)}
     scored = np.arange(1, len(classes) + 1)
     results: list[dict] = []
     for image_id, im in enumerate(images, start=1):
@@ -142,6 +141,10 @@ def run_coco_eval(dataset: dict, results: list[dict], iou_thresholds: Sequence[f
 def evaluate_coco(images: Sequence[ImageRows], classes: Sequence[str] = CLASSES, ranges: str = "coco"
                   ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """COCO-view stats and per-class AP of ``images`` with faster-coco-eval."""
-    evaluator = run_coco_eval(*coco_view_datasets(images, classes), ranges=ranges)
+    return coco_summary(run_coco_eval(*coco_view_datasets(images, classes), ranges=ranges), classes)
+
+
+def coco_summary(evaluator, classes: Sequence[str] = CLASSES) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """The stats and per-class AP of an evaluated COCO view (:func:`run_coco_eval`)."""
     return (stats_from_eval(evaluator.eval, evaluator.params),
             classwise_from_eval(evaluator.eval, evaluator.params, classes))

@@ -21,7 +21,7 @@ import numpy as np
 from afmcli.data.coco import (MAX_DETS_PER_IMAGE, check_gt_rows, coco_results_to_visdrone,
                               coco_to_visdrone_rows, images_over_cap)
 from afmcli.data.coco_check import Results, check_coco_results, load_coco_gt, load_coco_results
-from afmcli.data.datasets import DATASET_SUFFIXES, split_json
+from afmcli.data.datasets import is_dataset, split_json
 from afmcli.data.images import check_unique_keys, image_key, image_size, list_images
 from afmcli.data.layout import DatasetPaths
 from afmcli.data.visdrone_format import IGNORED_REGION, read_visdrone_file
@@ -144,20 +144,9 @@ def load_coco_ground_truth(gt_json: Path) -> GroundTruth:
                        source=str(gt_json))
 
 
-def is_dataset(gt: Path) -> bool:
-    """A dataset (afmcli.data.datasets.open_dataset's DATA) rather than a COCO json or a
-    VisDrone annotations folder: a dataset yaml, or a folder holding a data.yaml, a VisDrone
-    split (images/ and annotations/) or afm's Datasets/ layout."""
-    if gt.suffix.lower() in DATASET_SUFFIXES:
-        return True
-    return gt.is_dir() and (any((gt / name).is_file() for name in ("data.yaml", "data.yml"))
-                            or ((gt / "images").is_dir() and (gt / "annotations").is_dir())
-                            or (gt / "labels" / "annotations").is_dir())
-
-
 def load_ground_truth(gt: Path, images_dir: Path | None = None, split: str = "val") -> GroundTruth:
     """``gt``: a COCO json, a VisDrone annotations folder (sizes from ``images_dir``), or a
-    dataset (:func:`is_dataset`), of which ``split`` is scored."""
+    dataset (afmcli.data.datasets.is_dataset), of which ``split`` is scored."""
     gt = Path(gt)
     if is_dataset(gt):
         ann, images = split_json(gt, split)

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from afmcli.data.visdrone_format import CATEGORY_IDS, CLASSES, IGNORED_REGION, OTHERS
-from afmcli.errors import AfmError
+from afmcli.errors import AfmError, few
 
 # Names accepted for VisDrone's ids (compared after lower-casing, '_' and ' ' -> '-').
 VISDRONE_NAMES = {IGNORED_REGION: ("ignored-regions", "ignored-region", "ignored", "ignore"),
@@ -66,11 +66,10 @@ def category_warning(det_categories: np.ndarray, source, table=None) -> str | No
     if not unknown.any():
         return None
     ids = np.unique(cats[unknown])
-    listed = ", ".join(str(i) for i in ids[:SHOW]) + (", ..." if len(ids) > SHOW else "")
+    listed = few(ids, SHOW)
     owner = "VisDrone's" if table is None or table.visdrone else "the ground truth's"
     contiguous = ids_ == tuple(range(ids_[0], ids_[0] + len(ids_)))
-    theirs = f"{ids_[0]}..{ids_[-1]}" if contiguous else ", ".join(map(str, ids_[:SHOW])) + \
-        (", ..." if len(ids_) > SHOW else "")
+    theirs = f"{ids_[0]}..{ids_[-1]}" if contiguous else few(ids_, SHOW)
     listing = "VisDrone's" if owner == "VisDrone's" else "its ids"
     msg = (f"{source}: {int(unknown.sum())} of {len(cats)} detections have category ids that are not "
            f"in the ground truth ({listed}; {listing} are {theirs}); they are not scored")
@@ -106,5 +105,4 @@ def box_form_warning(boxes_xywh: Sequence[np.ndarray], sizes: Sequence[tuple[int
 
 def coverage_message(without: Sequence[str], total: int, what: str) -> str:
     """``"3 of 5 <what>: a.jpg, b.jpg, c.jpg"`` (the first few named)."""
-    shown = ", ".join(without[:SHOW]) + (", ..." if len(without) > SHOW else "")
-    return f"{len(without)} of {total} {what}: {shown}"
+    return f"{len(without)} of {total} {what}: {few(without, SHOW)}"

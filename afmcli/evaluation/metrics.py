@@ -85,11 +85,9 @@ def compute_metrics(images: Sequence[ImageRows], view: str = "both", pr_curves: 
         metrics.stats["visdrone"] = metrics.visdrone.stats
         metrics.per_class["visdrone"] = metrics.visdrone.classwise()
     if view in ("coco", "both"):
-        from afmcli.evaluation.coco_view import (classwise_from_eval, coco_view_datasets, pr_at_50, run_coco_eval,
-                                                 stats_from_eval)
+        from afmcli.evaluation.coco_view import coco_summary, coco_view_datasets, pr_at_50, run_coco_eval
 
         evaluator = run_coco_eval(*coco_view_datasets(images, table.names), ranges=size_ranges)
-        metrics.stats["coco"] = stats_from_eval(evaluator.eval, evaluator.params)
-        metrics.per_class["coco"] = classwise_from_eval(evaluator.eval, evaluator.params, table.names)
+        metrics.stats["coco"], metrics.per_class["coco"] = coco_summary(evaluator, table.names)
         metrics.coco_pr = pr_at_50(evaluator, table.names)
     return metrics

@@ -80,6 +80,12 @@ class DatasetReader:
         raise NotImplementedError
 
 
+def dataset_root(source: Path, data: dict) -> Path:
+    """A dataset yaml's root: its ``path`` (relative: from the yaml's folder), else the yaml's folder."""
+    root = Path(str(data.get("path") or "."))
+    return root if root.is_absolute() else source.parent / root
+
+
 def skip_or_raise(data: SplitData, exc: AfmError, skip_bad: bool) -> None:
     """A bad file: the error itself, or with ``skip_bad`` one more skipped entry."""
     if not skip_bad:

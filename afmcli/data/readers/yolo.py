@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from afmcli.data.images import image_size, is_image_file
-from afmcli.data.readers.base import DatasetReader, SplitData, boxes_to_labels, skip_or_raise
+from afmcli.data.readers.base import DatasetReader, SplitData, boxes_to_labels, dataset_root, skip_or_raise
 from afmcli.errors import AfmError
 
 YAML_SPLITS = ("train", "val", "test")
@@ -63,8 +63,12 @@ def _listed_images(entry: Path, root: Path) -> list[Path]:
     if entry.is_dir():
         return sorted(p for p in entry.rglob("*") if is_image_file(p) and p.is_file())
     if entry.suffix == ".txt" and entry.is_file():
+        try:
+            text = entry.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AfmError(f"{entry}: cannot read the image list ({exc})") from None
         out = []
-        for line in entry.read_text(encoding="utf-8-sig").splitlines():
+        for line in text.splitlines():
             line = line.strip()
             if not line:
                 continue
@@ -97,8 +101,7 @@ class YoloDataset(DatasetReader):
 
     @classmethod
     def from_yaml(cls, source: Path, data: dict) -> "YoloDataset":
-        root = Path(data.get("path") or ".")
-        root = root if root.is_absolute() else (source.parent / root)
+        root = dataset_root(source, data)
         splits = {}
         for key in YAML_SPLITS:
             value = data.get(key)
@@ -125,11 +128,12 @@ class YoloDataset(DatasetReader):
         for path in files:
             txt = label_path(path)
             used.add(txt)
+            labelled = txt.is_file()
             try:
                 if not path.is_file():
                     raise AfmError(f"{path}: no such image (listed in the split)")
                 width, height = image_size(path)
-                rows = read_label_file(txt, len(self.classes)) if txt.is_file() else None
+                rows = read_label_file(txt, len(self.classes)) if labelled else None
             except AfmError as exc:
                 skip_or_raise(data, exc, skip_bad)
                 continue
@@ -144,8 +148,8 @@ class YoloDataset(DatasetReader):
             counts["images"] += 1
             counts["labels"] += len(lab.annotations)
             counts["background images"] += not lab.annotations
-            counts["images without a label file"] += not txt.is_file()
-            counts["empty label files"] += txt.is_file() and not len(rows)
+            counts["images without a label file"] += not labelled
+            counts["empty label files"] += labelled and not len(rows)
             counts["clipped boxes"] += lab.clipped
             counts["dropped empty boxes"] += lab.dropped
         label_dirs = {label_path(f).parent for f in files}
