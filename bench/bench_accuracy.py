@@ -46,7 +46,9 @@ same epochs) and the comparison row uses it. The "epochs" column says what each 
 
 --seeds trains every row once per seed (`randomness.seed`; rows "NAME sSEED") from the same
 stage 1, and adds a table of each model's mean over the seeds with its spread (half the range:
-with two seeds, each run lies that far from the mean) and AFMNet's training time over TOOD's.
+with two seeds, each run lies that far from the mean), the epochs its runs reached, AFMNet's mean
+difference from TOOD (from "TOOD at AFMNet's epochs", seed by seed, where a --max-time run let TOOD
+go further) and AFMNet's training time over TOOD's.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --staged --seeds 0 1 --epochs 4 \
         --models TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM --jobs 2   # round 4's rows
@@ -116,6 +118,7 @@ PRESETS = dict(quick=dict(train_images=24, val_images=8, slice=512, epochs=2, st
                gpu=dict(train_images=130, val_images=None, slice=512, epochs=4, stage1_epochs=12,
                         options=['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']))
 STAGE1 = 'stage1'  # WORK/stage1: the TOOD that --staged starts from
+EQUAL_EPOCHS = "TOOD at AFMNet's epochs"  # TOOD scored at AFMNet's last epoch (a --max-time run)
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -228,14 +231,17 @@ def seed_rows(models: list[str], seeds: list[int] | None) -> list[tuple[str, str
 
 
 def seed_summary(results: dict, rows: list[tuple[str, str, list[str]]], modes) -> dict:
-    """{model: {'runs': n, 'train_s': mean, mode: {(view, key): (mean, spread)}}} over each
-    model's seeds; spread is half the range (None where a run has no value)."""
+    """{model: {'runs': n, 'epochs': [...], 'train_s': mean, mode: {(view, key): (mean, spread)}}} over
+    each model's seeds; spread is half the range (None where a run has no value); train_s is None
+    for rows that did not train (TOOD scored at AFMNet's epochs)."""
     summary = {}
     for model in dict.fromkeys(m for _, m, _ in rows):
         runs = [results[name] for name, m, _ in rows if m == model and name in results]
         if not runs:
             continue
-        out = summary[model] = dict(runs=len(runs), train_s=sum(r['train_s'] for r in runs) / len(runs))
+        times = [r['train_s'] for r in runs if r.get('train_s') is not None]
+        out = summary[model] = dict(runs=len(runs), epochs=sorted({r.get('epochs') for r in runs} - {None}),
+                                    train_s=sum(times) / len(times) if times else None)
         for mode in modes:
             out[mode] = {}
             for view, key in COLUMNS:
@@ -255,12 +261,20 @@ def print_seed_summary(summary: dict, modes, console) -> None:
     from rich.table import Table
 
     table = Table(title='Mean over seeds (\u00b1 half the range)')
-    for col in ['model', 'inference', 'seeds', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
+    for col in ['model', 'inference', 'seeds', 'epochs', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
         table.add_column(col, justify='right')
+    # AFMNet against TOOD at the same epochs where a --max-time run let TOOD go further.
+    peer = summary.get(EQUAL_EPOCHS, summary.get('TOOD'))
     for mode in modes:
         for model, out in summary.items():
-            table.add_row(model, mode, str(out['runs']), f"{out['train_s']:.0f}",
+            epochs = out['epochs']
+            table.add_row(model, mode, str(out['runs']),
+                          '-' if not epochs else f'{epochs[0]}' if len(epochs) == 1 else f'{epochs[0]}-{epochs[-1]}',
+                          fmt(out['train_s'], '.0f'),
                           *('-' if m is None else f'{m:.2f} \u00b1{d:.2f}' for m, d in (out[mode][c] for c in COLUMNS)))
+        if peer and 'AFMNet' in summary:
+            table.add_row('AFMNet vs TOOD', mode, '', '', '',
+                          *(fmt(difference(summary['AFMNet'][mode][c][0], peer[mode][c][0]), '+.2f') for c in COLUMNS))
     console.print(table)
     if 'TOOD' in summary and 'AFMNet' in summary:
         console.print(f"AFMNet / TOOD training time: {summary['AFMNet']['train_s'] / summary['TOOD']['train_s']:.2f}x")
@@ -282,12 +296,14 @@ def at_epochs(name: str, result: dict, epochs: int, data: Path, args) -> dict:
     return scored | dict(config=result['config'], checkpoint=str(checkpoint), epochs=epochs, train_s=None)
 
 
-def add_equal_epochs_row(results: dict, data: Path, args) -> None:
+def add_equal_epochs_row(results: dict, data: Path, args, suffixes=('',)) -> None:
     """Where TOOD trained more epochs than AFMNet (a --max-time run), add TOOD scored at
-    AFMNet's last epoch as results["TOOD at AFMNet's epochs"]."""
-    tood, afm = results.get('TOOD'), results.get('AFMNet')
-    if tood and afm and None not in (tood['epochs'], afm['epochs']) and tood['epochs'] > afm['epochs']:
-        results["TOOD at AFMNet's epochs"] = at_epochs('TOOD', tood, afm['epochs'], data, args)
+    AFMNet's last epoch as results["TOOD at AFMNet's epochs"], per seed with --seeds
+    (``suffixes`` ' s0', ' s1', ...: each seed's TOOD against the same seed's AFMNet)."""
+    for suffix in suffixes:
+        tood, afm = results.get(f'TOOD{suffix}'), results.get(f'AFMNet{suffix}')
+        if tood and afm and None not in (tood['epochs'], afm['epochs']) and tood['epochs'] > afm['epochs']:
+            results[f'{EQUAL_EPOCHS}{suffix}'] = at_epochs(f'TOOD{suffix}', tood, afm['epochs'], data, args)
 
 
 def infer_and_evaluate(config: Path, checkpoint: Path, ann: Path, work: Path, args) -> dict:
@@ -411,7 +427,8 @@ def main() -> None:
         results = {name: train_and_evaluate(name, configs[model][0], configs[model][1] + seed, data, args.work,
                                             args, load_from)
                    for name, model, seed in trainings}
-    add_equal_epochs_row(results, data, args)
+    suffixes = [f' s{seed}' for seed in args.seeds] if args.seeds else ['']
+    add_equal_epochs_row(results, data, args, suffixes)
     tood, afm = results.get('TOOD'), results.get('AFMNet')
     modes = ('full', 'sliced') if args.real else ('full',)
     rows = dict(results)
@@ -427,7 +444,7 @@ def main() -> None:
     table = Table(title=title)
     for col in ['model', 'inference', 'epochs', 'train s', *(f'{view} {key}' for view, key in COLUMNS)]:
         table.add_column(col, justify='right')
-    peer = results.get("TOOD at AFMNet's epochs", tood)  # the same epochs as AFMNet
+    peer = results.get(EQUAL_EPOCHS, tood)  # the same epochs as AFMNet
     for mode in modes:
         for name, r in rows.items():
             table.add_row(name, mode, str(r.get('epochs') or '-'), fmt(r['train_s'], '.0f'),
@@ -438,7 +455,8 @@ def main() -> None:
                           *(fmt(difference(afm[mode][v][k], peer[mode][v][k]), '+.2f') for v, k in COLUMNS))
     console = Console(width=160)
     console.print(table)
-    summary = seed_summary(results, trainings, modes) if args.seeds else {}
+    summary = seed_summary(results, trainings + [(f'{EQUAL_EPOCHS}{suffix}', EQUAL_EPOCHS, []) for suffix in suffixes],
+                           modes) if args.seeds else {}
     if summary:
         print_seed_summary(summary, modes, console)
     write_json(args.work / 'results.json', dict(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, data=about,

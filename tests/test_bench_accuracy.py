@@ -150,3 +150,36 @@ def test_seeds_make_one_row_per_model_and_seed_and_a_mean_with_its_spread():
     assert afm[('visdrone', 'AP50')] == (None, None)
     assert summary['TOOD']['runs'] == 2 and summary['AFMNet']['train_s'] / summary['TOOD']['train_s'] == \
         pytest.approx(145 / 105)
+
+
+def test_seeds_compare_tood_at_afmnets_epochs_seed_by_seed(monkeypatch, tmp_path, capsys):
+    """--seeds --max-time: each seed's TOOD is scored at the same seed's AFMNet epochs, and the
+    mean over seeds compares AFMNet with those rows, not with TOOD's further epochs."""
+    import argparse
+
+    from rich.console import Console
+
+    def metrics(ap):
+        return {'full': {'coco': {'AP': ap, 'AP50': 1.0, 'AP_small': 1.0, 'AP_tiny': 1.0},
+                         'visdrone': {'AP': 1.0, 'AP50': 1.0}}}
+
+    at_epoch = {'TOOD s0': 4.0, 'TOOD s1': 6.0}  # TOOD's AP at AFMNet's epoch 3, per seed
+    monkeypatch.setattr(bench, 'at_epochs', lambda name, result, epochs, data, args:
+                        metrics(at_epoch[name]) | dict(epochs=epochs, train_s=None))
+    results = {'TOOD s0': metrics(9.0) | dict(epochs=5, train_s=100.0),
+               'AFMNet s0': metrics(5.0) | dict(epochs=3, train_s=150.0),
+               'TOOD s1': metrics(9.0) | dict(epochs=5, train_s=100.0),
+               'AFMNet s1': metrics(8.0) | dict(epochs=3, train_s=150.0)}
+    bench.add_equal_epochs_row(results, tmp_path, argparse.Namespace(work=tmp_path), [' s0', ' s1'])
+    assert {name for name in results if name.startswith(bench.EQUAL_EPOCHS)} == \
+        {f'{bench.EQUAL_EPOCHS} s0', f'{bench.EQUAL_EPOCHS} s1'}
+    rows = bench.seed_rows(['TOOD', 'AFMNet'], [0, 1]) + \
+        [(f'{bench.EQUAL_EPOCHS}{s}', bench.EQUAL_EPOCHS, []) for s in (' s0', ' s1')]
+    summary = bench.seed_summary(results, rows, ['full'])
+    assert summary[bench.EQUAL_EPOCHS]['full'][('coco', 'AP')] == pytest.approx((5.0, 1.0))
+    assert summary[bench.EQUAL_EPOCHS]['train_s'] is None and summary[bench.EQUAL_EPOCHS]['epochs'] == [3]
+    assert summary['TOOD']['epochs'] == [5]
+    bench.print_seed_summary(summary, ['full'], Console(width=200))
+    out = capsys.readouterr().out
+    # AFMNet's mean AP 6.5 against TOOD's 5.0 at the same epochs (not 9.0 at epoch 5).
+    assert [line for line in out.splitlines() if 'AFMNet vs TOOD' in line][0].split('│')[6].strip() == '+1.50'
