@@ -256,12 +256,19 @@ def test_coco_yaml_names_subset_and_size_mismatch(tmp_path, capsys):
     assert code == 2 and "images[0] (day1/a.png): the json says 50x50, the upright image is 100x50" in err
 
 
-def test_visdrone_folder_same_as_convert_visdrone(tmp_path):
+def _visdrone_val_split(tmp_path: Path) -> Path:
+    """An official-layout split of one 100x50 image (a car, an ignored region, a crowd row),
+    converted by convert-visdrone's code into tmp_path/A; its source folder."""
     src = tmp_path / "src"
     _png(src / "images" / "a.png", 100, 50)
     (src / "annotations").mkdir()
     (src / "annotations" / "a.txt").write_text("1,1,20,30,1,4,0,0\n0,0,10,10,0,0,0,0\n5,5,5,5,0,1,0,0\n")
     convert_split(src, tmp_path / "A", "val")
+    return src
+
+
+def test_visdrone_folder_same_as_convert_visdrone(tmp_path):
+    src = _visdrone_val_split(tmp_path)
     [done] = convert_dataset(open_dataset(src, split="val"), tmp_path / "B")
     for rel in ("labels/annotations/val_labels.json",):
         assert json.loads((tmp_path / "A" / rel).read_text()) == json.loads((tmp_path / "B" / rel).read_text())
@@ -302,11 +309,7 @@ def test_masks_of_one_file_name_in_two_sub_folders(tmp_path):
 
 
 def test_an_afm_datasets_root_is_a_coco_dataset_with_its_ignore_regions(tmp_path):
-    src = tmp_path / "src"
-    _png(src / "images" / "a.png", 100, 50)
-    (src / "annotations").mkdir()
-    (src / "annotations" / "a.txt").write_text("1,1,20,30,1,4,0,0\n0,0,10,10,0,0,0,0\n5,5,5,5,0,1,0,0\n")
-    convert_split(src, tmp_path / "A", "val")
+    _visdrone_val_split(tmp_path)
     dataset = open_dataset(tmp_path / "A")
     assert dataset.format == "coco" and list(dataset.splits) == ["val"] and len(dataset.classes) == 10
     [done] = convert_dataset(dataset, tmp_path / "B")
