@@ -77,6 +77,7 @@ from afmcli.io import read_json, write_json  # noqa: E402
 # name -> (config, --cfg-options). The ablation rows are configs/AFM/ablation/'s steps on the
 # tiny AFMNet (the last step, + IRFI, is AFMNet itself).
 TINY_AFMNET = 'configs/AFM/afmnet_tiny_synth.py'
+MASK_W025 = ['model.mask_estimator.loss_mask.loss_weight=0.25', 'model.mask_estimator.loss_dice.loss_weight=0.25']
 TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
         'AFMNet': (TINY_AFMNET, []),
         'CFPN': (TINY_AFMNET, ['model.p2_neck=None', 'model.mask_estimator=None', 'model.affm=None',
@@ -93,7 +94,11 @@ TINY = {'TOOD': ('configs/AFM/tood_tiny_synth.py', []),
         'AFMNet+shared_tower': (TINY_AFMNET, ['model.hd_share_tower=True']),
         'AFMNet+hd_loss2': (TINY_AFMNET, ['model.hd_loss_weight=2.0']),
         # a 1-cell context margin: the HD head's cheaper variant on CPU (docs/benchmarks.md)
-        'AFMNet+margin1': (TINY_AFMNET, ['model.affm.margin=1'])}
+        'AFMNet+margin1': (TINY_AFMNET, ['model.affm.margin=1']),
+        # the mask estimators' losses at a quarter weight (round 4: CFPN+FPD fell below CFPN)
+        'CFPN+FPD+mask_w0.25': (TINY_AFMNET, ['model.p2_neck=None', 'model.affm=None', 'model.irfi=None',
+                                              'model.hd_head=None', *MASK_W025]),
+        'AFMNet+mask_w0.25': (TINY_AFMNET, MASK_W025)}
 # --staged: the AFMNet row is also scored as each of these configs on top of the trained one
 # (the same checkpoint): each head alone, and round 3's inference switches.
 VARIANTS = {'main head': "model = dict(test_heads='main')",

@@ -285,6 +285,8 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert "needs --images" in _expect_error(capsys, args[:5] + args[7:])
     assert "not --plots" in _expect_error(capsys, [*args, "--plots", str(tmp_path / "p")])
     assert "not --view" in _expect_error(capsys, [*args, "--view", "coco"])
+    assert "not --size-ranges" in _expect_error(capsys, [*args, "--size-ranges", "aitod"])
+    assert "not --split" in _expect_error(capsys, [*args, "--split", "test"])
     assert "--task must be det or mot" in _expect_error(capsys, [*args[:2], "track", *args[3:]])
     result = root / "results" / "synth_b.txt"
     lines = result.read_text().splitlines()

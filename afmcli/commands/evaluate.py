@@ -73,7 +73,8 @@ def evaluate(
         detection_only = [flag for flag, given in (
             ("--view", view != "both"), ("--plots", plots is not None), ("--classwise", classwise),
             ("--analyse", analyse_dir is not None), ("--draw-errors", draw_errors is not None),
-            ("--report", report_dir is not None)) if given]
+            ("--report", report_dir is not None), ("--size-ranges", size_ranges != "coco"),
+            ("--split", split != "val")) if given]
         if detection_only:
             raise AfmError(f"--task mot takes --gt, --images, --pred and --json only, not {detection_only[0]}")
         _evaluate_mot(gt, pred, images, json_out)

@@ -21,6 +21,7 @@ model = dict(
     mask_estimator=dict(type='MaskEstimator', in_channels=64, out_channels=1, model_num=2,
                         feat_channels=32, num_convs=1,
                         norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
+                        loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
                         loss_dice=dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)),
     affm=dict(type='AFFM', topk=4, window=24, margin=2, main_gate_init=0.0),
     irfi=dict(type='IRFI', in_channels=64, roi_size=8, reduce_channels=16, num_heads=4),
