@@ -213,7 +213,7 @@ def track(model: Model, source: str | os.PathLike, *, tracker: str = "bytetrack"
     as keywords (``match_iou=0.2``, ``keep_lost=60``: README "Tracking"). A frame that cannot
     be read is skipped with a warning (the tracker sees it as a frame without detections).
     """
-    from afmcli.tracking.base import build_tracker
+    from afmcli.tracking.build import build_tracker
     from afmcli.tracking.sources import open_track_source, sequence_of
 
     settings = _settings(slice, overlap, fusion, iou, match, batch_size, slices, full, score_thr, max_per_img,

@@ -34,7 +34,7 @@ from rich.table import Table
 
 from afmcli.data.synth_video import synth_sequence, write_synth_sequences
 from afmcli.detections import Detections
-from afmcli.tracking.base import build_tracker
+from afmcli.tracking.build import build_tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from afmcli.evaluation.mot_loaders import evaluate_mot
 from afmcli.inference.sources import ImageItem
 from afmcli.inference.writers.coco_json import write_results_json
 from afmcli.io import SharedFolder
-from afmcli.tracking.base import build_tracker
+from afmcli.tracking.build import build_tracker
 from afmcli.tracking.run import track_detections
 from afmcli.tracking.sources import open_track_source, sequence_of
 from afmcli.tracking.writers import TrackRun
@@ -101,6 +101,29 @@ def test_tracker_settings_are_checked_by_name(capsys):
 
 
 # -- synthetic sequences -------------------------------------------------------------------
+
+def test_track_help_gives_each_trackers_own_defaults():
+    """afm track's help states the defaults in brackets; they must be the settings classes'."""
+    import re
+    from dataclasses import fields
+
+    import typer.main
+
+    from afmcli.cli import app
+    from afmcli.commands.track import TRACKER_SETTINGS
+    from afmcli.tracking.build import tracker_class
+
+    helps = {p.name: p.help for p in typer.main.get_command(app).commands["track"].params}
+    for name in TRACKER_SETTINGS:
+        defaults = {tracker: {f.name: f.default for f in fields(tracker_class(tracker).settings_class)}[name]
+                    for tracker in ("bytetrack", "ocsort") if name in
+                    {f.name for f in fields(tracker_class(tracker).settings_class)}}
+        stated = re.search(r"\[([^\]]+)\]\.?$", helps[name]).group(1)
+        values = set(defaults.values())
+        expected = (str(values.pop()) if len(values) == 1
+                    else ", ".join(f"{tracker} {value}" for tracker, value in defaults.items()))
+        assert stated == expected, name
+
 
 def test_synth_sequences_are_deterministic_in_visdrone_mot_layout(tmp_path):
     write_synth_sequences(tmp_path / "a", 2, 8, seed=3, width=160, height=120, workers=1)

@@ -3,8 +3,8 @@
 A :class:`Tracker` follows one sequence: :meth:`Tracker.update` takes a frame's detections
 (labels are category ids) and returns those it keeps with their track ids (1, 2, ...,
 unique in the sequence); :meth:`Tracker.reset` starts the next sequence. Each tracker is
-one registered class, built from a dict (``build_tracker(dict(type="bytetrack", ...))``),
-one file each in this package.
+one registered class, one file each in this package, built from a dict by
+:func:`afmcli.tracking.build.build_tracker` (``dict(type="bytetrack", ...)``).
 """
 
 from __future__ import annotations
@@ -102,20 +102,3 @@ class MMDetTracker(Tracker):
         # mmdet counts ids from 0, MOT files from 1
         return TrackedDetections(out.bboxes.numpy(), out.scores.numpy(), out.labels.numpy(), dets.categories,
                                  out.instances_id.numpy() + 1)
-
-
-def tracker_class(name: str) -> type[Tracker]:
-    """The registered tracker ``name`` (bytetrack, ocsort)."""
-    import afmcli.tracking.bytetrack  # noqa: F401  registers
-    import afmcli.tracking.ocsort  # noqa: F401
-
-    if name not in TRACKERS.module_dict:
-        raise ParameterError(f"{{tracker}} must be one of {', '.join(sorted(TRACKERS.module_dict))}, got {name!r}",
-                             "tracker")
-    return TRACKERS.module_dict[name]
-
-
-def build_tracker(cfg: dict) -> Tracker:
-    """``cfg``: ``type`` (a registered tracker's name) and its settings."""
-    cfg = dict(cfg)
-    return tracker_class(cfg.pop("type", None))(**cfg)

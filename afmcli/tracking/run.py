@@ -33,7 +33,7 @@ from afmcli.errors import AfmError
 from afmcli.inference.run import InferSettings, InferStats, run_inference
 from afmcli.inference.sources import ImageItem, Source
 from afmcli.io import SharedFolder
-from afmcli.tracking.base import build_tracker
+from afmcli.tracking.build import build_tracker
 from afmcli.tracking.sources import open_track_source, sequences
 from afmcli.tracking.writers import TrackRun, all_names, enabled_writers
 
