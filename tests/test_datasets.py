@@ -306,6 +306,12 @@ def test_masks_of_one_file_name_in_two_sub_folders(tmp_path):
     right = load.transform({"img_path": str(out / "images/train/seq2/f.png"), "img_shape": (50, 100)})
     assert left["gt_seg_map"][:, :50, 0].any() and not left["gt_seg_map"][:, 50:, 0].any()
     assert right["gt_seg_map"][:, 50:, 0].any() and not right["gt_seg_map"][:, :50, 0].any()
+    # without img_root: the longest tail of the path with a mask file, never the stem alone
+    by_tail = LoadObjectMasks(str(out / "labels/gt_mask_s/train"), str(out / "labels/gt_mask_l/train"))
+    for side in ("seq1", "seq2"):
+        results = {"img_path": str(out / f"images/train/{side}/f.png"), "img_shape": (50, 100)}
+        assert np.array_equal(by_tail.transform(dict(results))["gt_seg_map"],
+                              load.transform(dict(results))["gt_seg_map"])
 
 
 def test_an_afm_datasets_root_is_a_coco_dataset_with_its_ignore_regions(tmp_path):

@@ -22,7 +22,7 @@ sample as ``gt_mask_s`` / ``gt_mask_l`` (PixelData, ``.data`` float 1 x h x w, 0
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -87,8 +87,9 @@ class LoadObjectMasks(BaseTransform):
 
     Files are ``<mask_root>/<image key>.png`` (0/255, image resolution), the
     layout `afm make-masks` writes: the key is the image's path relative to
-    ``img_root`` (the dataset's image folder) without its suffix; without
-    ``img_root``, its file stem (images in one flat folder). mmdet's Resize,
+    ``img_root`` (the dataset's image folder) without its suffix. Without
+    ``img_root``, the longest tail of the image's path that has a mask file in the
+    first root (``seq1/f`` before ``f``), so images in sub-folders keep their own masks. mmdet's Resize,
     RandomFlip, RandomCrop and Pad keep ``gt_seg_map`` aligned with the image;
     `DownsampleObjectMasks` then turns it into the two maps.
     """
@@ -107,11 +108,17 @@ class LoadObjectMasks(BaseTransform):
                            f"{shape[1]}x{shape[0]}")
         return (mask > 127).astype(np.uint8)
 
+    def _key_by_tail(self, path: Path) -> str:
+        parts = PurePosixPath(path.as_posix()).with_suffix("").parts
+        parts = parts[1:] if path.is_absolute() else parts
+        tails = ["/".join(parts[i:]) for i in range(len(parts))]  # longest first, the stem last
+        return next((tail for tail in tails if (self.mask_roots[0] / f"{tail}.png").is_file()), tails[-1])
+
     def transform(self, results: dict) -> dict:
         if results.get("gt_seg_map") is not None:
             raise AfmError("LoadObjectMasks: gt_seg_map is already in use by the pipeline")
         path = Path(results["img_path"])
-        key = image_key(path.relative_to(self.img_root)) if self.img_root else path.stem
+        key = image_key(path.relative_to(self.img_root)) if self.img_root else self._key_by_tail(path)
         shape = results["img_shape"][:2]
         results["gt_seg_map"] = np.stack([self._load(root, key, shape) for root in self.mask_roots], axis=2)
         return results
