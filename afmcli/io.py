@@ -225,8 +225,8 @@ def _holder(fd: int) -> str:
     return "another afm run"  # it holds the lock but has not written its name yet
 
 
-def _acquire(lock: Path, path: Path, command: str, option: str | None) -> int:
-    """flock ``lock`` (created if missing) without waiting; the holder is refused in one line."""
+def _acquire(lock: Path, path: Path, command: str, option: str | None, wait: bool) -> int:
+    """flock ``lock`` (created if missing); unless ``wait``, a held lock is refused in one line."""
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -237,7 +237,7 @@ def _acquire(lock: Path, path: Path, command: str, option: str | None) -> int:
             # parent): unguarded, as before locks; a write that fails says so itself.
             return -1
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
@@ -262,10 +262,12 @@ def _acquire(lock: Path, path: Path, command: str, option: str | None) -> int:
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike, command: str, option: str | None = None) -> Iterator[None]:
+def output_lock(path: str | os.PathLike, command: str, option: str | None = None,
+                wait: bool = False) -> Iterator[None]:
     """Hold the output ``path`` (a folder or a file) for the block: another run that writes
     there meanwhile is refused with one line naming this one (``command``, its pid);
-    ``option`` names the parameter that gave the path, for that line.
+    ``option`` names the parameter that gave the path, for that line. ``wait``: wait for
+    the other run to end instead (afm's cache: the later run then reuses what it wrote).
 
     The lock is the kernel's (``flock`` on ``.<name>.afm-lock`` beside ``path``), so it goes
     with the process however that ends: a killed run's lock file is taken over by the next
@@ -279,7 +281,7 @@ def output_lock(path: str | os.PathLike, command: str, option: str | None = None
         except OSError:  # under a file, say: the command refuses the path itself, with its own message
             fd = -1
         else:
-            fd = _acquire(lock, Path(path), command, option)
+            fd = _acquire(lock, Path(path), command, option, wait)
     except BaseException:
         _remove_folders(created)
         raise

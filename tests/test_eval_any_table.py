@@ -309,3 +309,28 @@ def test_an_official_visdrone_split_folder_as_gt_gives_the_toolkits_rows(tmp_pat
         (txt.names, txt.heights, txt.widths)
     assert all(sorted(map(tuple, a)) == sorted(map(tuple, b)) for a, b in zip(dataset.rows, txt.rows))
     assert sum(len(r) for r in dataset.rows) == 18298
+
+
+def test_a_run_converting_a_dataset_into_the_cache_makes_the_next_one_wait(tmp_path, monkeypatch):
+    """Two first uses of one dataset at once: the second waits on the cache's lock (it is
+    neither refused nor converting beside the first), then goes on."""
+    import subprocess
+    import sys
+
+    from afmcli.io import cache_folder, output_lock
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = _yolo_dataset(tmp_path / "yolo")
+    ann, _ = split_json(data, "val")
+    ann.unlink()  # as if the holder had not written it yet
+    code = ("import sys; from afmcli.data.datasets import split_json; "
+            f"print(split_json({str(data)!r}, 'val')[0])")
+    with output_lock(ann.parents[2], "a test holding the cache"):
+        waiter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiter.wait(timeout=3)
+        assert not ann.exists()  # it waits, it does not convert beside the holder
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert Path(out.strip()) == ann and ann.is_file() and ann.parents[2] == cache_folder("datasets", ann.parts[-4])

@@ -40,7 +40,7 @@ from afmcli.data.readers.coco import CocoDataset
 from afmcli.data.readers.visdrone import VisDroneDataset
 from afmcli.data.readers.yolo import YoloDataset
 from afmcli.errors import AfmError, ParameterError
-from afmcli.io import cache_folder
+from afmcli.io import cache_folder, output_lock
 
 FORMATS = ("yolo", "coco", "visdrone")
 DATASET_SUFFIXES = (".yaml", ".yml")
@@ -195,5 +195,7 @@ def split_json(data: str | os.PathLike, split: str) -> tuple[Path, Path]:
         raise ParameterError(f"{data}: no split {split!r} (it has {', '.join(dataset.splits)}); "
                              "choose one with {split}", "split")
     key = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
-    [done] = convert_dataset(dataset, cache_folder("datasets", key), [split], reuse=True)
+    folder = cache_folder("datasets", key)
+    with output_lock(folder, "afm (dataset cache)", wait=True):  # a run converting it now: wait, then reuse
+        [done] = convert_dataset(dataset, folder, [split], reuse=True)
     return done.ann_file, done.images
