@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from afmcli.data.datasets import open_dataset
-from afmcli.engine.class_keys import num_classes_in
+from afmcli.engine.class_keys import num_classes_in, set_num_classes
 from afmcli.engine.data_config import apply_data, prepare_data
 from afmcli.engine.train import inner_datasets, load_config, prepare_config
 from afmcli.errors import AfmError
@@ -168,6 +168,36 @@ def test_same_count_other_names_drops_cls_layers():
     assert "bbox_head.tood_cls.weight" not in mmdet2["state_dict"]
 
 
+def test_classes_shared_by_name_keep_their_trained_rows():
+    """10 classes -> (car, new, pedestrian): car and pedestrian keep their checkpoint rows, in the
+    data's order, in both heads of AFMNet; 'new' keeps the model's own initialisation."""
+    import torch
+
+    from afmcli.engine.class_change_hook import ClassChangeHook
+    from mmdet.registry import MODELS
+
+    old = ("pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor")
+    cfg = load_config(ROOT / "configs" / "AFM" / "afmnet_tiny_synth.py")
+    trained = MODELS.build(cfg.model)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v.clone() for k, v in trained.state_dict().items()}
+    ckpt_state = dict(state)
+    classes = ("car", "new", "pedestrian")
+    set_num_classes(cfg.model, 3)
+    model = MODELS.build(cfg.model)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    checkpoint = {"state_dict": state, "meta": {"dataset_meta": {"classes": old}}}
+    with pytest.warns(UserWarning, match=r"keep the trained weights of the 2 classes shared by name "
+                                         r"\(car, pedestrian\), the others start fresh"):
+        ClassChangeHook().after_load_checkpoint(_Runner(cfg, model, classes), checkpoint)
+    for head in ("bbox_head", "hd_head"):
+        for part in ("weight", "bias"):
+            key = f"{head}.tood_cls.{part}"
+            assert torch.equal(state[key][0], ckpt_state[key][3]) and torch.equal(state[key][2], ckpt_state[key][0])
+            assert torch.equal(state[key][1], init[key][1])
+    assert all(torch.equal(state[k], ckpt_state[k]) for k in state if k.startswith(("backbone.", "neck.")))
+    model.load_state_dict(state)  # every key, every shape: nothing missing
+
+
 def _cli(capsys, *argv):
     from afmcli.cli import main
 
@@ -229,7 +259,8 @@ def _infer_and_evaluate(tmp_path, capsys, config: Path, work_dir: Path, data, cl
 @needs_real
 def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, capsys, monkeypatch):
     """The real 5-class YOLO set, sliced 640 crops, tiny TOOD one epoch, fine-tuned from a
-    10-class (VisDrone) checkpoint: backbone weights kept, classification layers new; then
+    10-class (VisDrone) checkpoint: backbone weights kept, the classification rows of the five
+    VisDrone names carried over to the data's order; then
     sliced inference and `afm evaluate --gt data.yaml --split val`."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from mmdet.registry import MODELS
@@ -252,8 +283,10 @@ def test_real_yolo_5class_sliced_train_one_epoch_and_finetune_from_10(tmp_path, 
     state = ckpt["state_dict"]
     for key in ("backbone.conv1.weight", "neck.fpn_convs.0.conv.weight", "bbox_head.tood_reg.weight"):
         assert torch.equal(state[key], old[key]), key  # lr 0: as loaded
-    assert state["bbox_head.tood_cls.weight"].shape[0] == 5 and old["bbox_head.tood_cls.weight"].shape[0] == 10
-    assert not torch.equal(state["bbox_head.tood_cls.weight"], old["bbox_head.tood_cls.weight"][:5])
+    assert "keep the trained weights of the 5 classes shared by name" in out.err.replace("\n", " ")
+    rows = [VISDRONE.index(name) for name in bench.CLASSES]  # pedestrian, car, van, truck, bus: 0, 3, 4, 5, 8
+    for key in ("bbox_head.tood_cls.weight", "bbox_head.tood_cls.bias"):
+        assert old[key].shape[0] == 10 and torch.equal(state[key], old[key][rows]), key
     assert _metric_names(tmp_path / "w") <= set(bench.CLASSES)
     crops = json.loads((tmp_path / "w/data/labels/annotations/train_sliced_labels.json").read_text())
     assert len(crops["images"]) > 2 and [c["name"] for c in crops["categories"]] == list(bench.CLASSES)

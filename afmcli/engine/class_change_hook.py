@@ -5,9 +5,12 @@ count differs, and silently keeps the old classification weights when only the n
 or their order differ (class 3 of the checkpoint then scores the data's class 3,
 whatever it is). :class:`ClassChangeHook` compares the checkpoint's class names
 (``meta.dataset_meta.classes``, which mmengine's checkpoints record) with the data's and,
-when they differ, drops the classification layers from the loaded weights: backbone,
-neck and box branches are kept, the classification layers start as freshly
-initialised, and one line says so.
+when they differ, rebuilds the classification layers in the loaded weights: backbone,
+neck and box branches are kept; each class the data share with the checkpoint by name
+keeps its trained rows (VisDrone's 10 -> pedestrian, car, bus: their three), every other
+class starts as freshly initialised, and one line says so. Rows are a class's only where
+the layer's first axis is (priors x classes), as in mmdet's sigmoid heads; any other
+class-dependent tensor starts fresh.
 
 The classification layers are found, not named: the parameters whose shape changes
 when the model is built with one class more.
@@ -74,11 +77,35 @@ class ClassChangeHook(Hook):
         shape_changed = any(k in loaded and tuple(state[loaded[k]].shape) != own[k] for k in dependent)
         if not old and not shape_changed:
             return  # no class names recorded and the layers fit: nothing tells the classes differ
-        dropped = sorted(k for k in dependent if k in loaded)
-        for key in dropped:
-            del state[loaded[key]]
+        shared = [(old.index(name), new) for new, name in enumerate(classes) if name in old]
+        dropped, carried = [], []
+        for key in sorted(k for k in dependent if k in loaded):
+            rows = _class_rows(state[loaded[key]], own[key], len(old), len(classes), shared)
+            if not rows:  # the model's own initialisation stays
+                dropped.append(key)
+                del state[loaded[key]]
+                continue
+            carried.append(key)
+            merged = model.state_dict()[key].detach().clone()  # initialised before the checkpoint loads
+            for old_row, new_row in rows:
+                merged[new_row] = state[loaded[key]][old_row].to(merged)
+            state[loaded[key]] = merged
         was = _names(old) if old else "unrecorded"
-        layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in dropped))
+        layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in dropped + carried))
+        cls = (f"the classification layers ({few(layers, 3)}) keep the trained weights of the {len(shared)} "
+               f"classes shared by name ({few([classes[n] for _, n in shared], 4)}), the others start fresh"
+               if carried else f"the classification layers start fresh ({few(layers, 3)})")
         warn(f"load_from {runner._load_from}: its classes ({was}) differ from the data's {_names(classes)}: "
-             f"kept backbone, neck and box branches; the classification layers start fresh "
-             f"({len(dropped)} tensors: {few(layers, 3)})")
+             f"kept backbone, neck and box branches; {cls}")
+
+
+def _class_rows(loaded, shape: tuple, old_count: int, new_count: int,
+                shared: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """(checkpoint row, model row) pairs of the shared classes in a tensor whose first axis is
+    priors x classes (mmdet's sigmoid heads: row = prior * classes + class); None where it is not."""
+    if not old_count or not shape or loaded.ndim != len(shape) or tuple(loaded.shape[1:]) != tuple(shape[1:]):
+        return None
+    priors, rest = divmod(loaded.shape[0], old_count)
+    if rest or priors * new_count != shape[0]:
+        return None
+    return [(p * old_count + o, p * new_count + n) for p in range(priors) for o, n in shared]
