@@ -52,6 +52,15 @@ go further) and AFMNet's training time over TOOD's.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --staged --seeds 0 1 --epochs 4 \
         --models TOOD AFMNet CFPN CFPN+FPD CFPN+HD+FPD CFPN+HD+FPD+AFFM --jobs 2   # round 4's rows
+
+Seeds of one experiment (the same stage 1) may come from several runs: --pooled reads their
+results.json and prints each model's mean and sample sd over all its seeds, and its difference
+from TOOD of the same seed (the paired difference: the seed's data order and the shared parts'
+start are the same for both), with the count of seeds where it is above. --rescore scores the
+--variants (each head alone, ...) of a finished run's rows on their checkpoints, into its file.
+
+    .venv/bin/python bench/bench_accuracy.py --pooled /tmp/a/results.json /tmp/b/results.json
+    .venv/bin/python bench/bench_accuracy.py --rescore /tmp/a/results.json --variants 'main head' 'HD head'
 """
 
 from __future__ import annotations
@@ -218,12 +227,30 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     out = dict(config=config, options=options, train_s=train_s, checkpoint=str(checkpoint),
                epochs=checkpoint_epoch(checkpoint), trained_config=str(trained_config))
     out.update(infer_and_evaluate(trained_config, checkpoint, ann, work / name, args))
-    for index, variant in enumerate(args.variants if args.staged and name.split(' ')[0] == 'AFMNet' else []):
+    if args.staged:
+        score_variants(name, out, ann, work, args)
+    return out
+
+
+def row_variants(name: str, variants: list[str]) -> list[str]:
+    """The --variants that apply to the row ``name``: each head alone where it has an HD head,
+    the switches of AFFM's windows and the merge where it has AFFM too (AFMNet's rows)."""
+    model = re.sub(r' s\d+$', '', name)
+    afmnet = model.startswith('AFMNet')
+    if not (afmnet or '+HD' in model):
+        return []
+    return [v for v in variants if v in ('main head', 'HD head') or afmnet or 'AFFM' in model]
+
+
+def score_variants(name: str, out: dict, ann: Path, work: Path, args) -> None:
+    """Score the row's checkpoint as each of its variants (the same weights): out['variants']."""
+    trained_config = Path(out['trained_config'])
+    for variant in row_variants(name, args.variants):
+        index = list(VARIANTS).index(variant)
         derived = work / name / f'variant{index}.py'
         derived.write_text(f"_base_ = ['{trained_config.relative_to(work / name)}']\n{VARIANTS[variant]}\n")
-        out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, checkpoint, ann,
+        out.setdefault('variants', {})[variant] = infer_and_evaluate(derived, Path(out['checkpoint']), ann,
                                                                      work / name / f'variant{index}', args)
-    return out
 
 
 def seed_rows(models: list[str], seeds: list[int] | None) -> list[tuple[str, str, list[str]]]:
@@ -283,6 +310,93 @@ def print_seed_summary(summary: dict, modes, console) -> None:
     console.print(table)
     if 'TOOD' in summary and 'AFMNet' in summary:
         console.print(f"AFMNet / TOOD training time: {summary['AFMNet']['train_s'] / summary['TOOD']['train_s']:.2f}x")
+
+
+def rescore(files: list[Path], args) -> None:
+    """--rescore: a finished run's rows scored as their --variants, written into its results.json."""
+    for file in files:
+        record = read_json(file)
+        settings = record['settings']
+        args.real, args.staged = settings['real'], True
+        args.slice = settings.get('slice', 512)
+        work = Path(settings['work'])
+        ann = DatasetPaths(work / 'Datasets', 'val').ann_file
+        for name, result in record['results'].items():
+            if 'trained_config' in result and row_variants(name, args.variants):
+                print(f'{file}: {name}')
+                score_variants(name, result, ann, work, args)
+        write_json(file, record)
+
+
+def pooled_runs(files: list[Path]) -> dict:
+    """The seed rows ("NAME sSEED") of several runs' results.json, one dict; a row found twice
+    must have the same numbers (training on the CPU is deterministic per seed), else the runs
+    are not one experiment (another stage 1, data or code) and cannot be pooled."""
+    pooled, origin = {}, {}
+    for file in files:
+        for name, result in read_json(file)['results'].items():
+            if re.fullmatch(r'.+ s\d+', name) is None:
+                continue
+            if name in pooled and pooled[name]['full'] != result['full']:
+                raise SystemExit(f'bench_accuracy: {name} differs between {origin[name]} and {file}: '
+                                 'not runs of one experiment')
+            pooled[name], origin[name] = result, file
+            model, seed = name.rsplit(' s', 1)
+            for variant, metrics in result.get('variants', {}).items():
+                pooled[f'{model}, {variant} s{seed}'] = metrics
+    return pooled
+
+
+def paired_summary(runs: dict, modes, reference: str = 'TOOD') -> dict:
+    """{model: {'seeds': [...], mode: {(view, key): (mean, sd, diff_mean, diff_sd, wins)}}}: each model's
+    mean and sample standard deviation over its seeds, and its difference from ``reference`` of the
+    same seed (the same stage 1, data order and initialisation of the shared parts: the paired
+    difference removes what the seed does to both), with the seeds where the model is above."""
+    by_model: dict[str, dict[int, dict]] = {}
+    for name, result in runs.items():
+        model, seed = name.rsplit(' s', 1)
+        by_model.setdefault(model, {})[int(seed)] = result
+    ref = by_model.get(reference, {})
+
+    def mean_sd(values: list[float]) -> tuple[float, float]:
+        mean = sum(values) / len(values)
+        return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+
+    summary = {}
+    for model, seeds in by_model.items():
+        out = summary[model] = dict(seeds=sorted(seeds))
+        for mode in modes:
+            out[mode] = {}
+            for view, key in COLUMNS:
+                values = {seed: r[mode][view][key] for seed, r in seeds.items() if r[mode][view][key] is not None}
+                if not values:
+                    out[mode][(view, key)] = None
+                    continue
+                diffs = [v - ref[seed][mode][view][key] for seed, v in values.items()
+                         if seed in ref and ref[seed][mode][view][key] is not None]
+                cell = mean_sd(list(values.values()))
+                out[mode][(view, key)] = (*cell, *(mean_sd(diffs) if diffs else (None, None)),
+                                          f'{sum(d > 0 for d in diffs)}/{len(diffs)}' if diffs else '-')
+    return summary
+
+
+def print_paired_summary(summary: dict, modes, console, reference: str = 'TOOD') -> None:
+    from rich.table import Table
+
+    table = Table(title=f'Mean \u00b1 sd over seeds; below, the difference from {reference} of the same seed '
+                        f'(mean \u00b1 sd, seeds above {reference})')
+    for col in ['model', 'inference', 'seeds', *(f'{view} {key}' for view, key in COLUMNS)]:
+        table.add_column(col, justify='right')
+    for mode in modes:
+        for model, out in summary.items():
+            cells = [out[mode][c] for c in COLUMNS]
+            table.add_row(model, mode, str(len(out['seeds'])),
+                          *('-' if c is None else f'{c[0]:.2f} \u00b1{c[1]:.2f}' for c in cells))
+            if model != reference:
+                table.add_row('', f'- {reference}', '',
+                              *('-' if c is None or c[2] is None else f'{c[2]:+.2f} \u00b1{c[3]:.2f} ({c[4]})'
+                                for c in cells))
+    console.print(table)
 
 
 def checkpoint_epoch(checkpoint: Path) -> int | None:
@@ -388,7 +502,24 @@ def main() -> None:
                         help='train every row once per seed (randomness.seed), and summarise mean and spread')
     parser.add_argument('--variants', nargs='*', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='--staged: how the AFMNet row is also scored (none: --variants alone)')
+    parser.add_argument('--pooled', nargs='+', type=Path, metavar='RESULTS_JSON',
+                        help='train nothing: pool the seed rows of these runs (one stage 1) and print each '
+                             'model against TOOD of the same seed')
+    parser.add_argument('--rescore', nargs='+', type=Path, metavar='RESULTS_JSON',
+                        help='train nothing: score the --variants of each row of these runs on its checkpoint '
+                             '(added to the file)')
     args = parser.parse_args()
+    if args.pooled:
+        from rich.console import Console
+
+        runs = pooled_runs(args.pooled)
+        modes = ('full', 'sliced') if all('sliced' in r for r in runs.values()) else ('full',)
+        summary = paired_summary(runs, modes)
+        print_paired_summary(summary, modes, Console(width=200))
+        return
+    if args.rescore:
+        rescore(args.rescore, args)
+        return
     configs = FULL if args.full else TINY
     unknown = [name for name in args.models if name not in configs]
     if unknown:

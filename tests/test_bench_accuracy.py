@@ -183,3 +183,41 @@ def test_seeds_compare_tood_at_afmnets_epochs_seed_by_seed(monkeypatch, tmp_path
     out = capsys.readouterr().out
     # AFMNet's mean AP 6.5 against TOOD's 5.0 at the same epochs (not 9.0 at epoch 5).
     assert [line for line in out.splitlines() if 'AFMNet vs TOOD' in line][0].split('│')[6].strip() == '+1.50'
+
+
+def test_variants_apply_to_rows_with_the_parts_they_switch():
+    every = list(bench.VARIANTS)
+    assert bench.row_variants('AFMNet s3', every) == every == bench.row_variants('CFPN+HD+FPD+AFFM', every)
+    assert bench.row_variants('AFMNet+mask_w0.25 s0', ['HD head']) == ['HD head']
+    assert bench.row_variants('CFPN+HD+FPD s1', every) == ['main head', 'HD head']
+    assert bench.row_variants('CFPN+FPD s0', every) == [] == bench.row_variants('TOOD', every)
+
+
+def _run(ap: float, variants: dict | None = None) -> dict:
+    metrics = {view: {key: None if key == 'AP_tiny' else ap for _, key in bench.COLUMNS}
+               for view in ('coco', 'visdrone')}
+    return {'full': metrics, **({'variants': {v: {'full': _run(a)['full']} for v, a in variants.items()}}
+                                if variants else {})}
+
+
+def test_pooled_seeds_are_compared_with_tood_of_the_same_seed(tmp_path):
+    """Hand-worked: TOOD 10, 12; X 11, 15 -> X 13 +- 2.83 (sample sd), X - TOOD 1, 3 -> +2 +- 1.41, 2/2;
+    its 'main head' variant 9, 12 -> -1, 0 -> -0.5 +- 0.71, 0/2 (a tie is not above)."""
+    import json
+    import math
+
+    a, b = tmp_path / 'a.json', tmp_path / 'b.json'
+    a.write_text(json.dumps({'results': {'TOOD s0': _run(10), 'X s0': _run(11, {'main head': 9}),
+                                         'TOOD stage 1': _run(1)}}))
+    b.write_text(json.dumps({'results': {'TOOD s1': _run(12), 'X s1': _run(15, {'main head': 12}),
+                                         'TOOD s0': _run(10)}}))
+    runs = bench.pooled_runs([a, b])
+    assert sorted(runs) == ['TOOD s0', 'TOOD s1', 'X s0', 'X s1', 'X, main head s0', 'X, main head s1']
+    summary = bench.paired_summary(runs, ('full',))
+    mean, sd, diff, diff_sd, wins = summary['X']['full'][('coco', 'AP')]
+    assert (mean, diff, wins) == (13, 2, '2/2') and math.isclose(sd, 8 ** 0.5) and math.isclose(diff_sd, 2 ** 0.5)
+    assert summary['X, main head']['full'][('coco', 'AP')][2:] == (-0.5, pytest.approx(0.5 ** 0.5), '0/2')
+    assert summary['X']['full'][('coco', 'AP_tiny')] is None  # no value in any run
+    b.write_text(json.dumps({'results': {'TOOD s0': _run(10.5)}}))
+    with pytest.raises(SystemExit, match=r'TOOD s0 differs between .*a\.json and .*b\.json'):
+        bench.pooled_runs([a, b])
