@@ -221,3 +221,30 @@ def test_pooled_seeds_are_compared_with_tood_of_the_same_seed(tmp_path):
     b.write_text(json.dumps({'results': {'TOOD s0': _run(10.5)}}))
     with pytest.raises(SystemExit, match=r'TOOD s0 differs between .*a\.json and .*b\.json'):
         bench.pooled_runs([a, b])
+
+
+def test_rescore_adds_the_variants_of_each_eligible_row_to_the_file(monkeypatch, tmp_path):
+    import argparse
+    import json
+
+    scored = []
+    monkeypatch.setattr(bench, 'infer_and_evaluate', lambda config, ckpt, ann, work, args: scored.append(
+        (Path(config).read_text(), ckpt, ann, work)) or {'full': len(scored)})
+    rows = {}
+    for name in ('TOOD s0', 'AFMNet s0', 'CFPN+HD+FPD s0'):
+        (tmp_path / name / 'work_dir').mkdir(parents=True)
+        rows[name] = dict(trained_config=str(tmp_path / name / 'work_dir' / 'cfg.py'),
+                          checkpoint=str(tmp_path / name / 'work_dir' / 'epoch_4.pth'), full={})
+    file = tmp_path / 'results.json'
+    file.write_text(json.dumps(dict(settings=dict(real=False, work=str(tmp_path)),
+                                    results={**rows, 'TOOD stage 1': {'full': {}}})))
+    bench.rescore([file], argparse.Namespace(variants=['HD head', 'windows mask or main'], device='cpu'))
+    after = json.loads(file.read_text())['results']
+    assert 'variants' not in after['TOOD s0'] and 'variants' not in after['TOOD stage 1']
+    assert after['AFMNet s0']['variants'] == {'HD head': {'full': 1}, 'windows mask or main': {'full': 2}}
+    assert after['CFPN+HD+FPD s0']['variants'] == {'HD head': {'full': 3}}  # no AFFM: no window switch
+    config, checkpoint, ann, work = scored[0]
+    assert config == "_base_ = ['work_dir/cfg.py']\nmodel = dict(test_heads='hd')\n"
+    assert checkpoint == tmp_path / 'AFMNet s0' / 'work_dir' / 'epoch_4.pth'
+    assert ann == tmp_path / 'Datasets' / 'labels' / 'annotations' / 'val_labels.json'
+    assert work == tmp_path / 'AFMNet s0' / 'variant1'
