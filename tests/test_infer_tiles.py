@@ -8,7 +8,7 @@ import pytest
 from afmcli.data.slicing import slice_windows
 from afmcli.detections import Detections
 from afmcli.inference.predict import PredictSettings, image_units, predict_units
-from afmcli.inference.tiles import batched, iter_crops, window_to_image
+from afmcli.inference.tiles import batched, iter_crops, plan_windows, window_to_image
 
 
 class BlobDetector:
@@ -102,3 +102,13 @@ def test_one_tile_covering_the_image_is_not_run_twice():
     assert (r.n_tiles, len(r.slices), len(r.full), det.batches) == (0, 0, 1, [1])
     r = predict(det, image, full=False)
     assert (r.n_tiles, len(r.slices), len(r.full)) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("height, width, size, overlap", [(765, 1360, 640, 0.25), (300, 1000, 640, 0.2),
+                                                           (1500, 2000, 512, 0.0), (100, 100, 640, 0.25)])
+def test_an_images_tiles_have_one_size(height, width, size, overlap):
+    """A batch never mixes sizes: padding would move the scores (GroupNorm in TOOD's head)."""
+    windows = plan_windows(height, width, size, overlap, full=False)
+    sizes = {(int(x2 - x1), int(y2 - y1)) for x1, y1, x2, y2 in windows}
+    assert sizes == {(min(size, width), min(size, height))}
+    assert windows[:, 2].max() == width and windows[:, 3].max() == height

@@ -284,6 +284,16 @@ def test_afmnet_exports_to_standard_operators_and_equals_pytorch_on_real_images(
         for want, got in zip(torch_model(batch, 0.02), onnx_model(batch, 0.02)):
             assert len(want) > 10
             assert_same_detections(want.boxes, want.scores, want.labels, got.boxes, got.scores, got.labels)
+    # A tile and the whole photo in one batch: both padded to the larger input (512x512 against
+    # 512x288), as PyTorch pads them. The GroupNorms of TOOD's head then count the padding (as in
+    # mmdet), so the photo scores otherwise than alone; afm never batches sizes: a full-image pass
+    # is a batch of its own, an image's tiles have one size.
+    mixed = [image[0:512, 0:512], image]
+    batch = onnx_model(mixed, 0.02)
+    for want, got in zip(torch_model(mixed, 0.02), batch):
+        assert_same_detections(want.boxes, want.scores, want.labels, got.boxes, got.scores, got.labels)
+    alone = onnx_model(mixed[:1], 0.02)[0]  # the larger input is not padded: as alone
+    assert_same_detections(alone.boxes, alone.scores, alone.labels, batch[0].boxes, batch[0].scores, batch[0].labels)
     with pytest.raises(AfmError, match="too small for this AFMNet's 4 windows of 24x24 stride-4 cells"):
         onnx_model([image[:20, :400]])  # resized to 512x26: 8 rows of stride-4 cells
 
