@@ -1,6 +1,7 @@
 """`afm train`: config preparation, a real run, resume, and DDP on two CPU processes."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -116,3 +117,44 @@ def test_train_then_resume_from_cli(synth_split, tmp_path, capsys):
     resumed_log = sorted(work_dir.glob("*/*.log"))[-1].read_text()
     assert "resumed epoch: 1, iter: 2" in resumed_log
     assert "Epoch(train) [2][2/2]" in resumed_log and "Epoch(train) [1]" not in resumed_log
+
+
+def test_mmengines_key_report_is_one_line_by_part():
+    """mmengine's load_state_dict report (its format in 0.10) -> one clause per kind: a module
+    with every tensor missing by its name, a partly missing one by its child."""
+    from afmcli.engine.quiet import key_mismatch_line
+
+    model_keys = ["neck.lateral_convs.0.conv.weight", "neck.upsample_modules.0.gate", "hd_head.tood_cls.weight",
+                  "hd_head.tood_reg.weight", "bbox_head.tood_cls.weight", "backbone.bn1.num_batches_tracked"]
+    printed = ("Loads checkpoint by local_loader backend from path: tood.pth\n"
+               "The model and loaded state dict do not match exactly\n\n"
+               "size mismatch for bbox_head.tood_cls.weight: copying a param with shape torch.Size([80, 4]) from "
+               "checkpoint, the shape in current model is torch.Size([10, 4]).\n"
+               "unexpected key in source state_dict: neck.fpn_convs.3.conv.weight, neck.fpn_convs.4.conv.weight\n\n"
+               "missing keys in source state_dict: neck.upsample_modules.0.gate, hd_head.tood_cls.weight, "
+               "hd_head.tood_reg.weight\n")
+    assert key_mismatch_line(printed, model_keys) == (
+        "3 tensors of this model are not in it and keep their initialisation (neck.upsample_modules, hd_head); "
+        "2 of its tensors have no place in this model (neck.fpn_convs); "
+        "1 have another shape here and were not loaded (bbox_head.tood_cls.weight)")
+    assert key_mismatch_line("Loads checkpoint by local_loader backend from path: x.pth\n", model_keys) is None
+
+
+def test_load_from_a_tood_into_afmnet_says_so_in_one_line(synth_split, tmp_path, capsys):
+    """The terminal gets one line for the ~90 tensors TOOD lacks; mmengine's list is in the log."""
+    from afmcli.cli import main
+    from test_infer_e2e import save_tiny_checkpoint
+
+    tood = save_tiny_checkpoint(tmp_path / "tood.pth", config=TINY)
+    work_dir = tmp_path / "wd"
+    main(["train", str(TINY.parent / "afmnet_tiny_synth.py"), "--work-dir", str(work_dir), "--data-root",
+          str(synth_split.root), "--cfg-options", f"load_from={tood}", "train_cfg.max_epochs=1",
+          "train_dataloader.batch_size=4", *NO_VAL])
+    shown = capsys.readouterr()
+    [line] = [line for line in shown.err.splitlines() if "load_from" in line]
+    assert re.fullmatch(r"afm: warning: load_from .*tood\.pth: \d+ tensors of this model are not in it and keep "
+                        r"their initialisation \(neck\.upsample_modules, p2_neck, mask_estimator, affm, irfi, \.\.\.\) "
+                        r"\(each key: the log in the work dir\)", line)
+    assert "missing keys" not in shown.out + shown.err and "Loads checkpoint by" not in shown.out + shown.err
+    assert "missing keys in source state_dict: neck.upsample_modules.0.gate" in \
+        sorted(work_dir.glob("*/*.log"))[-1].read_text()

@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 from typing import Iterator
+
+from afmcli.errors import few, warn
 
 # mmengine's CheckpointHook builds a FileClient whatever the config says (kept "until MMEngine
 # 1.0", says its code), and FileClient warns of its own deprecation: nothing a user of afm can
@@ -36,7 +39,54 @@ def quiet_runner():
                     handler.addFilter(_Actionable())
             return logger
 
+        def load_checkpoint(self, filename, *args, **kwargs):
+            # mmengine prints what it loads, and every key that did not match, on stdout
+            # (about a hundred for TOOD -> AFMNet): to the log; the terminal gets one line.
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+            if printed.getvalue().strip():
+                self.logger.info(printed.getvalue().strip())
+            model = self.model.module if hasattr(self.model, "module") else self.model
+            line = key_mismatch_line(printed.getvalue(), model.state_dict().keys())
+            if line:
+                warn(f"load_from {filename}: {line} (each key: the log in the work dir)")
+            return checkpoint
+
     return QuietRunner
+
+
+def key_mismatch_line(printed: str, model_keys) -> str | None:
+    """mmengine's report of a checkpoint's keys that did not match the model, in one clause per
+    kind, by part: a module all of whose tensors are missing by its name (``hd_head``), else
+    by its child (``neck.upsample_modules``)."""
+    def listed(label: str) -> list[str]:
+        found = re.search(rf"^{label} in source state_dict: (.*)$", printed, re.MULTILINE)
+        return [key.strip() for key in found[1].split(",") if key.strip()] if found else []
+
+    def parts(keys: list[str], whole: set[str]) -> list[str]:
+        names = []
+        for key in keys:
+            top, _, rest = key.partition(".")
+            names.append(top if top in whole else f"{top}.{rest.split('.')[0]}")
+        return list(dict.fromkeys(names))
+
+    missing, unexpected = listed("missing keys"), listed("unexpected key")
+    shapes = re.findall(r"size mismatch for ([^:]+):", printed)
+    tops = {key.split(".")[0] for key in model_keys}
+    all_missing = {top for top in tops
+                   if all(k in set(missing) for k in model_keys if k.split(".")[0] == top and
+                          "num_batches_tracked" not in k)}
+    clauses = []
+    if missing:
+        clauses.append(f"{len(missing)} tensors of this model are not in it and keep their initialisation "
+                       f"({few(parts(missing, all_missing), 5)})")
+    if unexpected:
+        clauses.append(f"{len(unexpected)} of its tensors have no place in this model "
+                       f"({few(parts(unexpected, set()), 5)})")
+    if shapes:
+        clauses.append(f"{len(shapes)} have another shape here and were not loaded ({few(shapes, 3)})")
+    return "; ".join(clauses) or None
 
 
 @contextlib.contextmanager
