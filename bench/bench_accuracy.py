@@ -218,6 +218,15 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
                     'train_dataloader.dataset.data_prefix.img=images/train_sliced/',
                     'train_cfg.val_interval=1000']
     work_dir = work / name / 'work_dir'
+    done = work / name / 'result.json'
+    if done.is_file():  # a row this work dir finished before, trained as asked now: kept
+        out = read_json(done)
+        if out.get('config') == config and out.get('options') == options and Path(out['checkpoint']).is_file():
+            print(f'{name}: reusing {done}')
+            if args.staged:
+                score_variants(name, out, ann, work, args)
+                write_json(done, out)
+            return out
     train_s = run_step(app, ['train', str(ROOT / config), '--work-dir', str(work_dir), '--data-root', str(data),
                         *limit, *(arg for option in options for arg in ('--cfg-options', option))])
     # The config as trained: the one the Runner wrote into the work dir, --cfg-options applied
@@ -229,6 +238,7 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     out.update(infer_and_evaluate(trained_config, checkpoint, ann, work / name, args))
     if args.staged:
         score_variants(name, out, ann, work, args)
+    write_json(done, out)  # kept when another row fails or the run is cut off
     return out
 
 
@@ -243,9 +253,11 @@ def row_variants(name: str, variants: list[str]) -> list[str]:
 
 
 def score_variants(name: str, out: dict, ann: Path, work: Path, args) -> None:
-    """Score the row's checkpoint as each of its variants (the same weights): out['variants']."""
+    """Score the row's checkpoint as each of its variants (the same weights) not scored yet: out['variants']."""
     trained_config = Path(out['trained_config'])
     for variant in row_variants(name, args.variants):
+        if variant in out.get('variants', {}):
+            continue
         index = list(VARIANTS).index(variant)
         derived = work / name / f'variant{index}.py'
         derived.write_text(f"_base_ = ['{trained_config.relative_to(work / name)}']\n{VARIANTS[variant]}\n")
@@ -461,14 +473,11 @@ def stage1(data: Path, about: dict, args) -> dict:
 
 def train_and_evaluate_logged(name: str, config: str, model_options: list[str], data: Path, work: Path,
                               args, load_from: Path | None = None) -> dict:
-    """train_and_evaluate in a worker process of --jobs, its output in WORK/NAME/log.txt and
-    its result in WORK/NAME/result.json (kept when another job fails or the run is cut off)."""
+    """train_and_evaluate in a worker process of --jobs, its output in WORK/NAME/log.txt."""
     (work / name).mkdir(parents=True, exist_ok=True)
-    with open(work / name / 'log.txt', 'w') as log, contextlib.redirect_stdout(log), \
+    with open(work / name / 'log.txt', 'a') as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        result = train_and_evaluate(name, config, model_options, data, work, args, load_from)
-    write_json(work / name / 'result.json', result)
-    return result
+        return train_and_evaluate(name, config, model_options, data, work, args, load_from)
 
 
 def main() -> None:

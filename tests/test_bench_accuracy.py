@@ -248,3 +248,31 @@ def test_rescore_adds_the_variants_of_each_eligible_row_to_the_file(monkeypatch,
     assert checkpoint == tmp_path / 'AFMNet s0' / 'work_dir' / 'epoch_4.pth'
     assert ann == tmp_path / 'Datasets' / 'labels' / 'annotations' / 'val_labels.json'
     assert work == tmp_path / 'AFMNet s0' / 'variant1'
+
+
+def test_a_row_finished_before_with_the_same_settings_is_reused(monkeypatch, tmp_path):
+    """A cut-off run restarted with the same work dir retrains only what it had not finished."""
+    import argparse
+
+    trained = []
+
+    def run_step(app, argv):
+        trained.append(argv)
+        (tmp_path / 'TOOD s0' / 'work_dir').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'TOOD s0' / 'work_dir' / 'epoch_4.pth').write_bytes(b'')
+        return 1.0
+
+    monkeypatch.setattr(bench, 'run_step', run_step)
+    monkeypatch.setattr(bench, 'infer_and_evaluate', lambda *a: {'full': {'coco': {'AP': 1.0}}})
+    monkeypatch.setattr(bench, 'last_checkpoint', lambda work_dir: work_dir / 'epoch_4.pth')
+    args = argparse.Namespace(epochs=4, options=[], full=False, real=False, stage2_lr=None, max_time=None,
+                              staged=False)
+    first = bench.train_and_evaluate('TOOD s0', 'configs/AFM/tood_tiny_synth.py', ['randomness.seed=0'], tmp_path,
+                                     tmp_path, args)
+    again = bench.train_and_evaluate('TOOD s0', 'configs/AFM/tood_tiny_synth.py', ['randomness.seed=0'], tmp_path,
+                                     tmp_path, args)
+    assert len(trained) == 1 and again == first and again['checkpoint'].endswith('epoch_4.pth')
+    args.epochs = 6  # asked otherwise: trained again
+    bench.train_and_evaluate('TOOD s0', 'configs/AFM/tood_tiny_synth.py', ['randomness.seed=0'], tmp_path,
+                             tmp_path, args)
+    assert len(trained) == 2
