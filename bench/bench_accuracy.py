@@ -514,6 +514,8 @@ def main() -> None:
     parser.add_argument('--pooled', nargs='+', type=Path, metavar='RESULTS_JSON',
                         help='train nothing: pool the seed rows of these runs (one stage 1) and print each '
                              'model against TOOD of the same seed')
+    parser.add_argument('--reference', default='TOOD', metavar='NAME',
+                        help="--pooled: the model each is compared with, seed by seed (default TOOD)")
     parser.add_argument('--rescore', nargs='+', type=Path, metavar='RESULTS_JSON',
                         help='train nothing: score the --variants of each row of these runs on its checkpoint '
                              '(added to the file)')
@@ -523,8 +525,8 @@ def main() -> None:
 
         runs = pooled_runs(args.pooled)
         modes = ('full', 'sliced') if all('sliced' in r for r in runs.values()) else ('full',)
-        summary = paired_summary(runs, modes)
-        print_paired_summary(summary, modes, Console(width=200))
+        summary = paired_summary(runs, modes, args.reference)
+        print_paired_summary(summary, modes, Console(width=200), args.reference)
         return
     if args.rescore:
         rescore(args.rescore, args)
