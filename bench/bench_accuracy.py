@@ -81,7 +81,7 @@ sys.path.insert(0, str(ROOT))
 from afmcli.cli import app  # noqa: E402
 from afmcli.data.layout import DatasetPaths  # noqa: E402
 from afmcli.engine.demo import last_checkpoint, make_synthetic_split, run_step  # noqa: E402
-from afmcli.io import read_json, write_json  # noqa: E402
+from afmcli.io import atomic_path, read_json, write_json  # noqa: E402
 
 # name -> (config, --cfg-options). The ablation rows are configs/AFM/ablation/'s steps on the
 # tiny AFMNet (the last step, + IRFI, is AFMNet itself).
@@ -411,6 +411,40 @@ def print_paired_summary(summary: dict, modes, console, reference: str = 'TOOD')
     console.print(table)
 
 
+def plot_paired(runs: dict, summary: dict, modes, path: Path, reference: str = 'TOOD',
+                keys=(('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_tiny'))) -> None:
+    """PNG: each model's difference from ``reference`` seed by seed (dots) and its mean (bar),
+    one panel per metric and inference mode: where a row stands against the seeds' spread."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    models = [m for m in summary if m != reference]
+    fig, axes = plt.subplots(len(modes), len(keys), figsize=(4.2 * len(keys), 0.45 * len(models) * len(modes) + 1.5),
+                             squeeze=False, sharey=True)
+    for row, mode in enumerate(modes):
+        for col, (view, key) in enumerate(keys):
+            ax = axes[row][col]
+            for y, model in enumerate(models):
+                diffs = [runs[f'{model} s{seed}'][mode][view][key] - runs[f'{reference} s{seed}'][mode][view][key]
+                         for seed in summary[model]['seeds'] if f'{reference} s{seed}' in runs
+                         and None not in (runs[f'{model} s{seed}'][mode][view][key],
+                                          runs[f'{reference} s{seed}'][mode][view][key])]
+                if diffs:
+                    mean = sum(diffs) / len(diffs)
+                    ax.barh(y, mean, color='#2b5797' if mean > 0 else '#c0504d', alpha=0.35)
+                    ax.plot(diffs, [y] * len(diffs), 'o', color='0.2', markersize=4)
+            ax.axvline(0, color='0.3', linewidth=0.8)
+            ax.set_title(f'{view} {key}, {mode}: minus {reference}', fontsize=9)
+            ax.set_yticks(range(len(models)), models, fontsize=8)
+            ax.invert_yaxis()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)
+
+
 def checkpoint_epoch(checkpoint: Path) -> int | None:
     """N of an epoch_N.pth checkpoint (None for iteration-based ones)."""
     match = re.fullmatch(r'epoch_(\d+)\.pth', checkpoint.name)
@@ -516,6 +550,7 @@ def main() -> None:
                              'model against TOOD of the same seed')
     parser.add_argument('--reference', default='TOOD', metavar='NAME',
                         help="--pooled: the model each is compared with, seed by seed (default TOOD)")
+    parser.add_argument('--plot', type=Path, metavar='PNG', help='--pooled: also draw the seed-by-seed differences')
     parser.add_argument('--rescore', nargs='+', type=Path, metavar='RESULTS_JSON',
                         help='train nothing: score the --variants of each row of these runs on its checkpoint '
                              '(added to the file)')
@@ -527,6 +562,9 @@ def main() -> None:
         modes = ('full', 'sliced') if all('sliced' in r for r in runs.values()) else ('full',)
         summary = paired_summary(runs, modes, args.reference)
         print_paired_summary(summary, modes, Console(width=200), args.reference)
+        if args.plot:
+            plot_paired(runs, summary, modes, args.plot, args.reference)
+            print(f'wrote {args.plot}')
         return
     if args.rescore:
         rescore(args.rescore, args)
