@@ -114,6 +114,10 @@ def test_train_then_resume_from_cli(synth_split, tmp_path, capsys):
     main(base + ["--resume", "--cfg-options", "train_cfg.max_epochs=2", "--verbose"])
     assert (work_dir / "epoch_2.pth").is_file()
     assert "System environment" in capsys.readouterr().out
+    # each run logs its scalars in its own folder (one process: mmengine's visualizer is per name)
+    first, second = sorted(work_dir.glob("*/vis_data/scalars.json"))
+    assert '"epoch": 1' in first.read_text() and '"epoch": 2' not in first.read_text()
+    assert '"epoch": 2' in second.read_text()
     resumed_log = sorted(work_dir.glob("*/*.log"))[-1].read_text()
     assert "resumed epoch: 1, iter: 2" in resumed_log
     assert "Epoch(train) [2][2/2]" in resumed_log and "Epoch(train) [1]" not in resumed_log

@@ -223,8 +223,7 @@ def _checkpoint(work_dir: Path) -> dict:
 
 
 def _metric_names(work_dir: Path) -> set[str]:
-    """The class names of the per-class validation metrics in the run's log (mmengine's
-    visualizer is one per process: its scalars.json sits in the first run's folder)."""
+    """The class names of the per-class validation metrics in the run's log."""
     import re
 
     [log] = sorted(work_dir.glob("*/*.log"))

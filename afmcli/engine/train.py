@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import uuid
 from pathlib import Path
 
 from afmcli.errors import AfmError, ParameterError
@@ -106,8 +107,12 @@ def prepare_config(cfg, config_path: Path, work_dir: Path | None = None, resume:
         custom_hooks = [h for h in custom_hooks if h.get("type") != "TrainTimeLimitHook"]
         custom_hooks.append(dict(type="TrainTimeLimitHook", max_time=seconds))
     cfg.custom_hooks = custom_hooks
+    vis = cfg.get("visualizer")
+    if vis is not None:
+        # mmengine keeps one visualizer per name in a process: a second run there (the API, a
+        # bench) got the first one's, warned, and logged its scalars into the first run's folder.
+        vis.name = f"visualizer_{uuid.uuid4().hex[:12]}"
     if importlib.util.find_spec("tensorboard") is not None:
-        vis = cfg.get("visualizer")
         if vis is not None:
             backends = list(vis.get("vis_backends", []))
             if not any(b.get("type") == "TensorboardVisBackend" for b in backends):
