@@ -73,10 +73,9 @@ def key_mismatch_line(printed: str, model_keys) -> str | None:
 
     missing, unexpected = listed("missing keys"), listed("unexpected key")
     shapes = re.findall(r"size mismatch for ([^:]+):", printed)
-    tops = {key.split(".")[0] for key in model_keys}
-    all_missing = {top for top in tops
-                   if all(k in set(missing) for k in model_keys if k.split(".")[0] == top and
-                          "num_batches_tracked" not in k)}
+    lacking = set(missing)
+    present = {key.split(".")[0] for key in model_keys if key not in lacking and "num_batches_tracked" not in key}
+    all_missing = {key.split(".")[0] for key in missing} - present
     clauses = []
     if missing:
         clauses.append(f"{len(missing)} tensors of this model are not in it and keep their initialisation "
