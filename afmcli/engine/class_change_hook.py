@@ -71,7 +71,8 @@ class ClassChangeHook(Hook):
             return
         state = checkpoint.get("state_dict", checkpoint)
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        current = model.state_dict()  # initialised, before the checkpoint loads
+        own = {k: tuple(v.shape) for k, v in current.items()}
         dependent = class_dependent_keys(runner.cfg.model, own)
         loaded = {k.removeprefix("module."): k for k in state}
         shape_changed = any(k in loaded and tuple(state[loaded[k]].shape) != own[k] for k in dependent)
@@ -86,7 +87,7 @@ class ClassChangeHook(Hook):
                 del state[loaded[key]]
                 continue
             carried.append(key)
-            merged = model.state_dict()[key].detach().clone()  # initialised before the checkpoint loads
+            merged = current[key].detach().clone()
             for old_row, new_row in rows:
                 merged[new_row] = state[loaded[key]][old_row].to(merged)
             state[loaded[key]] = merged
