@@ -242,10 +242,16 @@ def train_and_evaluate(name: str, config: str, model_options: list[str], data: P
     return out
 
 
+def seed_of(name: str) -> tuple[str, int] | None:
+    """(model, seed) of a --seeds row "NAME sSEED" (see `seed_rows`); None for other rows."""
+    found = re.fullmatch(r'(.+) s(\d+)', name)
+    return (found[1], int(found[2])) if found else None
+
+
 def row_variants(name: str, variants: list[str]) -> list[str]:
     """The --variants that apply to the row ``name``: each head alone where it has an HD head,
     the switches of AFFM's windows and the merge where it has AFFM too (AFMNet's rows)."""
-    model = re.sub(r' s\d+$', '', name)
+    model = (seed_of(name) or (name,))[0]
     afmnet = model.startswith('AFMNet')
     if not (afmnet or '+HD' in model):
         return []
@@ -347,27 +353,28 @@ def pooled_runs(files: list[Path]) -> dict:
     pooled, origin = {}, {}
     for file in files:
         for name, result in read_json(file)['results'].items():
-            if re.fullmatch(r'.+ s\d+', name) is None:
+            if seed_of(name) is None:
                 continue
             if name in pooled and pooled[name]['full'] != result['full']:
                 raise SystemExit(f'bench_accuracy: {name} differs between {origin[name]} and {file}: '
                                  'not runs of one experiment')
             pooled[name], origin[name] = result, file
-            model, seed = name.rsplit(' s', 1)
+            model, seed = seed_of(name)
             for variant, metrics in result.get('variants', {}).items():
                 pooled[f'{model}, {variant} s{seed}'] = metrics
     return pooled
 
 
 def paired_summary(runs: dict, modes, reference: str = 'TOOD') -> dict:
-    """{model: {'seeds': [...], mode: {(view, key): (mean, sd, diff_mean, diff_sd, wins)}}}: each model's
-    mean and sample standard deviation over its seeds, and its difference from ``reference`` of the
-    same seed (the same stage 1, data order and initialisation of the shared parts: the paired
-    difference removes what the seed does to both), with the seeds where the model is above."""
+    """{model: {'seeds': [...], mode: {(view, key): (mean, sd, diff_mean, diff_sd, wins)},
+    'diffs': {mode: {(view, key): [...]}}}}: each model's mean and sample standard deviation over
+    its seeds, and its difference from ``reference`` of the same seed (the same stage 1, data
+    order and initialisation of the shared parts: the paired difference removes what the seed
+    does to both), with the seeds where the model is above; 'diffs' are those differences."""
     by_model: dict[str, dict[int, dict]] = {}
     for name, result in runs.items():
-        model, seed = name.rsplit(' s', 1)
-        by_model.setdefault(model, {})[int(seed)] = result
+        model, seed = seed_of(name)
+        by_model.setdefault(model, {})[seed] = result
     ref = by_model.get(reference, {})
 
     def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -376,16 +383,17 @@ def paired_summary(runs: dict, modes, reference: str = 'TOOD') -> dict:
 
     summary = {}
     for model, seeds in by_model.items():
-        out = summary[model] = dict(seeds=sorted(seeds))
+        out = summary[model] = dict(seeds=sorted(seeds), diffs={})
         for mode in modes:
-            out[mode] = {}
+            out[mode], out['diffs'][mode] = {}, {}
             for view, key in COLUMNS:
                 values = {seed: r[mode][view][key] for seed, r in seeds.items() if r[mode][view][key] is not None}
                 if not values:
                     out[mode][(view, key)] = None
                     continue
-                diffs = [v - ref[seed][mode][view][key] for seed, v in values.items()
-                         if seed in ref and ref[seed][mode][view][key] is not None]
+                diffs = out['diffs'][mode][(view, key)] = [
+                    v - ref[seed][mode][view][key] for seed, v in values.items()
+                    if seed in ref and ref[seed][mode][view][key] is not None]
                 cell = mean_sd(list(values.values()))
                 out[mode][(view, key)] = (*cell, *(mean_sd(diffs) if diffs else (None, None)),
                                           f'{sum(d > 0 for d in diffs)}/{len(diffs)}' if diffs else '-')
@@ -411,7 +419,7 @@ def print_paired_summary(summary: dict, modes, console, reference: str = 'TOOD')
     console.print(table)
 
 
-def plot_paired(runs: dict, summary: dict, modes, path: Path, reference: str = 'TOOD',
+def plot_paired(summary: dict, modes, path: Path, reference: str = 'TOOD',
                 keys=(('coco', 'AP'), ('coco', 'AP50'), ('coco', 'AP_tiny'))) -> None:
     """PNG: each model's difference from ``reference`` seed by seed (dots) and its mean (bar),
     one panel per metric and inference mode: where a row stands against the seeds' spread."""
@@ -427,10 +435,7 @@ def plot_paired(runs: dict, summary: dict, modes, path: Path, reference: str = '
         for col, (view, key) in enumerate(keys):
             ax = axes[row][col]
             for y, model in enumerate(models):
-                diffs = [runs[f'{model} s{seed}'][mode][view][key] - runs[f'{reference} s{seed}'][mode][view][key]
-                         for seed in summary[model]['seeds'] if f'{reference} s{seed}' in runs
-                         and None not in (runs[f'{model} s{seed}'][mode][view][key],
-                                          runs[f'{reference} s{seed}'][mode][view][key])]
+                diffs = summary[model]['diffs'][mode].get((view, key))
                 if diffs:
                     mean = sum(diffs) / len(diffs)
                     ax.barh(y, mean, color='#2b5797' if mean > 0 else '#c0504d', alpha=0.35)
@@ -563,7 +568,7 @@ def main() -> None:
         summary = paired_summary(runs, modes, args.reference)
         print_paired_summary(summary, modes, Console(width=200), args.reference)
         if args.plot:
-            plot_paired(runs, summary, modes, args.plot, args.reference)
+            plot_paired(summary, modes, args.plot, args.reference)
             print(f'wrote {args.plot}')
         return
     if args.rescore:

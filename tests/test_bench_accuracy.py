@@ -218,7 +218,7 @@ def test_pooled_seeds_are_compared_with_tood_of_the_same_seed(tmp_path):
     assert (mean, diff, wins) == (13, 2, '2/2') and math.isclose(sd, 8 ** 0.5) and math.isclose(diff_sd, 2 ** 0.5)
     assert summary['X, main head']['full'][('coco', 'AP')][2:] == (-0.5, pytest.approx(0.5 ** 0.5), '0/2')
     assert summary['X']['full'][('coco', 'AP_tiny')] is None  # no value in any run
-    bench.plot_paired(runs, summary, ('full',), tmp_path / 'paired.png')
+    bench.plot_paired(summary, ('full',), tmp_path / 'paired.png')
     import cv2
 
     drawn = cv2.imread(str(tmp_path / 'paired.png'))
