@@ -14,7 +14,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from afmcli.errors import AfmError, ParameterError
@@ -93,7 +92,6 @@ def check_afmnet(module, filename) -> None:
     if missing or module.test_heads != "both" or not module.p2_neck.runs_on_windows:
         raise AfmError(f"{filename}: this AFMNet variant does not export (it needs mask_estimator, affm and hd_head, "
                        f"test_heads both and a P2 neck that runs on windows; missing: {', '.join(missing) or 'none'})")
-
 
 
 def non_standard_nodes(onnx_model) -> list[str]:
